@@ -1,0 +1,53 @@
+"""heavy: Heavy-style parallel test-time compute for any LLM API.
+
+Sample N hypotheses in parallel, then let a strategy (vote, judge, synthesize, …) decide one answer::
+
+    import heavy
+    result = heavy.ask("What is 17 * 23?", model="sim", n=8)
+    print(result.answer)
+
+Names are imported lazily so that ``import heavy`` (and ``heavy --help``) stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Heavy": "heavy.api",
+    "ask": "heavy.api",
+    "aask": "heavy.api",
+    "Result": "heavy.types",
+    "Hypothesis": "heavy.types",
+    "Message": "heavy.types",
+    "SamplingParams": "heavy.types",
+    "Usage": "heavy.types",
+    "Decision": "heavy.types",
+    "Strategy": "heavy.strategy",
+    "Context": "heavy.strategy",
+    "Provider": "heavy.providers.base",
+    "HeavyError": "heavy.errors",
+    "ConfigError": "heavy.errors",
+    "ProviderError": "heavy.errors",
+}
+
+__all__ = [*_LAZY, "__version__"]
+
+if TYPE_CHECKING:
+    from .api import Heavy, aask, ask
+    from .errors import ConfigError, HeavyError, ProviderError
+    from .providers.base import Provider
+    from .strategy import Context, Strategy
+    from .types import Decision, Hypothesis, Message, Result, SamplingParams, Usage
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'heavy' has no attribute {name!r}")

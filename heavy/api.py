@@ -1,0 +1,232 @@
+"""The library API: :class:`Heavy` and the one-call :func:`ask` / :func:`aask`.
+
+::
+
+    from heavy import Heavy
+    h = Heavy(model="openai:gpt-4.1-mini", n=8, strategy="vote")
+    result = h.ask_sync("What is 17 * 23?")       # or: await h.ask(...)
+    print(result.answer, result.explain())
+
+The shells (CLI, proxy) use exactly this API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from . import constants as C
+from .answers import final_answer
+from .errors import ConfigError, OptionsError
+from .events import Event, EventSink, Final, fanout
+from .models import ModelSpec, parse_spec
+from .providers.base import Provider
+from .providers.openai import OpenAIProvider
+from .providers.wrappers import ConcurrencyLimit
+from .sampler import ModelRef, Sampler
+from .strategy import Context, Strategy, load_strategy
+from .types import Message, Result, SamplingParams, as_messages
+
+__all__ = ["Heavy", "ask", "aask"]
+
+Prompt = str | Message | Sequence[Message] | Sequence[dict[str, Any]]
+
+
+class Heavy:
+    """A configured Heavy ensemble: which models sample, how many hypotheses, which strategy decides.
+
+    ``model`` is one spec or a list (round-robined over the N hypotheses). ``timeout`` bounds each
+    hypothesis, ``deadline`` the whole sampling phase (what arrived by then is used). Extra keyword
+    arguments are strategy options, validated by the strategy's options model.
+    """
+
+    def __init__(
+        self,
+        model: str | Sequence[str] = "sim",
+        n: int = C.DEFAULT_N,
+        strategy: str = C.DEFAULT_STRATEGY,
+        *,
+        aggregator_model: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        system: str | None = None,
+        temperature: float | None = C.DEFAULT_TEMPERATURE,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        stop: str | list[str] | None = None,
+        logprobs: bool = False,
+        top_logprobs: int | None = None,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        min_successes: int = 1,
+        concurrency: int = C.DEFAULT_PROVIDER_CONCURRENCY,
+        stream: bool | None = None,
+        on_event: EventSink | None = None,
+        transport: Any = None,
+        options: dict[str, Any] | None = None,
+        **strategy_options: Any,
+    ) -> None:
+        specs = [model] if isinstance(model, str) else list(model)
+        if not specs:
+            raise ConfigError("no model given; e.g. model='openai:gpt-4.1' or model='sim'")
+        if n < 1:
+            raise OptionsError("n must be at least 1")
+        if not 1 <= min_successes <= n:
+            raise OptionsError(f"min_successes must be between 1 and n ({n})")
+        if concurrency < 1:
+            raise OptionsError("concurrency must be at least 1")
+        for name, value in (("timeout", timeout), ("deadline", deadline)):
+            if value is not None and value <= 0:
+                raise OptionsError(f"{name} must be a positive number of seconds")
+        self.specs: list[ModelSpec] = [parse_spec(s, base_url=base_url, api_key=api_key) for s in specs]
+        self.aggregator_spec = (
+            parse_spec(aggregator_model, base_url=base_url, api_key=api_key) if aggregator_model else self.specs[0]
+        )
+        self.n = n
+        self.strategy_name = strategy
+        self.strategy_cls: type[Strategy] = load_strategy(strategy)
+        self.options = self.strategy_cls.parse_options({**(options or {}), **strategy_options})
+        try:
+            self.params = SamplingParams(temperature=temperature, max_tokens=max_tokens, top_p=top_p, seed=seed,
+                                         stop=stop, logprobs=logprobs, top_logprobs=top_logprobs)
+        except ValueError as exc:
+            raise OptionsError(f"invalid sampling parameter: {exc}") from None
+        self.system = system
+        self.timeout = timeout
+        self.deadline = deadline
+        self.min_successes = min_successes
+        self.concurrency = concurrency
+        self.stream = stream
+        self.on_event = on_event
+        self._transport = transport
+        self._providers: dict[tuple[str, str, bool], Provider] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- providers, one pooled client each, bound to the running event loop ------------------
+
+    def _provider(self, spec: ModelSpec) -> Provider:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # clients cannot outlive their loop (ask_sync runs a loop per call)
+            self._providers, self._loop = {}, loop
+        key = (spec.preset.name, spec.base_url, bool(spec.api_key))
+        if key not in self._providers:
+            self._providers[key] = ConcurrencyLimit(self._make_provider(spec), self.concurrency)
+        return self._providers[key]
+
+    def _make_provider(self, spec: ModelSpec) -> Provider:
+        if spec.preset.wire == "sim":
+            from .testing import SimConfig, SimulatedLLM, load_dataset
+
+            dataset_path = os.environ.get("HEAVY_SIM_DATASET")
+            config = SimConfig(dataset=load_dataset(dataset_path) if dataset_path else {})
+            return OpenAIProvider(spec.base_url, name="sim", asgi_app=SimulatedLLM(config))
+        return OpenAIProvider(
+            spec.base_url, spec.api_key, name=spec.preset.name, max_tokens_field=spec.preset.max_tokens_field,
+            transport=self._transport,
+        )
+
+    def _ref(self, spec: ModelSpec) -> ModelRef:
+        return ModelRef(label=spec.label, provider=self._provider(spec), model=spec.model)
+
+    async def aclose(self) -> None:
+        """Close every provider's connections (safe to call twice)."""
+        providers, self._providers = list(self._providers.values()), {}
+        for p in providers:
+            await p.aclose()
+
+    async def __aenter__(self) -> "Heavy":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    # --- asking ---------------------------------------------------------------------------------
+
+    async def ask(
+        self,
+        prompt: Prompt,
+        *,
+        system: str | None = None,
+        n: int | None = None,
+        on_event: EventSink | None = None,
+        seed: int | None = None,
+    ) -> Result:
+        """Run the strategy on *prompt* (a question, a message or a message list) and return the Result."""
+        messages = as_messages(prompt, system if system is not None else self.system)  # type: ignore[arg-type]
+        emit = fanout(self.on_event, on_event)
+        stream = self.stream if self.stream is not None else (self.on_event is not None or on_event is not None)
+        params = self.params if seed is None else self.params.merged(seed=seed)
+        n = n or self.n
+        sampler = Sampler(
+            [self._ref(s) for s in self.specs], params=params, extract=final_answer, emit=emit, stream=stream,
+            timeout=self.timeout, deadline=(time.monotonic() + self.deadline) if self.deadline else None,
+            min_successes=min(self.min_successes, n),
+        )
+        ctx = Context(messages=messages, n=n, sampler=sampler, aggregator=self._ref(self.aggregator_spec),
+                      emit=emit, stream_aggregator=stream, aggregator_timeout=self.timeout,
+                      max_tokens=self.params.max_tokens)
+        result = await self.strategy_cls(self.options).run(ctx)
+        emit(Final(result=result))
+        return result
+
+    async def events(self, prompt: Prompt, **kwargs: Any) -> AsyncIterator[Event]:
+        """Run *prompt* and yield its progress events as they happen; the last one is :class:`Final`."""
+        queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
+        task = asyncio.create_task(self.ask(prompt, on_event=queue.put_nowait, **kwargs))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or queue.put_nowait(t.exception()))
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, Final):
+                    return
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    def ask_sync(self, prompt: Prompt, **kwargs: Any) -> Result:
+        """Blocking :meth:`ask` for plain scripts; also works where an event loop already runs (Jupyter)."""
+
+        async def once() -> Result:
+            try:
+                return await self.ask(prompt, **kwargs)
+            finally:
+                await self.aclose()
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(once())
+        box: dict[str, Any] = {}
+
+        def worker() -> None:
+            try:
+                box["result"] = asyncio.run(once())
+            except BaseException as exc:  # handed back to the caller's thread below
+                box["error"] = exc
+
+        thread = threading.Thread(target=worker, name="heavy-ask-sync")
+        thread.start()
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+
+def ask(prompt: Prompt, **kwargs: Any) -> Result:
+    """One call, blocking: ``heavy.ask("question", model="openai:gpt-4.1", n=8)`` (see :class:`Heavy`)."""
+    return Heavy(**kwargs).ask_sync(prompt)
+
+
+async def aask(prompt: Prompt, **kwargs: Any) -> Result:
+    """One call, async: ``await heavy.aask("question", model=..., n=8)``."""
+    async with Heavy(**kwargs) as h:
+        return await h.ask(prompt)

@@ -1,0 +1,51 @@
+"""Small subcommands: ``heavy strategies`` and ``heavy sim``."""
+
+from __future__ import annotations
+
+import click
+
+from .. import constants as C
+from . import fail, run_guarded
+
+
+@click.command()
+def strategies() -> None:
+    """List the registered strategies: one per line, name first, then a one-line summary."""
+    from ..strategy import load_strategy, registered_strategies
+
+    for name, ep in registered_strategies().items():
+        try:
+            summary = load_strategy(name).summary()
+        except Exception as exc:  # a broken third-party plugin must not hide the others
+            summary = f"(cannot load {ep.value}: {type(exc).__name__})"
+        click.echo(f"{name}\t{summary}")
+
+
+@click.command()
+@click.option("--port", type=int, default=C.SIM_PORT, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--accuracy", type=float, default=None, help="Probability that a sample answers right.")
+@click.option("--latency", type=float, default=None, help="Seconds before the first token (median if --latency-sigma).")
+@click.option("--latency-sigma", type=float, default=None, help="Lognormal sigma for heavy-tailed latency.")
+@click.option("--tokens-per-second", type=float, default=None)
+@click.option("--fail-rate", type=float, default=None, help="Share of requests answered with an HTTP error.")
+@click.option("--dataset", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSONL with question/answer fields whose gold answers the simulator knows.")
+@click.option("--seed", type=int, default=None)
+def sim(port: int, host: str, dataset: str | None, **knobs: float | None) -> None:
+    """Serve heavy's simulated LLM (OpenAI-compatible under /v1) on HOST:PORT. Not a real model."""
+
+    def go() -> None:
+        from ..testing import SimConfig, load_dataset, serve
+
+        values = {k: v for k, v in knobs.items() if v is not None}
+        if dataset:
+            values["dataset"] = load_dataset(dataset)
+        try:
+            config = SimConfig(**values)
+        except ValueError as exc:
+            fail(f"invalid simulator setting: {exc}")
+        click.echo(f"heavy sim: simulated LLM (not a real model) on http://{host}:{port}/v1", err=True)
+        serve(config, host=host, port=port)
+
+    run_guarded(go)

@@ -1,0 +1,177 @@
+"""The one error tree of heavy.
+
+Every error heavy raises on purpose derives from :class:`HeavyError`::
+
+    HeavyError
+    ├── ConfigError                 bad input from the caller; fix the call, do not retry
+    │   ├── ModelSpecError          "provider:model" cannot be parsed or names no known provider
+    │   ├── MissingKeyError         an API key is needed; names the environment variable to set
+    │   ├── OptionsError            unknown/invalid strategy option or sampling parameter
+    │   └── StrategyNotFound        no strategy of that name is registered
+    ├── ProviderError               a model API call failed (carries provider, model, status, request id)
+    │   ├── ProviderConnectionError could not connect / connection dropped
+    │   ├── ProviderTimeout         the call exceeded its timeout
+    │   ├── ProviderHTTPError       the API answered with an HTTP error status
+    │   └── ProviderResponseError   2xx, but the body is not what the wire format promises
+    └── RunError                    the run as a whole could not produce an answer
+        ├── QuorumError             fewer hypotheses succeeded than required (carries every failure)
+        └── AggregationError        the judge/aggregator could not decide and no fallback applied
+
+Configuration errors are separate from provider errors so shells can map them to different exit
+codes / HTTP statuses (a ConfigError is the caller's to fix: exit 1 or HTTP 400). Provider errors carry
+what is needed to debug them (provider, model, HTTP status, request id, an excerpt of the body) and never
+the API key: :func:`redact` scrubs known secrets from any text that goes into an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+__all__ = [
+    "HeavyError",
+    "ConfigError",
+    "ModelSpecError",
+    "MissingKeyError",
+    "OptionsError",
+    "StrategyNotFound",
+    "ProviderError",
+    "ProviderConnectionError",
+    "ProviderTimeout",
+    "ProviderHTTPError",
+    "ProviderResponseError",
+    "RunError",
+    "QuorumError",
+    "AggregationError",
+    "redact",
+]
+
+# Values of these variables are never allowed to surface in messages (plus anything that looks like
+# a bearer token).
+_SECRET_ENV_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_SERVER_KEY")
+_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}")
+_KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|xai-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,})")
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Return *text* with API keys (given, from the environment, or key-shaped) replaced by ``***``."""
+    candidates = [s for s in secrets if s]
+    candidates += [v for k, v in os.environ.items() if k.endswith(_SECRET_ENV_SUFFIXES) and len(v) >= 6]
+    for secret in sorted(set(candidates), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    text = _BEARER.sub(r"\1***", text)
+    return _KEYLIKE.sub("***", text)
+
+
+class HeavyError(Exception):
+    """Base class of every error heavy raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+class ConfigError(HeavyError):
+    """The caller's input is wrong; retrying will not help."""
+
+
+class ModelSpecError(ConfigError):
+    """A model spec cannot be parsed or names an unknown provider."""
+
+
+class MissingKeyError(ConfigError):
+    """An API key is required; ``env_var`` names the variable to set."""
+
+    def __init__(self, provider: str, env_var: str) -> None:
+        self.provider = provider
+        self.env_var = env_var
+        super().__init__(
+            f"{provider}: no API key; set {env_var} (or pass --base-url for a server that needs none)"
+        )
+
+
+class OptionsError(ConfigError):
+    """A strategy option or sampling parameter is unknown or invalid."""
+
+
+class StrategyNotFound(ConfigError):
+    """No strategy of that name is registered in the ``heavy.strategies`` entry-point group."""
+
+
+# --- provider ------------------------------------------------------------------------------------
+
+
+class ProviderError(HeavyError):
+    """A call to a model API failed.
+
+    Attributes are all optional because a connection can fail before there is a status or request id.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+        body: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.status = status
+        self.request_id = request_id
+        self.body = redact(body) if body else body
+        self.retryable = retryable
+        where = ":".join(p for p in (provider, model) if p)
+        parts = [f"{where}: {message}" if where else message]
+        if status is not None:
+            parts.append(f"status {status}")
+        if request_id:
+            parts.append(f"request id {request_id}")
+        text = " | ".join(parts)
+        if self.body:
+            text += f" | body: {self.body}"
+        super().__init__(text)
+
+
+class ProviderConnectionError(ProviderError):
+    """The connection could not be made or broke off."""
+
+
+class ProviderTimeout(ProviderError):
+    """The call took longer than its timeout."""
+
+
+class ProviderHTTPError(ProviderError):
+    """The API answered with an HTTP error status (see ``status``)."""
+
+
+class ProviderResponseError(ProviderError):
+    """The API answered 2xx with a body that does not match its wire format."""
+
+
+# --- run -----------------------------------------------------------------------------------------
+
+
+class RunError(HeavyError):
+    """The run as a whole could not produce an answer."""
+
+
+class QuorumError(RunError):
+    """Fewer hypotheses succeeded than ``min_successes``; ``failures`` holds each failed hypothesis."""
+
+    def __init__(self, message: str, failures: list | None = None) -> None:
+        self.failures = failures or []
+        super().__init__(message)
+
+
+class AggregationError(RunError):
+    """The aggregator could not decide and no fallback was possible."""

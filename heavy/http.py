@@ -1,0 +1,201 @@
+"""The HTTP edge: the only module of heavy that imports httpx.
+
+Providers speak wire formats; this module moves bytes. Keeping httpx here means the transport under
+every provider can be swapped (or faked with ``httpx.MockTransport`` / an in-process ASGI app) in one
+place, and that transport errors become heavy's own error types before they reach anything else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from . import constants as C
+from .errors import ProviderConnectionError, ProviderHTTPError, ProviderResponseError, ProviderTimeout
+
+__all__ = ["Timeout", "HTTPClient", "HTTPResponse", "SSEEvent"]
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """Network timeouts of one request, in seconds (a value object: override per call with ``replace``)."""
+
+    connect: float = C.CONNECT_TIMEOUT
+    read: float = C.READ_TIMEOUT
+    write: float = C.WRITE_TIMEOUT
+    pool: float = C.POOL_TIMEOUT
+
+    def _httpx(self) -> httpx.Timeout:
+        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
+
+
+@dataclass
+class HTTPResponse:
+    status: int
+    headers: Mapping[str, str]
+    text: str
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+@dataclass
+class SSEEvent:
+    """One server-sent event: ``event`` name (``None`` when unnamed) and its joined ``data`` lines."""
+
+    data: str
+    event: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "cf-ray")
+
+
+def request_id(headers: Mapping[str, str]) -> str | None:
+    for name in _REQUEST_ID_HEADERS:
+        if name in headers:
+            return headers[name]
+    return None
+
+
+class HTTPClient:
+    """One pooled ``httpx.AsyncClient`` per provider, sized to admit the whole fan-out.
+
+    ``where`` (provider, model) only labels errors. ``transport`` injects an httpx transport (tests,
+    alternative transports); ``asgi_app`` serves requests in-process from an ASGI app (the simulator).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: Timeout | None = None,
+        transport: Any = None,
+        asgi_app: Any = None,
+        provider: str | None = None,
+        max_connections: int = C.HTTP_MAX_CONNECTIONS,
+    ) -> None:
+        if asgi_app is not None:
+            transport = httpx.ASGITransport(app=asgi_app)
+        self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=dict(headers or {}),
+            timeout=(timeout or Timeout())._httpx(),
+            transport=transport,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=C.HTTP_MAX_KEEPALIVE),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
+
+    def _fail(self, exc: Exception, model: str | None) -> Exception:
+        kind = type(exc).__name__
+        if isinstance(exc, httpx.TimeoutException):
+            return ProviderTimeout(f"timed out ({kind})", provider=self.provider, model=model, retryable=True)
+        return ProviderConnectionError(f"connection failed ({kind}: {exc})", provider=self.provider, model=model, retryable=True)
+
+    def _raise_for_status(self, status: int, headers: Mapping[str, str], text: str, model: str | None) -> None:
+        if status < 400:
+            return
+        raise ProviderHTTPError(
+            _error_message(text) or f"HTTP {status}",
+            provider=self.provider,
+            model=model,
+            status=status,
+            request_id=request_id(headers),
+            body=text[: C.ERROR_BODY_EXCERPT],
+            retryable=status in (408, 409, 429, 529) or status >= 500,
+        )
+
+    async def post_json(
+        self, path: str, body: Any, *, headers: Mapping[str, str] | None = None, model: str | None = None,
+        timeout: Timeout | None = None,
+    ) -> HTTPResponse:
+        """POST *body* as JSON; return the response, raising ProviderHTTPError on a 4xx/5xx."""
+        kwargs: dict[str, Any] = {"json": body, "headers": headers}
+        if timeout is not None:
+            kwargs["timeout"] = timeout._httpx()
+        try:
+            resp = await self._client.post(self._url(path), **kwargs)
+        except httpx.HTTPError as exc:
+            raise self._fail(exc, model) from None
+        out = HTTPResponse(resp.status_code, resp.headers, resp.text)
+        self._raise_for_status(out.status, out.headers, out.text, model)
+        return out
+
+    @asynccontextmanager
+    async def stream_sse(
+        self, path: str, body: Any, *, headers: Mapping[str, str] | None = None, model: str | None = None,
+        timeout: Timeout | None = None,
+    ) -> AsyncIterator[tuple[Mapping[str, str], AsyncIterator[SSEEvent]]]:
+        """POST *body* and yield ``(response headers, events)``; the connection closes on exit."""
+        kwargs: dict[str, Any] = {"json": body, "headers": headers}
+        if timeout is not None:
+            kwargs["timeout"] = timeout._httpx()
+        try:
+            async with self._client.stream("POST", self._url(path), **kwargs) as resp:
+                if resp.status_code >= 400:
+                    text = (await resp.aread()).decode("utf-8", "replace")
+                    self._raise_for_status(resp.status_code, resp.headers, text, model)
+                yield resp.headers, self._events(resp, model)
+        except httpx.HTTPError as exc:
+            raise self._fail(exc, model) from None
+
+    async def _events(self, resp: httpx.Response, model: str | None) -> AsyncIterator[SSEEvent]:
+        data: list[str] = []
+        fields: dict[str, str] = {}
+        try:
+            async for line in resp.aiter_lines():
+                if not line:
+                    if data:
+                        yield SSEEvent("\n".join(data), fields.get("event"), fields)
+                    data, fields = [], {}
+                    continue
+                if line.startswith(":"):
+                    continue  # comment / keep-alive
+                name, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if name == "data":
+                    data.append(value)
+                else:
+                    fields[name] = value
+            if data:
+                yield SSEEvent("\n".join(data), fields.get("event"), fields)
+        except httpx.HTTPError as exc:
+            raise self._fail(exc, model) from None
+
+
+def _error_message(text: str) -> str | None:
+    """The human message inside a JSON error body (OpenAI, Anthropic and Gemini shapes)."""
+    try:
+        body = json.loads(text)
+    except (ValueError, TypeError):
+        return None
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        msg = err.get("message")
+        return str(msg) if msg else None
+    if isinstance(err, str):
+        return err
+    return None
+
+
+def decode_json(text: str, *, provider: str | None, model: str | None) -> Any:
+    """Parse a 2xx body, turning garbage into a ProviderResponseError."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ProviderResponseError(
+            "response is not JSON", provider=provider, model=model, body=text[: C.ERROR_BODY_EXCERPT]
+        ) from None

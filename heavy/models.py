@@ -1,0 +1,111 @@
+"""Model specs (``provider:model``) and the provider presets they resolve through.
+
+A spec names a preset and a model id: ``openai:gpt-4.1``, ``ollama:qwen2.5:7b`` (everything after the
+first colon is the model id), ``sim`` (heavy's in-process simulated model). A bare model id is
+accepted together with an explicit ``base_url`` (any OpenAI-compatible server).
+
+Each preset says where the API lives and which environment variables configure it. The base URL comes
+from, in order: the explicit ``base_url`` argument, the preset's ``*_BASE_URL`` variable, the preset's
+default. A key is required only when talking to the preset's public endpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import MissingKeyError, ModelSpecError
+
+__all__ = ["Preset", "PRESETS", "ModelSpec", "parse_spec"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    base_url: str
+    key_env: str | None
+    base_url_env: str | None
+    key_required: bool = True
+    wire: str = "openai"
+    max_tokens_field: str = "max_tokens"
+    default_model: str | None = None
+    note: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset("openai", "https://api.openai.com/v1", "OPENAI_API_KEY", "OPENAI_BASE_URL",
+               max_tokens_field="max_completion_tokens", note="OpenAI"),
+        Preset("xai", "https://api.x.ai/v1", "XAI_API_KEY", "XAI_BASE_URL", note="xAI (Grok)"),
+        Preset("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", "OPENROUTER_BASE_URL",
+               note="OpenRouter"),
+        Preset("together", "https://api.together.xyz/v1", "TOGETHER_API_KEY", "TOGETHER_BASE_URL", note="Together AI"),
+        Preset("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY", "GROQ_BASE_URL", note="Groq"),
+        Preset("deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", "DEEPSEEK_BASE_URL", note="DeepSeek"),
+        Preset("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY", "MISTRAL_BASE_URL", note="Mistral"),
+        Preset("ollama", "http://127.0.0.1:11434/v1", "OLLAMA_API_KEY", "OLLAMA_BASE_URL", key_required=False,
+               note="Ollama on this machine"),
+        Preset("vllm", "http://127.0.0.1:8000/v1", "VLLM_API_KEY", "VLLM_BASE_URL", key_required=False,
+               note="vLLM server on this machine"),
+        Preset("llamacpp", "http://127.0.0.1:8080/v1", "LLAMACPP_API_KEY", "LLAMACPP_BASE_URL",
+               key_required=False, note="llama.cpp llama-server on this machine"),
+        Preset("lmstudio", "http://127.0.0.1:1234/v1", "LMSTUDIO_API_KEY", "LMSTUDIO_BASE_URL",
+               key_required=False, note="LM Studio on this machine"),
+        Preset("local", "http://127.0.0.1:8377/v1", None, "HEAVY_LOCAL_BASE_URL", key_required=False,
+               default_model="local", note="heavy's own local model server (`heavy local`)"),
+        Preset("sim", "http://heavy-sim.invalid/v1", None, None, key_required=False, wire="sim",
+               default_model="heavy-simulated", note="heavy's simulated LLM, in-process (not a real model)"),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved spec: which preset, which model id, where, and with which key (never printed)."""
+
+    spec: str
+    preset: Preset
+    model: str
+    base_url: str
+    api_key: str | None
+
+    def __repr__(self) -> str:  # the key must never show up in a repr, log or traceback
+        return f"ModelSpec(spec={self.spec!r}, base_url={self.base_url!r}, key={'set' if self.api_key else 'none'})"
+
+    @property
+    def label(self) -> str:
+        return f"{self.preset.name}:{self.model}"
+
+
+def parse_spec(spec: str, *, base_url: str | None = None, api_key: str | None = None,
+               env: dict[str, str] | None = None) -> ModelSpec:
+    """Resolve *spec* against the presets and the environment; raise a ConfigError naming the fix."""
+    env = os.environ if env is None else env
+    raw = (spec or "").strip()
+    if not raw:
+        raise ModelSpecError("empty model spec; use provider:model, e.g. openai:gpt-4.1 or sim")
+    name, sep, model = raw.partition(":")
+    if not sep:
+        if name in PRESETS and PRESETS[name].default_model:
+            model = PRESETS[name].default_model or ""
+        elif base_url:
+            name, model = "openai", raw  # a bare model id on an explicit OpenAI-compatible endpoint
+        else:
+            raise ModelSpecError(
+                f"model spec {raw!r} has no provider; use provider:model (e.g. openai:{raw}) "
+                f"or pass --base-url. Providers: {', '.join(PRESETS)}"
+            )
+    preset = PRESETS.get(name)
+    if preset is None:
+        raise ModelSpecError(f"unknown provider {name!r} in {raw!r}; known: {', '.join(PRESETS)}")
+    if not model:
+        if not preset.default_model:
+            raise ModelSpecError(f"model spec {raw!r} names no model; use {name}:MODEL")
+        model = preset.default_model
+    explicit_base = base_url or (env.get(preset.base_url_env) if preset.base_url_env else None)
+    url = (explicit_base or preset.base_url).rstrip("/")
+    key = api_key or (env.get(preset.key_env) if preset.key_env else None) or None
+    if preset.key_required and not key and not explicit_base:
+        raise MissingKeyError(preset.name, preset.key_env or "an API key")
+    return ModelSpec(spec=raw, preset=preset, model=model, base_url=url, api_key=key)

@@ -1,0 +1,74 @@
+"""The provider extension point.
+
+A provider turns a :class:`CompletionRequest` into a :class:`Completion` for one API. It knows nothing
+of the sampler, strategies or shells. Subclasses implement :meth:`Provider.complete`; those that can
+stream override :meth:`Provider.stream` as well (the default streams the complete answer as one delta).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..types import Message, SamplingParams, TokenLogprob, Usage
+
+__all__ = ["CompletionRequest", "Completion", "Delta", "Provider"]
+
+
+class CompletionRequest(BaseModel):
+    """One call to a model: the model id (without the provider prefix), messages and parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    messages: list[Message]
+    params: SamplingParams = Field(default_factory=SamplingParams)
+    extra_body: dict[str, Any] = Field(default_factory=dict, description="provider-specific fields, sent as-is")
+
+
+class Completion(BaseModel):
+    """What a provider returns: the answer text, kept apart from any reasoning/thinking text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    reasoning: str | None = None
+    finish_reason: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    logprobs: list[TokenLogprob] | None = None
+    model: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(slots=True)
+class Delta:
+    """A streamed piece of answer text (``text``) or of reasoning (``reasoning``)."""
+
+    text: str = ""
+    reasoning: str = ""
+
+
+class Provider(ABC):
+    """Base class of every provider. ``name`` labels errors and traces (e.g. ``"openai"``)."""
+
+    name: str = "provider"
+
+    @abstractmethod
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """Make one non-streaming call."""
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[Delta | Completion]:
+        """Yield :class:`Delta` pieces as they arrive, then exactly one final :class:`Completion`."""
+        completion = await self.complete(request)
+        if completion.reasoning:
+            yield Delta(reasoning=completion.reasoning)
+        if completion.text:
+            yield Delta(text=completion.text)
+        yield completion
+
+    async def aclose(self) -> None:
+        """Release connections. Safe to call twice."""

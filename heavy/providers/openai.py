@@ -1,0 +1,203 @@
+"""OpenAI Chat Completions wire format (``POST {base}/chat/completions``).
+
+Serves OpenAI itself and every server that speaks the same format: xAI, OpenRouter, Together, Groq,
+DeepSeek, Mistral, vLLM, Ollama, llama.cpp, LM Studio and heavy's own simulator. We never send
+``n>1``: Ollama and llama.cpp ignore it or bill it oddly, so N hypotheses are N requests.
+
+Reasoning text arrives under different names depending on the server (``reasoning_content`` from
+DeepSeek, vLLM and llama.cpp; ``reasoning`` from OpenRouter); both are kept apart from the answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..errors import ProviderError, ProviderResponseError
+from ..http import HTTPClient, Timeout, decode_json, request_id
+from ..types import TokenLogprob, Usage
+from .base import Completion, CompletionRequest, Delta, Provider
+
+__all__ = ["OpenAIProvider"]
+
+
+class OpenAIProvider(Provider):
+    """An OpenAI-compatible endpoint at ``base_url`` (ending in ``/v1`` for most servers)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        name: str = "openai",
+        max_tokens_field: str = "max_tokens",
+        timeout: Timeout | None = None,
+        transport: Any = None,
+        asgi_app: Any = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.max_tokens_field = max_tokens_field
+        headers = {"content-type": "application/json", **(extra_headers or {})}
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        self._http = HTTPClient(
+            base_url, headers=headers, timeout=timeout, transport=transport, asgi_app=asgi_app, provider=name
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- request --------------------------------------------------------------------------------
+
+    def build_body(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
+        """The JSON body for *request* (public so tests and the proxy can inspect it)."""
+        p = request.params
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [m.model_dump() for m in request.messages],
+        }
+        if p.temperature is not None:
+            body["temperature"] = p.temperature
+        if p.top_p is not None:
+            body["top_p"] = p.top_p
+        if p.max_tokens is not None:
+            body[self.max_tokens_field] = p.max_tokens
+        if p.seed is not None:
+            body["seed"] = p.seed
+        if p.stop is not None:
+            body["stop"] = p.stop
+        if p.logprobs:
+            body["logprobs"] = True
+            if p.top_logprobs is not None:
+                body["top_logprobs"] = p.top_logprobs
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        body.update(request.extra_body)
+        return body
+
+    # --- response -------------------------------------------------------------------------------
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        resp = await self._http.post_json(
+            "chat/completions", self.build_body(request, stream=False), model=request.model
+        )
+        data = decode_json(resp.text, provider=self.name, model=request.model)
+        rid = request_id(resp.headers) or (data.get("id") if isinstance(data, dict) else None)
+        try:
+            choice = data["choices"][0]
+            message = choice.get("message") or {}
+            text = _content_text(message.get("content"))
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise ProviderResponseError(
+                "response has no choices[0].message", provider=self.name, model=request.model,
+                request_id=rid, body=resp.text[:500],
+            ) from None
+        return Completion(
+            text=text,
+            reasoning=message.get("reasoning_content") or message.get("reasoning") or None,
+            finish_reason=choice.get("finish_reason"),
+            usage=_usage(data.get("usage")),
+            logprobs=_logprobs(choice.get("logprobs")),
+            model=data.get("model"),
+            request_id=rid,
+        )
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[Delta | Completion]:
+        text: list[str] = []
+        reasoning: list[str] = []
+        logprobs: list[TokenLogprob] = []
+        finish_reason = model = None
+        usage = Usage()
+        async with self._http.stream_sse(
+            "chat/completions", self.build_body(request, stream=True), model=request.model
+        ) as (headers, events):
+            rid = request_id(headers)
+            async for event in events:
+                if event.data.strip() == "[DONE]":
+                    break
+                try:
+                    chunk = json.loads(event.data)
+                except ValueError:
+                    raise ProviderResponseError(
+                        "stream chunk is not JSON", provider=self.name, model=request.model,
+                        request_id=rid, body=event.data[:500],
+                    ) from None
+                if isinstance(chunk, dict) and "error" in chunk:  # some servers report errors in-stream
+                    err = chunk["error"]
+                    msg = err.get("message") if isinstance(err, dict) else str(err)
+                    raise ProviderError(f"error inside stream: {msg}", provider=self.name, model=request.model,
+                                        request_id=rid, body=event.data[:500], retryable=True)
+                model = chunk.get("model") or model
+                rid = rid or chunk.get("id")
+                if chunk.get("usage"):
+                    usage = _usage(chunk["usage"])
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    piece = _content_text(delta.get("content"))
+                    thought = delta.get("reasoning_content") or delta.get("reasoning") or ""
+                    if piece or thought:
+                        text.append(piece)
+                        reasoning.append(thought)
+                        yield Delta(text=piece, reasoning=thought)
+                    if choice.get("logprobs"):
+                        logprobs.extend(_logprobs(choice["logprobs"]) or [])
+                    if choice.get("finish_reason"):
+                        finish_reason = choice["finish_reason"]
+        yield Completion(
+            text="".join(text),
+            reasoning="".join(reasoning) or None,
+            finish_reason=finish_reason,
+            usage=usage,
+            logprobs=logprobs or None,
+            model=model,
+            request_id=rid,
+        )
+
+
+def _content_text(content: Any) -> str:
+    """Message content as text: a string, or the text parts of a content-part list."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return str(content)
+
+
+def _usage(raw: Any) -> Usage:
+    if not isinstance(raw, dict):
+        return Usage()
+    details = raw.get("completion_tokens_details") or {}
+    prompt_details = raw.get("prompt_tokens_details") or {}
+    return Usage(
+        prompt_tokens=int(raw.get("prompt_tokens") or 0),
+        completion_tokens=int(raw.get("completion_tokens") or 0),
+        reasoning_tokens=int(details.get("reasoning_tokens") or 0),
+        cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+    )
+
+
+def _logprobs(raw: Any) -> list[TokenLogprob] | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("content"), list):
+        return None
+    out = []
+    for item in raw["content"]:
+        if not isinstance(item, dict) or "logprob" not in item:
+            continue
+        top = item.get("top_logprobs") or None
+        out.append(
+            TokenLogprob(
+                token=str(item.get("token", "")),
+                logprob=float(item["logprob"]),
+                top={str(t.get("token", "")): float(t.get("logprob", 0.0)) for t in top} if top else None,
+            )
+        )
+    return out

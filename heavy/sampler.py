@@ -1,0 +1,259 @@
+"""Fan-out of N hypotheses over one or more models.
+
+The sampler is the only road from strategies to the sampling models. Its promises:
+
+* **Parallel**: all N requests are in flight at once (bounded only by each provider's concurrency
+  limit), so N calls of latency L take about L.
+* **Isolated failures**: each task ends as a hypothesis, a recorded failure or a recorded
+  cancellation; one failure never cancels its siblings.
+* **As they complete**: a :class:`SampleRun` yields hypotheses in completion order, so a strategy can
+  stop early (leaving the ``async with`` block cancels what is still running).
+* **Deadline**: past the run's deadline outstanding calls are cancelled and recorded, and iteration ends
+  with what arrived.
+* **Quorum**: fewer than ``min_successes`` successes raise :class:`QuorumError` carrying every failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import HeavyError, ProviderError, ProviderTimeout, QuorumError
+from .events import EventSink, HypothesisFailed, HypothesisFinished, HypothesisStarted, TokenDelta, fanout
+from .providers.base import Completion, CompletionRequest, Provider
+from .types import Hypothesis, Message, SamplingParams
+
+__all__ = ["ModelRef", "Sampler", "SampleRun", "call_model"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model to sample from: the spec label shown to users, its provider and its model id."""
+
+    label: str
+    provider: Provider
+    model: str
+
+
+async def call_model(
+    ref: ModelRef,
+    messages: Sequence[Message],
+    params: SamplingParams,
+    *,
+    stream: bool,
+    on_delta: Callable[[str, str], None] | None = None,
+    timeout: float | None = None,
+) -> Completion:
+    """One call through *ref*'s provider, streaming when asked (``on_delta(text, reasoning)`` per piece)."""
+    request = CompletionRequest(model=ref.model, messages=list(messages), params=params)
+
+    async def go() -> Completion:
+        if not stream:
+            return await ref.provider.complete(request)
+        final: Completion | None = None
+        async for item in ref.provider.stream(request):
+            if isinstance(item, Completion):
+                final = item
+            elif on_delta is not None:
+                on_delta(item.text, item.reasoning)
+        if final is None:
+            raise ProviderError("stream ended without a final completion", provider=ref.provider.name, model=ref.model)
+        return final
+
+    if timeout is None:
+        return await go()
+    try:
+        async with asyncio.timeout(timeout):
+            return await go()
+    except TimeoutError:
+        raise ProviderTimeout(f"no answer within {timeout:g} s", provider=ref.provider.name, model=ref.model) from None
+
+
+class Sampler:
+    """Samples hypotheses for one run.
+
+    ``deadline`` is an absolute ``time.monotonic()`` instant for the whole run; ``timeout`` bounds each
+    hypothesis; ``extract`` turns a hypothesis text into its final answer (``None`` if it has none).
+    """
+
+    def __init__(
+        self,
+        models: Sequence[ModelRef],
+        *,
+        params: SamplingParams,
+        extract: Callable[[str], str | None],
+        emit: EventSink | None = None,
+        stream: bool = False,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        min_successes: int = 1,
+    ) -> None:
+        if not models:
+            raise ValueError("the sampler needs at least one model")
+        self.models = list(models)
+        self.params = params
+        self.extract = extract
+        self.emit = fanout(emit)
+        self.stream = stream
+        self.timeout = timeout
+        self.deadline = deadline
+        self.min_successes = min_successes
+        self.hypotheses: list[Hypothesis] = []  # every hypothesis of every SampleRun, for the Result
+        self._next_index = 0
+
+    def run(
+        self,
+        messages: Sequence[Message],
+        n: int,
+        *,
+        params: SamplingParams | None = None,
+        models: Sequence[ModelRef] | None = None,
+        stage: str = "sample",
+        min_successes: int | None = None,
+    ) -> "SampleRun":
+        """Start *n* hypotheses (round-robin over *models*); use as ``async with ... as run``."""
+        if n < 1:
+            raise ValueError("n must be at least 1")
+        start = self._next_index
+        self._next_index += n
+        return SampleRun(
+            self, list(messages), n, start, params or self.params, list(models or self.models), stage,
+            self.min_successes if min_successes is None else min_successes,
+        )
+
+    async def sample(self, messages: Sequence[Message], n: int, **kwargs: Any) -> list[Hypothesis]:
+        """Run *n* hypotheses to completion (or the deadline); return them all in index order."""
+        async with self.run(messages, n, **kwargs) as run:
+            async for _ in run:
+                pass
+        run.check_quorum()
+        return run.hypotheses
+
+    async def _one(self, index: int, ref: ModelRef, messages: list[Message], params: SamplingParams,
+                   stage: str) -> Hypothesis:
+        seed = params.seed + index if params.seed is not None else None
+        if seed is not None:
+            params = params.merged(seed=seed)
+        self.emit(HypothesisStarted(index=index, model=ref.label, stage=stage))
+        started = time.monotonic()
+
+        def on_delta(text: str, reasoning: str) -> None:
+            self.emit(TokenDelta(index=index, text=text, reasoning=reasoning))
+
+        try:
+            c = await call_model(ref, messages, params, stream=self.stream, on_delta=on_delta, timeout=self.timeout)
+        except asyncio.CancelledError:
+            raise
+        except HeavyError as exc:
+            h = _failed(index, ref, seed, started, exc)
+        except Exception as exc:  # a provider bug must not sink the run; record it like any failure
+            h = _failed(index, ref, seed, started, exc)
+        else:
+            h = Hypothesis(
+                index=index, model=ref.label, text=c.text, reasoning=c.reasoning, answer=self.extract(c.text),
+                finish_reason=c.finish_reason, usage=c.usage, latency_s=time.monotonic() - started, seed=seed,
+                request_id=c.request_id, logprobs=c.logprobs,
+            )
+        self.emit(HypothesisFinished(hypothesis=h) if h.ok else HypothesisFailed(hypothesis=h))
+        return h
+
+
+def _failed(index: int, ref: ModelRef, seed: int | None, started: float, exc: BaseException) -> Hypothesis:
+    return Hypothesis(
+        index=index, model=ref.label, status="failed", latency_s=time.monotonic() - started, seed=seed,
+        error=str(exc) or type(exc).__name__, error_type=type(exc).__name__,
+        request_id=getattr(exc, "request_id", None),
+    )
+
+
+class SampleRun:
+    """A batch of hypotheses in flight; iterate to receive them as they complete."""
+
+    def __init__(self, sampler: Sampler, messages: list[Message], n: int, start: int, params: SamplingParams,
+                 models: list[ModelRef], stage: str, min_successes: int) -> None:
+        self._sampler = sampler
+        self._spec = (messages, n, start, params, models, stage)
+        self.min_successes = min_successes
+        self._tasks: dict[asyncio.Task[Hypothesis], tuple[int, ModelRef]] = {}
+        self._pending: set[asyncio.Task[Hypothesis]] = set()
+        self._done: dict[int, Hypothesis] = {}
+        self.deadline_hit = False
+        self.stopped_early = False
+
+    async def __aenter__(self) -> "SampleRun":
+        messages, n, start, params, models, stage = self._spec
+        for i in range(n):
+            index = start + i
+            ref = models[i % len(models)]
+            task = asyncio.create_task(self._sampler._one(index, ref, messages, params, stage))
+            self._tasks[task] = (index, ref)
+        self._pending = set(self._tasks)
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._pending:
+            self.stopped_early = not self.deadline_hit
+            await self._cancel_pending("stopped early: the strategy had enough" if self.stopped_early
+                                       else "cancelled at the run's deadline")
+
+    async def _cancel_pending(self, why: str) -> None:
+        for task in self._pending:
+            task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
+        for task in self._pending:
+            index, ref = self._tasks[task]
+            if task.cancelled() or task.exception() is not None:
+                self._record(Hypothesis(index=index, model=ref.label, status="cancelled", error=why,
+                                        error_type="Cancelled"))
+            else:  # finished in the instant between the deadline and the cancel: keep it
+                self._record(task.result())
+        self._pending = set()
+
+    def _record(self, h: Hypothesis) -> None:
+        self._done[h.index] = h
+        self._sampler.hypotheses.append(h)
+
+    def __aiter__(self) -> "SampleRun":
+        return self
+
+    async def __anext__(self) -> Hypothesis:
+        if not self._pending:
+            raise StopAsyncIteration
+        deadline = self._sampler.deadline
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        done, _ = await asyncio.wait(self._pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            self.deadline_hit = True
+            await self._cancel_pending("cancelled at the run's deadline")
+            raise StopAsyncIteration
+        # Deliver one now; the others stay "pending" until the next call picks them up instantly.
+        task = min(done, key=lambda t: self._tasks[t][0])
+        self._pending.discard(task)
+        h = task.result()
+        self._record(h)
+        return h
+
+    @property
+    def hypotheses(self) -> list[Hypothesis]:
+        """Every hypothesis of this batch so far (ok, failed and cancelled), in index order."""
+        return [self._done[i] for i in sorted(self._done)]
+
+    @property
+    def successes(self) -> list[Hypothesis]:
+        return [h for h in self.hypotheses if h.ok]
+
+    def check_quorum(self) -> None:
+        """Raise QuorumError when fewer than ``min_successes`` hypotheses succeeded."""
+        ok = len(self.successes)
+        if ok >= self.min_successes:
+            return
+        failed = [h for h in self.hypotheses if not h.ok]
+        first = "; ".join(f"#{h.index} {h.model}: {h.error}" for h in failed[:3])
+        more = f" (+{len(failed) - 3} more)" if len(failed) > 3 else ""
+        raise QuorumError(
+            f"only {ok} of {len(self.hypotheses)} hypotheses succeeded (need {self.min_successes}): {first}{more}",
+            failures=failed,
+        )

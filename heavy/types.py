@@ -1,0 +1,206 @@
+"""Public data types: messages, sampling parameters, hypotheses and results.
+
+All are pydantic v2 models with ``extra="forbid"`` so a typo in an option is an error, not a silent
+no-op. The same models validate library arguments, CLI ``-o`` flags and (later) the proxy body.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "Message",
+    "SamplingParams",
+    "Usage",
+    "TokenLogprob",
+    "Hypothesis",
+    "AggregatorCall",
+    "Decision",
+    "Timings",
+    "Result",
+    "as_messages",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Role = Literal["system", "user", "assistant", "tool", "developer"]
+
+
+class Message(_Strict):
+    """One chat message. ``content`` is text, or a list of content parts passed through untouched
+    (so image/audio parts reach providers that understand them exactly as the caller wrote them)."""
+
+    role: Role
+    content: str | list[dict[str, Any]]
+
+    @field_validator("content")
+    @classmethod
+    def _parts_have_type(cls, v: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+        if isinstance(v, list):
+            for i, part in enumerate(v):
+                if "type" not in part:
+                    raise ValueError(f"content part {i} has no 'type' (e.g. 'text' or 'image_url')")
+        return v
+
+    def text(self) -> str:
+        """The text of this message (text parts joined; other parts left out)."""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+
+
+def as_messages(prompt: str | Message | list[Message] | list[dict[str, Any]], system: str | None = None) -> list[Message]:
+    """Normalize a question string, one message or a message list into a validated message list."""
+    if isinstance(prompt, str):
+        msgs = [Message(role="user", content=prompt)]
+    elif isinstance(prompt, Message):
+        msgs = [prompt]
+    else:
+        msgs = [m if isinstance(m, Message) else Message.model_validate(m) for m in prompt]
+    if not msgs:
+        raise ValueError("no messages: give a question or at least one message")
+    if system is not None:
+        msgs = [Message(role="system", content=system)] + [m for m in msgs if m.role != "system"]
+    return msgs
+
+
+class SamplingParams(_Strict):
+    """Sampling parameters common to every provider; ``None`` means "provider default"."""
+
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, gt=0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    def merged(self, **overrides: Any) -> "SamplingParams":
+        """A copy with the non-None *overrides* applied."""
+        data = self.model_dump()
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return SamplingParams.model_validate(data)
+
+
+class Usage(_Strict):
+    """Token usage as reported by the API (reasoning/cached tokens where the API reports them)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+        )
+
+    @staticmethod
+    def sum(items: "list[Usage]") -> "Usage":
+        total = Usage()
+        for u in items:
+            total = total + u
+        return total
+
+
+class TokenLogprob(_Strict):
+    token: str
+    logprob: float
+    top: dict[str, float] | None = None
+
+
+class Hypothesis(_Strict):
+    """One sampled answer, or the record of a sample that failed or was cancelled."""
+
+    index: int
+    model: str
+    status: Literal["ok", "failed", "cancelled"] = "ok"
+    text: str = ""
+    reasoning: str | None = None
+    answer: str | None = Field(default=None, description="final answer extracted from text, if any")
+    finish_reason: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    latency_s: float = 0.0
+    seed: int | None = None
+    request_id: str | None = None
+    logprobs: list[TokenLogprob] | None = None
+    error: str | None = None
+    error_type: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class AggregatorCall(_Strict):
+    """One judge/aggregator call made while deciding."""
+
+    purpose: str
+    model: str
+    text: str = ""
+    usage: Usage = Field(default_factory=Usage)
+    latency_s: float = 0.0
+    error: str | None = None
+
+
+class Decision(_Strict):
+    """How the final answer was chosen. ``rationale`` is the one-paragraph human explanation."""
+
+    method: str = Field(description="vote | judge | synthesize | fallback:… (what finally decided)")
+    path: list[str] = Field(default_factory=list, description="steps taken, e.g. ['sample', 'vote']")
+    rationale: str = ""
+    votes: dict[str, int] | None = Field(default=None, description="answer -> number of hypotheses")
+    no_answer: int = Field(default=0, description="successful hypotheses with no extractable answer")
+    winner: int | None = Field(default=None, description="index of the chosen hypothesis, if one was chosen")
+    scores: dict[str, float] | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Timings(_Strict):
+    started_at: float = 0.0
+    total_s: float = 0.0
+    sampling_s: float = 0.0
+    aggregation_s: float = 0.0
+
+
+class Result(_Strict):
+    """The outcome of a Heavy run: the answer, and everything needed to see why it won."""
+
+    answer: str = Field(description="the final answer (extracted when possible, else the final text)")
+    text: str = Field(description="the full final text")
+    strategy: str
+    decision: Decision
+    hypotheses: list[Hypothesis]
+    aggregator_calls: list[AggregatorCall] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage, description="all hypotheses plus aggregator calls")
+    timings: Timings = Field(default_factory=Timings)
+    stopped_early: bool = False
+    deadline_hit: bool = False
+
+    @property
+    def successes(self) -> list[Hypothesis]:
+        return [h for h in self.hypotheses if h.ok]
+
+    def explain(self) -> str:
+        """A short human explanation of why this answer won."""
+        d = self.decision
+        lines = [f"strategy {self.strategy}: {' -> '.join(d.path) or d.method}"]
+        if d.votes:
+            total = sum(d.votes.values())
+            dist = ", ".join(f"{a!r}: {c}" for a, c in sorted(d.votes.items(), key=lambda kv: -kv[1]))
+            lines.append(f"votes ({total} with an answer, {d.no_answer} without): {dist}")
+        if d.rationale:
+            lines.append(d.rationale)
+        return "\n".join(lines)

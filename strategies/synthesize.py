@@ -1,0 +1,34 @@
+"""``synthesize``: the Heavy / Mixture-of-Agents merge (Wang et al., 2024, "Mixture-of-Agents Enhances
+Large Language Model Capabilities"; one aggregation layer): an aggregator model reads every candidate,
+weighs agreement and disagreement, and writes one final answer, streamed as it is written.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from heavy.strategy import Context, Strategy
+from heavy.types import Result
+
+from ._common import sample_all, synthesize_or_vote
+
+
+class SynthesizeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    shuffle: bool = True
+    """Show candidates in a random order (guards against position bias)."""
+    seed: int | None = None
+    """Seed of that order, for reproducible prompts."""
+
+
+class Synthesize(Strategy):
+    """Merge: an aggregator model reads all N candidates and writes one final answer."""
+
+    name = "synthesize"
+    Options = SynthesizeOptions
+
+    async def run(self, ctx: Context) -> Result:
+        run = await sample_all(ctx)
+        return await synthesize_or_vote(ctx, run, strategy=self.name, path=["sample"],
+                                        shuffle=self.options.shuffle, seed=self.options.seed)

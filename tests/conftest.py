@@ -1,0 +1,35 @@
+"""Shared fixtures. Tests only ever fake the network edge: httpx.MockTransport or heavy's simulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+GSM8K = REPO.parent / "shared" / "data" / "gsm8k-train-300.jsonl"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _no_real_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's real keys or endpoints."""
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "XAI_API_KEY", "OPENROUTER_API_KEY", "HEAVY_SIM_DATASET",
+                "HEAVY_DEBUG"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def gsm8k_rows() -> list[dict]:
+    if not GSM8K.exists():
+        pytest.skip(f"{GSM8K} not present")
+    return [json.loads(line) for line in GSM8K.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def gsm8k() -> list[dict]:
+    return gsm8k_rows()
