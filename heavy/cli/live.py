@@ -18,7 +18,7 @@ from ..events import (AggregatorDelta, Event, HypothesisFailed, HypothesisFinish
                       StageStarted, TokenDelta)
 from ..types import Result
 
-_TAIL_CHARS = 160
+_TAIL_CHARS = 100
 
 
 @dataclass
@@ -96,7 +96,8 @@ class LiveView:
         """After the run: the vote table and the rationale (stderr)."""
         d = result.decision
         if d.votes:
-            table = Table(title=f"{result.strategy}: {' → '.join(d.path)}", show_edge=False)
+            self.console.print(Text(f"{result.strategy}: {' → '.join(d.path)}", style="bold"))
+            table = Table(show_edge=False)
             table.add_column("answer")
             table.add_column("votes", justify="right")
             for answer, count in sorted(d.votes.items(), key=lambda kv: -kv[1]):
