@@ -21,7 +21,7 @@ from typing import Any
 
 from . import constants as C
 from .answers import final_answer
-from .errors import ConfigError, OptionsError
+from .errors import ConfigError, OptionsError, describe_validation
 from .events import Event, EventSink, Final, fanout
 from .models import ModelSpec, parse_spec
 from .providers.base import Provider
@@ -95,7 +95,7 @@ class Heavy:
             self.params = SamplingParams(temperature=temperature, max_tokens=max_tokens, top_p=top_p, seed=seed,
                                          stop=stop, logprobs=logprobs, top_logprobs=top_logprobs)
         except ValueError as exc:
-            raise OptionsError(f"invalid sampling parameter: {exc}") from None
+            raise OptionsError(f"invalid sampling parameter: {describe_validation(exc)}") from None
         self.system = system
         self.timeout = timeout
         self.deadline = deadline
@@ -157,7 +157,10 @@ class Heavy:
         seed: int | None = None,
     ) -> Result:
         """Run the strategy on *prompt* (a question, a message or a message list) and return the Result."""
-        messages = as_messages(prompt, system if system is not None else self.system)  # type: ignore[arg-type]
+        try:
+            messages = as_messages(prompt, system if system is not None else self.system)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise OptionsError(f"invalid messages: {describe_validation(exc)}") from None
         emit = fanout(self.on_event, on_event)
         stream = self.stream if self.stream is not None else (self.on_event is not None or on_event is not None)
         params = self.params if seed is None else self.params.merged(seed=seed)

@@ -44,6 +44,7 @@ __all__ = [
     "QuorumError",
     "AggregationError",
     "redact",
+    "describe_validation",
 ]
 
 # Values of these variables are never allowed to surface in messages (plus anything that looks like
@@ -61,6 +62,14 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
         text = text.replace(secret, "***")
     text = _BEARER.sub(r"\1***", text)
     return _KEYLIKE.sub("***", text)
+
+
+def describe_validation(exc: Exception) -> str:
+    """A pydantic ValidationError as one line: ``field: problem; field: problem``."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in errors())
 
 
 class HeavyError(Exception):

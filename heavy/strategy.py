@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from . import constants as C
-from .errors import OptionsError, ProviderError, StrategyNotFound
+from .errors import OptionsError, ProviderError, StrategyNotFound, describe_validation
 from .events import AggregatorDelta, EventSink, StageStarted
 from .sampler import ModelRef, Sampler, call_model
 from .types import AggregatorCall, Decision, Hypothesis, Message, Result, SamplingParams, Timings, Usage
@@ -145,9 +145,7 @@ class Strategy(ABC):
         try:
             return cls.Options.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
-            )
+            problems = describe_validation(exc)
             known = ", ".join(cls.Options.model_fields) or "none"
             raise OptionsError(f"strategy {cls.name!r}: {problems} (known options: {known})") from None
 

@@ -36,6 +36,7 @@ def sim(port: int, host: str, dataset: str | None, **knobs: float | None) -> Non
     """Serve heavy's simulated LLM (OpenAI-compatible under /v1) on HOST:PORT. Not a real model."""
 
     def go() -> None:
+        from ..errors import describe_validation
         from ..testing import SimConfig, load_dataset, serve
 
         values = {k: v for k, v in knobs.items() if v is not None}
@@ -44,7 +45,7 @@ def sim(port: int, host: str, dataset: str | None, **knobs: float | None) -> Non
         try:
             config = SimConfig(**values)
         except ValueError as exc:
-            fail(f"invalid simulator setting: {exc}")
+            fail(f"invalid simulator setting: {describe_validation(exc)}")
         click.echo(f"heavy sim: simulated LLM (not a real model) on http://{host}:{port}/v1", err=True)
         serve(config, host=host, port=port)
 

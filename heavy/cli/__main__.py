@@ -1,0 +1,5 @@
+"""``python -m heavy.cli`` is the ``heavy`` command."""
+
+from . import main
+
+main()
