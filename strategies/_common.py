@@ -71,6 +71,11 @@ def vote_result(ctx: Context, run: SampleRun, *, strategy: str, path: list[str],
                       decision=decision, stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
 
 
+def shuffle_seed(ctx: Context, explicit: int | None) -> int | None:
+    """The seed of a candidate order: the explicit option, else the run's sampling seed."""
+    return explicit if explicit is not None else ctx.sampler.params.seed
+
+
 def labelled(hypotheses: Sequence[Hypothesis], *, shuffle: bool, seed: int | None) -> list[tuple[str, Hypothesis]]:
     """Successful hypotheses under neutral labels A, B, …, in a shuffled order (position-bias guard)."""
     ok = [h for h in hypotheses if h.ok]

@@ -16,7 +16,7 @@ from heavy.strategy import Context, Strategy
 from heavy.types import Result
 from heavy.voting import tally
 
-from ._common import sample_all, synthesize_or_vote, vote_result
+from ._common import shuffle_seed, sample_all, synthesize_or_vote, vote_result
 
 
 class HeavyOptions(BaseModel):
@@ -25,7 +25,9 @@ class HeavyOptions(BaseModel):
     threshold: float = Field(default=C.HEAVY_MAJORITY_THRESHOLD, ge=0.0, lt=1.0)
     """Vote when the leading answer holds more than this share of successful hypotheses."""
     shuffle: bool = True
-    seed: int | None = None
+    """Show candidates in a random order (guards against position bias)."""
+    shuffle_seed: int | None = None
+    """Seed of that order (default: the run's sampling seed)."""
 
 
 class HeavyDefault(Strategy):
@@ -44,5 +46,5 @@ class HeavyDefault(Strategy):
             return vote_result(ctx, run, strategy=self.name, path=["sample", "majority", "vote"], why=why)
         reason = "no extractable answers" if t.winner is None else f"no clear majority ({share:.0%})"
         result = await synthesize_or_vote(ctx, run, strategy=self.name, path=["sample", reason],
-                                          shuffle=self.options.shuffle, seed=self.options.seed)
+                                          shuffle=self.options.shuffle, seed=shuffle_seed(ctx, self.options.shuffle_seed))
         return result

@@ -16,7 +16,7 @@ from heavy.strategy import Context, Strategy
 from heavy.types import Decision, Result
 from heavy.voting import tally
 
-from ._common import labelled, sample_all, vote_result
+from ._common import shuffle_seed, labelled, sample_all, vote_result
 
 
 class JudgeOptions(BaseModel):
@@ -24,8 +24,8 @@ class JudgeOptions(BaseModel):
 
     shuffle: bool = True
     """Show candidates in a random order (guards against position bias)."""
-    seed: int | None = None
-    """Seed of that order, for reproducible prompts."""
+    shuffle_seed: int | None = None
+    """Seed of that order (default: the run's sampling seed, so seeded runs give reproducible prompts)."""
     retries: int = 1
     """Extra judge calls when the verdict cannot be parsed."""
 
@@ -46,7 +46,7 @@ class Judge(Strategy):
                                 rationale="only one hypothesis succeeded; nothing to compare",
                                 votes=dict(t.counts), no_answer=t.no_answer)
             return ctx.result(strategy=self.name, answer=only.answer, text=only.text, decision=decision)
-        cands = labelled(run.hypotheses, shuffle=self.options.shuffle, seed=self.options.seed)
+        cands = labelled(run.hypotheses, shuffle=self.options.shuffle, seed=shuffle_seed(ctx, self.options.shuffle_seed))
         by_label = dict(cands)
         prompt = judge_messages(ctx.messages, [(label, h.text) for label, h in cands])
         ctx.stage("judge", candidates=len(cands), model=ctx.aggregator.label)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from heavy.strategy import Context, Strategy
 from heavy.types import Result
 
-from ._common import sample_all, synthesize_or_vote
+from ._common import shuffle_seed, sample_all, synthesize_or_vote
 
 
 class SynthesizeOptions(BaseModel):
@@ -18,8 +18,8 @@ class SynthesizeOptions(BaseModel):
 
     shuffle: bool = True
     """Show candidates in a random order (guards against position bias)."""
-    seed: int | None = None
-    """Seed of that order, for reproducible prompts."""
+    shuffle_seed: int | None = None
+    """Seed of that order (default: the run's sampling seed, so seeded runs give reproducible prompts)."""
 
 
 class Synthesize(Strategy):
@@ -31,4 +31,4 @@ class Synthesize(Strategy):
     async def run(self, ctx: Context) -> Result:
         run = await sample_all(ctx)
         return await synthesize_or_vote(ctx, run, strategy=self.name, path=["sample"],
-                                        shuffle=self.options.shuffle, seed=self.options.seed)
+                                        shuffle=self.options.shuffle, seed=shuffle_seed(ctx, self.options.shuffle_seed))

@@ -1,0 +1,12 @@
+"""A simulated OpenAI-compatible LLM for tests, demos and benchmarks of heavy's strategies.
+
+It is not a model: it knows the gold answers of arithmetic questions and of a dataset you give it,
+answers right with a configurable probability, follows heavy's judge/synthesize prompts, and can be
+slow, heavy-tailed, rate-limited or flaky on demand. Use it in-process (``httpx.ASGITransport``) or
+over HTTP (``python -m heavy.testing --port 8399``). See :mod:`heavy.testing.sim`.
+"""
+
+from .config import SimConfig, load_dataset
+from .sim import SimStats, SimulatedLLM, serve
+
+__all__ = ["SimulatedLLM", "SimConfig", "SimStats", "load_dataset", "serve"]
