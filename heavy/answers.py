@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-__all__ = ["extract_answer", "normalize_answer", "final_answer", "parse_number"]
+__all__ = ["extract_answer", "normalize_answer", "final_answer", "parse_number", "format_number"]
 
 _ANSWER_IS = re.compile(
     r"(?i)(?:final\s+answer|the\s+answer|answer)\s*(?:is|:|=)\s*:?\s*(?P<ans>[^\n]+)"
@@ -103,7 +103,8 @@ def parse_number(raw: str) -> Fraction | None:
     return value
 
 
-def _format_number(value: Fraction) -> str:
+def format_number(value: Fraction) -> str:
+    """Canonical text of a number: integers without a decimal point, others with at most six decimals."""
     if value.denominator == 1:
         return str(value.numerator)
     text = f"{float(value):.6f}".rstrip("0").rstrip(".")
@@ -119,7 +120,7 @@ def normalize_answer(raw: str) -> str:
     if m:
         value = parse_number(m.group(0))
         if value is not None:
-            return _format_number(value)
+            return format_number(value)
     choice = _CHOICE.match(s)
     if choice and (len(s) <= 3 or s[1:2] in ").:" or s[:1] == "("):
         return choice.group(1).upper()

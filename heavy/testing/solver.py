@@ -14,7 +14,7 @@ import random
 import re
 from fractions import Fraction
 
-from ..answers import normalize_answer, parse_number
+from ..answers import format_number, normalize_answer, parse_number
 
 __all__ = ["GoldIndex", "solve_arithmetic", "format_number", "wrong_answer", "format_like_gold"]
 
@@ -163,14 +163,6 @@ def solve_arithmetic(question: str) -> Fraction | None:
     if len(re.findall(r"[A-Za-z]+", around)) > _MAX_WORDS_AROUND_EXPRESSION:
         return None
     return best[0]
-
-
-def format_number(value: Fraction) -> str:
-    """Integers without a decimal point, other values with at most six decimals."""
-    if value.denominator == 1:
-        return str(value.numerator)
-    text = f"{float(value):.6f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
 
 
 def format_like_gold(gold: str) -> str:
