@@ -13,7 +13,6 @@ The shells (CLI, proxy) use exactly this API.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -25,7 +24,7 @@ from .errors import ConfigError, OptionsError, describe_validation
 from .events import Event, EventSink, Final, fanout
 from .models import ModelSpec, parse_spec
 from .providers.base import Provider
-from .providers.openai import OpenAIProvider
+from .providers.factory import build_provider
 from .providers.wrappers import ConcurrencyLimit
 from .sampler import ModelRef, Sampler
 from .strategy import Context, Strategy, load_strategy
@@ -115,20 +114,8 @@ class Heavy:
             self._providers, self._loop = {}, loop
         key = (spec.preset.name, spec.base_url, bool(spec.api_key))
         if key not in self._providers:
-            self._providers[key] = ConcurrencyLimit(self._make_provider(spec), self.concurrency)
+            self._providers[key] = ConcurrencyLimit(build_provider(spec, transport=self._transport), self.concurrency)
         return self._providers[key]
-
-    def _make_provider(self, spec: ModelSpec) -> Provider:
-        if spec.preset.wire == "sim":
-            from .testing import SimConfig, SimulatedLLM, load_dataset
-
-            dataset_path = os.environ.get("HEAVY_SIM_DATASET")
-            config = SimConfig(dataset=load_dataset(dataset_path) if dataset_path else {})
-            return OpenAIProvider(spec.base_url, name="sim", asgi_app=SimulatedLLM(config))
-        return OpenAIProvider(
-            spec.base_url, spec.api_key, name=spec.preset.name, max_tokens_field=spec.preset.max_tokens_field,
-            transport=self._transport,
-        )
 
     def _ref(self, spec: ModelSpec) -> ModelRef:
         return ModelRef(label=spec.label, provider=self._provider(spec), model=spec.model)

@@ -1,0 +1,32 @@
+"""Build the provider for a resolved model spec: the one place that maps a preset's wire format to a
+provider class (so the API layer never names a wire format)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..models import ModelSpec
+from .base import Provider
+from .openai import OpenAIProvider
+
+__all__ = ["build_provider"]
+
+
+def _simulator() -> Any:
+    """The in-process simulated LLM app (optionally knowing the gold answers of ``HEAVY_SIM_DATASET``)."""
+    from ..testing import SimConfig, SimulatedLLM, load_dataset
+
+    dataset_path = os.environ.get("HEAVY_SIM_DATASET")
+    return SimulatedLLM(SimConfig(dataset=load_dataset(dataset_path) if dataset_path else {}))
+
+
+def build_provider(spec: ModelSpec, *, transport: Any = None) -> Provider:
+    """A new provider (with its own pooled HTTP client) for *spec*; ``transport`` injects an httpx transport."""
+    wire = spec.preset.wire
+    if wire == "sim":
+        return OpenAIProvider(spec.base_url, name="sim", asgi_app=_simulator())
+    if wire == "openai":
+        return OpenAIProvider(spec.base_url, spec.api_key, name=spec.preset.name,
+                              max_tokens_field=spec.preset.max_tokens_field, transport=transport)
+    raise ValueError(f"no provider for wire format {wire!r} (preset {spec.preset.name!r})")
