@@ -26,9 +26,9 @@ from .models import ModelSpec, parse_spec
 from .providers.base import Provider
 from .providers.factory import build_provider
 from .providers.wrappers import ConcurrencyLimit
-from .sampler import ModelRef, Sampler
+from .sampler import ModelRef, ReplaySampler, Sampler
 from .strategy import Context, Strategy, load_strategy
-from .types import Message, Result, SamplingParams, as_messages
+from .types import Hypothesis, Message, Result, SamplingParams, as_messages
 
 __all__ = ["Heavy", "ask", "aask"]
 
@@ -134,6 +134,25 @@ class Heavy:
 
     # --- asking ---------------------------------------------------------------------------------
 
+    def _sampler(self, messages: list[Message], n: int, emit: EventSink, stream: bool, seed: int | None,
+                 pool: Sequence[Hypothesis] | None, live: bool) -> Sampler:
+        params = self.params if seed is None else self.params.merged(seed=seed)
+        kwargs: dict[str, Any] = dict(
+            params=params, extract=final_answer, emit=emit, stream=stream, timeout=self.timeout,
+            deadline=(time.monotonic() + self.deadline) if self.deadline else None,
+            min_successes=min(self.min_successes, n),
+        )
+        refs = [self._ref(s) for s in self.specs]
+        if pool is not None:
+            return ReplaySampler(refs, pool=pool, pool_messages=messages, live=live, **kwargs)
+        return Sampler(refs, **kwargs)
+
+    def _messages(self, prompt: Prompt, system: str | None) -> list[Message]:
+        try:
+            return as_messages(prompt, system if system is not None else self.system)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise OptionsError(f"invalid messages: {describe_validation(exc)}") from None
+
     async def ask(
         self,
         prompt: Prompt,
@@ -142,27 +161,42 @@ class Heavy:
         n: int | None = None,
         on_event: EventSink | None = None,
         seed: int | None = None,
+        strategy: str | None = None,
+        options: dict[str, Any] | None = None,
+        pool: Sequence[Hypothesis] | None = None,
+        live: bool = True,
     ) -> Result:
-        """Run the strategy on *prompt* (a question, a message or a message list) and return the Result."""
-        try:
-            messages = as_messages(prompt, system if system is not None else self.system)  # type: ignore[arg-type]
-        except ValueError as exc:
-            raise OptionsError(f"invalid messages: {describe_validation(exc)}") from None
+        """Run the strategy on *prompt* (a question, a message or a message list) and return the Result.
+
+        Per-call overrides: ``n``, ``seed``, ``system``, ``strategy`` and its ``options``. ``pool`` replays
+        recorded hypotheses of this prompt before sampling live (``live=False``: never sample live), so
+        strategies can be compared on identical samples.
+        """
+        messages = self._messages(prompt, system)
         emit = fanout(self.on_event, on_event)
         stream = self.stream if self.stream is not None else (self.on_event is not None or on_event is not None)
-        params = self.params if seed is None else self.params.merged(seed=seed)
         n = n or self.n
-        sampler = Sampler(
-            [self._ref(s) for s in self.specs], params=params, extract=final_answer, emit=emit, stream=stream,
-            timeout=self.timeout, deadline=(time.monotonic() + self.deadline) if self.deadline else None,
-            min_successes=min(self.min_successes, n),
-        )
+        if strategy is None or strategy == self.strategy_name:
+            strategy_cls = self.strategy_cls
+            opts = self.options if options is None else strategy_cls.parse_options(options)
+        else:
+            strategy_cls = load_strategy(strategy)
+            opts = strategy_cls.parse_options(options)
+        sampler = self._sampler(messages, n, emit, stream, seed, pool, live)
         ctx = Context(messages=messages, n=n, sampler=sampler, aggregator=self._ref(self.aggregator_spec),
                       emit=emit, stream_aggregator=stream, aggregator_timeout=self.timeout,
                       max_tokens=self.params.max_tokens)
-        result = await self.strategy_cls(self.options).run(ctx)
+        result = await strategy_cls(opts).run(ctx)
         emit(Final(result=result))
         return result
+
+    async def sample(self, prompt: Prompt, *, n: int | None = None, system: str | None = None,
+                     seed: int | None = None, on_event: EventSink | None = None) -> list[Hypothesis]:
+        """Only sample: *n* hypotheses of *prompt* (ok, failed or cancelled), in index order, no decision."""
+        messages = self._messages(prompt, system)
+        n = n or self.n
+        sampler = self._sampler(messages, n, fanout(self.on_event, on_event), self.stream or False, seed, None, True)
+        return await sampler.sample(messages, n, min_successes=0)
 
     async def events(self, prompt: Prompt, **kwargs: Any) -> AsyncIterator[Event]:
         """Run *prompt* and yield its progress events as they happen; the last one is :class:`Final`."""

@@ -26,7 +26,7 @@ from .events import EventSink, HypothesisFailed, HypothesisFinished, HypothesisS
 from .providers.base import Completion, CompletionRequest, Provider
 from .types import Hypothesis, Message, SamplingParams
 
-__all__ = ["ModelRef", "Sampler", "SampleRun", "call_model"]
+__all__ = ["ModelRef", "Sampler", "ReplaySampler", "SampleRun", "call_model"]
 
 
 @dataclass(frozen=True)
@@ -159,6 +159,39 @@ class Sampler:
             )
         self.emit(HypothesisFinished(hypothesis=h) if h.ok else HypothesisFailed(hypothesis=h))
         return h
+
+
+class ReplaySampler(Sampler):
+    """A sampler that first serves recorded hypotheses of the same question, in order, and samples live
+    only once the pool is used up (or for other prompts, e.g. a debate round).
+
+    This is how strategies are compared on identical samples, and how accuracy-vs-N curves cost no new
+    sampling calls: every strategy sees the same pool, and only judge/aggregator calls are made.
+    """
+
+    def __init__(self, models: Sequence[ModelRef], *, pool: Sequence[Hypothesis], pool_messages: Sequence[Message],
+                 live: bool = True, **kwargs: Any) -> None:
+        super().__init__(models, **kwargs)
+        self._pool = [h for h in pool if h.status != "cancelled"]
+        self._pool_messages = list(pool_messages)
+        self.live = live
+        self.replayed = 0
+
+    async def _one(self, index: int, ref: ModelRef, messages: list[Message], params: SamplingParams,
+                   stage: str) -> Hypothesis:
+        if messages == self._pool_messages and self.replayed < len(self._pool):
+            recorded = self._pool[self.replayed]
+            self.replayed += 1
+            h = recorded.model_copy(update={"index": index})
+            self.emit(HypothesisStarted(index=index, model=h.model, stage=stage))
+            self.emit(HypothesisFinished(hypothesis=h) if h.ok else HypothesisFailed(hypothesis=h))
+            return h
+        if not self.live:
+            h = Hypothesis(index=index, model=ref.label, status="failed", error="the recorded pool has no more "
+                           "hypotheses for this prompt and live sampling is off", error_type="PoolExhausted")
+            self.emit(HypothesisFailed(hypothesis=h))
+            return h
+        return await super()._one(index, ref, messages, params, stage)
 
 
 def _failed(index: int, ref: ModelRef, seed: int | None, started: float, exc: BaseException) -> Hypothesis:

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from heavy.cli import cli
+
+from helpers import free_port, running_sim
 
 SIM = "sim:heavy-simulated@accuracy=1"
 
@@ -103,31 +104,10 @@ def test_live_view_goes_to_stderr_only():
 
 # --- the contract, against a real server process on 127.0.0.1 ---------------------------------------
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def sim_server():
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "heavy.cli", "sim", "--port", str(port), "--accuracy", "1",
-                             "--latency", "0.5"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/health", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"heavy sim did not start: {proc.stderr.read().decode()}")
+    with running_sim("--accuracy", "1", "--latency", "0.5") as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_contract_ask_against_an_openai_compatible_base_url(sim_server):

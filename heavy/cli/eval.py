@@ -1,0 +1,169 @@
+"""``heavy eval``: score strategies on a JSONL dataset, resumably."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from .. import constants as C
+from . import fail, run_guarded
+from .ask import parse_options
+
+
+def _csv(value: str | None, cast: Any = str) -> list[Any]:
+    return [cast(v.strip()) for v in value.split(",") if v.strip()] if value else []
+
+
+@click.command(name="eval")
+@click.argument("dataset", type=click.Path(dir_okay=False))
+@click.option("-m", "--model", "models", multiple=True, metavar="PROVIDER:MODEL", help="Sampling model (repeatable).")
+@click.option("-s", "--strategy", "strategy_list", multiple=True, help="Strategy (repeatable).")
+@click.option("--strategies", default=None, help="Comma-separated strategies, compared on the same samples.")
+@click.option("-n", "n", type=int, default=C.DEFAULT_N, show_default=True, help="Hypotheses per question.")
+@click.option("--ns", default=None, help="Comma-separated Ns (e.g. 1,2,4,8): prefixes of one pool of max(N).")
+@click.option("--results", "results_path", required=True, type=click.Path(dir_okay=False),
+              help="Append-only JSONL of per-question results; re-running resumes it.")
+@click.option("--concurrency", type=int, default=4, show_default=True, help="Questions in flight at once.")
+@click.option("--record", "record_path", default=None, type=click.Path(dir_okay=False),
+              help="Store every hypothesis here (and reuse what is already stored).")
+@click.option("--replay", "replay_path", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="Decide on recorded hypotheses only: no new sampling calls.")
+@click.option("--limit", type=int, default=None, help="Only the first K questions (after --offset).")
+@click.option("--offset", type=int, default=0)
+@click.option("--base-url", default=None)
+@click.option("--aggregator-model", default=None, metavar="PROVIDER:MODEL")
+@click.option("--system", default=None)
+@click.option("-t", "--temperature", type=float, default=C.DEFAULT_TEMPERATURE, show_default=True)
+@click.option("--max-tokens", type=int, default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--timeout", type=float, default=None, help="Seconds allowed for each hypothesis.")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Strategy option, applied to every strategy that accepts it.")
+@click.option("--retry-errors", is_flag=True, help="Redo questions whose earlier result is an error.")
+@click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
+              help="Write an SVG of accuracy vs N and vs tokens.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def eval_command(dataset: str, models: tuple[str, ...], strategy_list: tuple[str, ...], strategies: str | None,
+                 n: int, ns: str | None, results_path: str, concurrency: int, record_path: str | None,
+                 replay_path: str | None, limit: int | None, offset: int, base_url: str | None,
+                 aggregator_model: str | None, system: str | None, temperature: float, max_tokens: int | None,
+                 seed: int | None, timeout: float | None, options: tuple[str, ...], retry_errors: bool,
+                 plot_path: str | None, as_json: bool) -> None:
+    """Run strategies over DATASET (JSONL: question, answer) and print accuracy with a 95 % interval."""
+    names = list(strategy_list) + _csv(strategies) or [C.DEFAULT_STRATEGY]
+    try:
+        n_values = sorted(set(_csv(ns, int))) or [n]
+    except ValueError:
+        fail(f"--ns takes comma-separated integers, got {ns!r}")
+    if min(n_values) < 1 or concurrency < 1:
+        fail("N and --concurrency must be at least 1")
+    if record_path and replay_path:
+        fail("use --record or --replay, not both (--record already reuses what it has stored)")
+    strategy_options = parse_options(options)
+
+    def go() -> None:
+        import asyncio
+
+        from ..api import Heavy
+        from ..evaluation import EvalRunner, Pool, ResultsFile, load_items, summarize
+        from ..strategy import load_strategy
+
+        items = load_items(dataset, limit=limit, offset=offset)
+        if not items:
+            fail(f"{dataset}: no questions")
+        per_strategy = {}
+        for name in names:  # each strategy gets the options it understands; unknown everywhere is an error
+            cls = load_strategy(name)
+            per_strategy[name] = {k: v for k, v in strategy_options.items() if k in cls.Options.model_fields}
+        unknown = set(strategy_options) - {k for o in per_strategy.values() for k in o}
+        if unknown:
+            fail(f"option(s) {', '.join(sorted(unknown))} are not accepted by {', '.join(names)}")
+        heavy = Heavy(model=list(models) or "sim", n=max(n_values), strategy=names[0], base_url=base_url,
+                      aggregator_model=aggregator_model, system=system, temperature=temperature,
+                      max_tokens=max_tokens, seed=seed, timeout=timeout, options=per_strategy[names[0]])
+        results = ResultsFile(results_path)
+        runner = EvalRunner(heavy=heavy, strategies=names, ns=n_values, results=results, concurrency=concurrency,
+                            record=Pool(record_path) if record_path else None,
+                            replay=Pool(replay_path) if replay_path else None, retry_errors=retry_errors,
+                            options=per_strategy)
+        work = runner.todo(items)
+        total = sum(len(p) for _, p in work)
+        already = len(items) * len(names) * len(n_values) - total
+        if already:
+            click.echo(f"heavy eval: resuming {results_path}: {already} results already there, {total} to go",
+                       err=True)
+
+        async def main() -> None:
+            try:
+                await runner.run(items)
+            finally:
+                await heavy.aclose()
+
+        if sys.stderr.isatty() and total:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                          TimeRemainingColumn(), transient=True) as progress:
+                task = progress.add_task("", total=total)
+                right = [0, 0]
+
+                def on_row(row: dict[str, Any]) -> None:
+                    right[0] += bool(row["correct"])
+                    right[1] += 1
+                    progress.update(task, advance=1, description=f"{right[0]}/{right[1]} correct")
+
+                runner.on_row = on_row
+                asyncio.run(main())
+        else:
+            asyncio.run(main())
+        if runner.skipped:
+            click.echo(f"heavy eval: {runner.skipped} question(s) are not in the replayed pool and were skipped",
+                       err=True)
+        summary = summarize(results.rows, ids={i.id for i in items})
+        if plot_path:
+            _plot(summary, plot_path)
+        if as_json:
+            click.echo(json.dumps([{**s.__dict__, "accuracy": s.accuracy, "ci95": s.interval} for s in summary]))
+        else:
+            _print_table(summary)
+
+    run_guarded(go)
+
+
+def _print_table(summary: list[Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="heavy eval", show_edge=False)
+    for col, justify in [("strategy", "left"), ("N", "right"), ("accuracy", "right"), ("95% CI", "right"),
+                         ("correct", "right"), ("errors", "right"), ("tokens/q", "right"), ("calls/q", "right"),
+                         ("$", "right"), ("wall s", "right")]:
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for s in summary:
+        lo, hi = s.interval
+        table.add_row(s.strategy, str(s.n), f"{s.accuracy:.1%}", f"{lo:.0%}–{hi:.0%}", f"{s.correct}/{s.total}",
+                      str(s.errors), f"{s.tokens_per_question:,.0f}", f"{s.calls_per_question:.1f}",
+                      "—" if s.cost_usd is None else f"{s.cost_usd:.2f}", f"{s.wall_s:,.0f}")
+    Console(width=120).print(table)
+    for s in summary:
+        click.echo(f"accuracy {s.strategy} N={s.n}: {s.accuracy:.3f} ({s.correct}/{s.total})")
+
+
+def _plot(summary: list[Any], path: str) -> None:
+    from ..plot import line_chart, side_by_side
+
+    by_n: dict[str, list[tuple[float, float]]] = {}
+    by_tokens: dict[str, list[tuple[float, float]]] = {}
+    for s in summary:
+        by_n.setdefault(s.strategy, []).append((s.n, s.accuracy))
+        by_tokens.setdefault(s.strategy, []).append((s.tokens_per_question, s.accuracy))
+    svg = side_by_side(
+        line_chart(by_n, title="accuracy vs N", xlabel="N (hypotheses)", ylabel="accuracy", log2_x=True),
+        line_chart(by_tokens, title="accuracy vs tokens", xlabel="tokens per question", ylabel="accuracy"),
+    )
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(svg)
+    click.echo(f"heavy eval: plot written to {path}", err=True)

@@ -1,0 +1,316 @@
+"""Evaluation harness behind ``heavy eval``: run strategies over a JSONL dataset and score them.
+
+* **Datasets**: JSONL with ``question`` and ``answer`` (GSM8K-style gold; ``#### N`` solutions work too),
+  optionally ``id`` and, for multiple choice, ``choices`` (a list, or a dict keyed by letter) with the
+  gold answer as a letter.
+* **Results file** (append-only JSONL): one line per finished (question, strategy, n) with at least
+  ``question``, ``gold``, ``answer`` and ``correct``. Re-running with the same file skips what is there,
+  so a killed run resumes with no question lost or repeated; a torn last line (a crash mid-write) is cut.
+* **Sample pools**: ``record`` stores every hypothesis of every question (one line per question), and
+  is reused on the next run; ``replay`` re-runs strategies on a pool with no new sampling calls (only
+  judge/aggregator calls), so strategies are compared on identical samples and accuracy-vs-N curves
+  (prefixes of the pool) cost nothing extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .answers import normalize_answer, parse_number
+from .api import Heavy
+from .errors import ConfigError, HeavyError
+from .types import Hypothesis, Usage
+
+__all__ = [
+    "EvalItem", "load_items", "is_correct", "wilson", "ResultsFile", "Pool", "EvalRunner", "summarize", "SummaryRow",
+]
+
+LETTERS = "ABCDEFGHIJ"
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    id: str
+    question: str
+    gold: str
+    prompt: str
+
+
+def _gold(raw: Any) -> str:
+    text = str(raw).strip()
+    return text.rsplit("####", 1)[1].strip() if "####" in text else text
+
+
+def load_items(path: str | Path, *, limit: int | None = None, offset: int = 0) -> list[EvalItem]:
+    """Read a JSONL dataset; a bad line is a ConfigError naming the line and the fix."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"dataset {str(p)!r} not found")
+    items: list[EvalItem] = []
+    seen: set[str] = set()
+    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            question, gold = str(row["question"]), _gold(row["answer"])
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(f"{p}:{lineno}: each line must be a JSON object with 'question' and 'answer'") from None
+        prompt = question
+        choices = row.get("choices")
+        if choices:
+            pairs = list(choices.items()) if isinstance(choices, dict) else list(zip(LETTERS, choices))
+            prompt = question + "\n\n" + "\n".join(f"{k}) {v}" for k, v in pairs) + \
+                "\n\nAnswer with the letter of the correct choice."
+        item_id = str(row.get("id") or hashlib.sha256(question.encode()).hexdigest()[:16])
+        if item_id in seen:
+            continue  # the same question twice would be scored twice; keep the first
+        seen.add(item_id)
+        items.append(EvalItem(item_id, question, gold, prompt))
+    items = items[offset:]
+    return items[:limit] if limit is not None else items
+
+
+def is_correct(answer: str | None, gold: str) -> bool:
+    """Equal after normalization, or numerically equal within 1e-6 relative tolerance."""
+    if answer is None:
+        return False
+    a, g = normalize_answer(answer), normalize_answer(gold)
+    if a == g:
+        return True
+    x, y = parse_number(a), parse_number(g)
+    if x is None or y is None:
+        return False
+    return abs(float(x) - float(y)) <= 1e-6 * max(1.0, abs(float(y)))
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion k/n (sane at 0 and n, unlike the normal approximation)."""
+    if n == 0:
+        return (0.0, 0.0)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+class _JsonlAppender:
+    """Append-only JSONL; on open a torn last line (crash mid-write) is cut off so appends stay valid."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.rows: list[dict[str, Any]] = []
+        if self.path.exists():
+            data = self.path.read_bytes()
+            keep = data if data.endswith(b"\n") or not data else data[: data.rfind(b"\n") + 1]
+            if len(keep) != len(data):
+                with self.path.open("r+b") as f:
+                    f.truncate(len(keep))
+            for line in keep.decode("utf-8").splitlines():
+                if line.strip():
+                    try:
+                        self.rows.append(json.loads(line))
+                    except ValueError:
+                        continue  # a corrupt line is ignored, never fatal
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, row: dict[str, Any]) -> None:
+        line = json.dumps(row, ensure_ascii=False) + "\n"
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows.append(row)
+
+
+class ResultsFile(_JsonlAppender):
+    """The append-only results file; ``done`` holds the (id, strategy, n) keys already answered."""
+
+    @staticmethod
+    def key(item_id: str, strategy: str, n: int) -> tuple[str, str, int]:
+        return (item_id, strategy, n)
+
+    def done(self, retry_errors: bool = False) -> set[tuple[str, str, int]]:
+        return {self.key(r["id"], r["strategy"], r["n"]) for r in self.rows
+                if "id" in r and not (retry_errors and r.get("error"))}
+
+
+class Pool(_JsonlAppender):
+    """Recorded hypotheses, one line per question: ``{"id", "question", "gold", "model", "hypotheses": [...]}``."""
+
+    def hypotheses(self, item_id: str) -> list[Hypothesis] | None:
+        for row in reversed(self.rows):
+            if row.get("id") == item_id:
+                return [Hypothesis.model_validate(h) for h in row["hypotheses"]]
+        return None
+
+
+@dataclass
+class SummaryRow:
+    strategy: str
+    n: int
+    total: int
+    correct: int
+    errors: int
+    tokens_per_question: float
+    calls_per_question: float
+    cost_usd: float | None
+    wall_s: float
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson(self.correct, self.total)
+
+
+def summarize(rows: Sequence[dict[str, Any]], ids: set[str] | None = None) -> list[SummaryRow]:
+    """One SummaryRow per (strategy, n) over the last line of each question (optionally only *ids*)."""
+    latest: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for r in rows:
+        if "id" in r and (ids is None or r["id"] in ids):
+            latest[(r["id"], r["strategy"], r["n"])] = r
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for (_, strategy, n), r in latest.items():
+        groups.setdefault((strategy, n), []).append(r)
+    out = []
+    for (strategy, n), rs in sorted(groups.items()):
+        k = len(rs)
+        out.append(SummaryRow(
+            strategy=strategy, n=n, total=k, correct=sum(bool(r.get("correct")) for r in rs),
+            errors=sum(bool(r.get("error")) for r in rs),
+            tokens_per_question=sum(r.get("total_tokens", 0) for r in rs) / k,
+            calls_per_question=sum(r.get("calls", 0) for r in rs) / k,
+            cost_usd=None if any(r.get("cost_usd") is None for r in rs) else sum(r["cost_usd"] for r in rs),
+            wall_s=sum(r.get("wall_s", 0.0) for r in rs),
+        ))
+    return out
+
+
+@dataclass
+class EvalRunner:
+    """Runs ``strategies`` × ``ns`` over ``items`` with at most ``concurrency`` questions in flight.
+
+    With one strategy, one n and no pool, each question is one live ``Heavy.ask``. Otherwise the
+    question's N hypotheses are sampled once (or taken from ``record``/``replay``) and every strategy
+    and every n (a prefix of the pool) decides on those same hypotheses.
+    """
+
+    heavy: Heavy
+    strategies: Sequence[str]
+    ns: Sequence[int]
+    results: ResultsFile
+    concurrency: int = 4
+    record: Pool | None = None
+    replay: Pool | None = None
+    retry_errors: bool = False
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    on_row: Callable[[dict[str, Any]], None] | None = None
+    skipped: int = field(default=0, init=False)
+
+    @property
+    def _cost(self) -> float | None:
+        """$ per question: 0 on local/simulated models; unknown (None) on paid APIs until prices are known."""
+        specs = [*self.heavy.specs, self.heavy.aggregator_spec]
+        return 0.0 if all(not s.preset.key_required for s in specs) else None
+
+    @property
+    def pooled(self) -> bool:
+        return self.record is not None or self.replay is not None or len(self.strategies) > 1 or len(self.ns) > 1
+
+    def todo(self, items: Sequence[EvalItem]) -> list[tuple[EvalItem, list[tuple[str, int]]]]:
+        done = self.results.done(self.retry_errors)
+        work = []
+        for item in items:
+            pending = [(s, n) for s in self.strategies for n in self.ns if (item.id, s, n) not in done]
+            if pending:
+                work.append((item, pending))
+        return work
+
+    async def run(self, items: Sequence[EvalItem]) -> None:
+        work = self.todo(items)
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(item: EvalItem, pending: list[tuple[str, int]]) -> None:
+            async with sem:
+                await self._question(item, pending)
+
+        await asyncio.gather(*(one(item, pending) for item, pending in work))
+
+    async def _pool_for(self, item: EvalItem) -> tuple[list[Hypothesis] | None, float]:
+        """The hypotheses every strategy of this question decides on, and the seconds spent sampling."""
+        if self.replay is not None:
+            return self.replay.hypotheses(item.id), 0.0
+        if self.record is not None:
+            recorded = self.record.hypotheses(item.id)
+            if recorded is not None and len(recorded) >= max(self.ns):
+                return recorded, 0.0
+        started = time.monotonic()
+        hyps = await self.heavy.sample(item.prompt, n=max(self.ns))
+        if self.record is not None:
+            self.record.append({"id": item.id, "question": item.question, "gold": item.gold,
+                                "model": [s.label for s in self.heavy.specs],
+                                "params": self.heavy.params.model_dump(exclude_none=True),
+                                "hypotheses": [h.model_dump(exclude_none=True) for h in hyps]})
+        return hyps, time.monotonic() - started
+
+    async def _question(self, item: EvalItem, pending: list[tuple[str, int]]) -> None:
+        pool: list[Hypothesis] | None = None
+        sample_s = 0.0
+        if self.pooled:
+            try:
+                pool, sample_s = await self._pool_for(item)
+            except HeavyError as exc:
+                for strategy, n in pending:
+                    self._write(item, strategy, n, error=f"{type(exc).__name__}: {exc}")
+                return
+            if pool is None:
+                self.skipped += 1
+                return  # not in the replayed pool: nothing to decide on, and no sampling allowed
+        for strategy, n in pending:
+            started = time.monotonic()
+            try:
+                result = await self.heavy.ask(
+                    item.prompt, n=n, strategy=strategy, options=self.options.get(strategy),
+                    pool=pool[:n] if pool is not None else None, live=self.replay is None,
+                )
+            except HeavyError as exc:
+                self._write(item, strategy, n, error=f"{type(exc).__name__}: {exc}")
+                continue
+            wall = time.monotonic() - started + (sample_s * n / max(self.ns) if pool is not None else 0.0)
+            used = [h for h in result.hypotheses if h.status != "cancelled" or h.usage.total_tokens]
+            usage = Usage.sum([h.usage for h in used] + [c.usage for c in result.aggregator_calls])
+            self._write(item, strategy, n, answer=result.answer, usage=usage, wall_s=wall,
+                        calls=len(used) + len(result.aggregator_calls), method=result.decision.method,
+                        path=result.decision.path,
+                        hypothesis_answers=[h.answer for h in result.hypotheses])
+
+    def _write(self, item: EvalItem, strategy: str, n: int, *, answer: str | None = None,
+               usage: Usage | None = None, wall_s: float = 0.0, calls: int = 0, method: str | None = None,
+               path: list[str] | None = None, error: str | None = None,
+               hypothesis_answers: list[str | None] | None = None) -> None:
+        usage = usage or Usage()
+        row = {
+            "id": item.id, "question": item.question, "gold": item.gold, "answer": answer,
+            "correct": is_correct(answer, item.gold), "strategy": strategy, "n": n,
+            "model": [s.label for s in self.heavy.specs], "total_tokens": usage.total_tokens,
+            "usage": usage.model_dump(), "calls": calls, "cost_usd": self._cost, "wall_s": round(wall_s, 3),
+            "method": method, "path": path, "hypothesis_answers": hypothesis_answers, "error": error,
+            "ts": time.time(),
+        }
+        self.results.append(row)
+        if self.on_row is not None:
+            self.on_row(row)
