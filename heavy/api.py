@@ -25,10 +25,12 @@ from .events import Event, EventSink, Final, fanout
 from .models import ModelSpec, parse_spec
 from .providers.base import Provider
 from .providers.factory import build_provider
-from .providers.wrappers import ConcurrencyLimit
+from .pricing import cost, price_for
+from .providers.wrappers import ConcurrencyLimit, RateLimit, Retry, RetryPolicy
+from .run import Budget, RunState, using_run
 from .sampler import ModelRef, ReplaySampler, Sampler
 from .strategy import Context, Strategy, load_strategy
-from .types import Hypothesis, Message, Result, SamplingParams, as_messages
+from .types import Hypothesis, Message, Result, SamplingParams, Usage, as_messages
 
 __all__ = ["Heavy", "ask", "aask"]
 
@@ -39,8 +41,10 @@ class Heavy:
     """A configured Heavy ensemble: which models sample, how many hypotheses, which strategy decides.
 
     ``model`` is one spec or a list (round-robined over the N hypotheses). ``timeout`` bounds each
-    hypothesis, ``deadline`` the whole sampling phase (what arrived by then is used). Extra keyword
-    arguments are strategy options, validated by the strategy's options model.
+    hypothesis (retries included), ``deadline`` the whole sampling phase (what arrived by then is used).
+    ``rpm``/``tpm`` rate-limit each provider; ``retry`` sets the retry policy; ``max_total_tokens`` and
+    ``max_cost_usd`` cap a run (reaching a cap stops sampling and the strategy decides on what arrived).
+    Extra keyword arguments are strategy options, validated by the strategy's options model.
     """
 
     def __init__(
@@ -64,6 +68,11 @@ class Heavy:
         deadline: float | None = None,
         min_successes: int = 1,
         concurrency: int = C.DEFAULT_PROVIDER_CONCURRENCY,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        retry: RetryPolicy | None = None,
+        max_total_tokens: int | None = None,
+        max_cost_usd: float | None = None,
         stream: bool | None = None,
         on_event: EventSink | None = None,
         transport: Any = None,
@@ -86,6 +95,18 @@ class Heavy:
         self.aggregator_spec = (
             parse_spec(aggregator_model, base_url=base_url, api_key=api_key) if aggregator_model else self.specs[0]
         )
+        try:
+            self.budget = Budget(max_tokens=max_total_tokens, max_cost_usd=max_cost_usd)
+        except ValueError as exc:
+            raise OptionsError(f"invalid budget: {describe_validation(exc)}") from None
+        if max_cost_usd is not None:
+            unpriced = [s.label for s in {*self.specs, self.aggregator_spec}
+                        if price_for(s.preset.name, s.model) is None]
+            if unpriced:
+                raise OptionsError(f"a dollar cap needs prices, and none is known for {', '.join(sorted(unpriced))}; "
+                                   "add them under [prices] in the config file (see `heavy config`)")
+        self.rpm, self.tpm = rpm, tpm
+        self.retry = retry or RetryPolicy()
         self.n = n
         self.strategy_name = strategy
         self.strategy_cls: type[Strategy] = load_strategy(strategy)
@@ -114,8 +135,16 @@ class Heavy:
             self._providers, self._loop = {}, loop
         key = (spec.preset.name, spec.base_url, bool(spec.api_key))
         if key not in self._providers:
-            self._providers[key] = ConcurrencyLimit(build_provider(spec, transport=self._transport), self.concurrency)
+            gate = RateLimit(ConcurrencyLimit(build_provider(spec, transport=self._transport), self.concurrency),
+                             rpm=self.rpm, tpm=self.tpm)
+            self._providers[key] = Retry(gate, self.retry, gate=gate)
         return self._providers[key]
+
+    @staticmethod
+    def _price(label: str, usage: Usage) -> float | None:
+        preset, _, model = label.partition(":")
+        p = price_for(preset, model)
+        return None if p is None else cost(usage, p)
 
     def _ref(self, spec: ModelSpec) -> ModelRef:
         return ModelRef(label=spec.label, provider=self._provider(spec), model=spec.model)
@@ -182,11 +211,14 @@ class Heavy:
         else:
             strategy_cls = load_strategy(strategy)
             opts = strategy_cls.parse_options(options)
-        sampler = self._sampler(messages, n, emit, stream, seed, pool, live)
-        ctx = Context(messages=messages, n=n, sampler=sampler, aggregator=self._ref(self.aggregator_spec),
-                      emit=emit, stream_aggregator=stream, aggregator_timeout=self.timeout,
-                      max_tokens=self.params.max_tokens)
-        result = await strategy_cls(opts).run(ctx)
+        state = RunState(self.budget, retries=C.RETRY_BUDGET_PER_HYPOTHESIS * n, price=self._price)
+        with using_run(state):
+            sampler = self._sampler(messages, n, emit, stream, seed, pool, live)
+            ctx = Context(messages=messages, n=n, sampler=sampler, aggregator=self._ref(self.aggregator_spec),
+                          emit=emit, stream_aggregator=stream, aggregator_timeout=self.timeout,
+                          max_tokens=self.params.max_tokens, run=state,
+                          fallbacks=[self._ref(s) for s in dict.fromkeys(self.specs)])
+            result = await strategy_cls(opts).run(ctx)
         emit(Final(result=result))
         return result
 
@@ -195,8 +227,10 @@ class Heavy:
         """Only sample: *n* hypotheses of *prompt* (ok, failed or cancelled), in index order, no decision."""
         messages = self._messages(prompt, system)
         n = n or self.n
-        sampler = self._sampler(messages, n, fanout(self.on_event, on_event), self.stream or False, seed, None, True)
-        return await sampler.sample(messages, n, min_successes=0)
+        with using_run(RunState(self.budget, retries=C.RETRY_BUDGET_PER_HYPOTHESIS * n, price=self._price)):
+            sampler = self._sampler(messages, n, fanout(self.on_event, on_event), self.stream or False, seed, None,
+                                    True)
+            return await sampler.sample(messages, n, min_successes=0)
 
     async def events(self, prompt: Prompt, **kwargs: Any) -> AsyncIterator[Event]:
         """Run *prompt* and yield its progress events as they happen; the last one is :class:`Final`."""

@@ -12,10 +12,13 @@ Every error heavy raises on purpose derives from :class:`HeavyError`::
     │   ├── ProviderConnectionError could not connect / connection dropped
     │   ├── ProviderTimeout         the call exceeded its timeout
     │   ├── ProviderHTTPError       the API answered with an HTTP error status
-    │   └── ProviderResponseError   2xx, but the body is not what the wire format promises
+    │   │   └── FatalRequestError   400/401/403/404/422: same for every sibling, so the run stops
+    │   ├── ProviderResponseError   2xx, but the body is not what the wire format promises
+    │   └── StreamInterrupted       a stream broke after delivering text (re-sampled, not retried)
     └── RunError                    the run as a whole could not produce an answer
         ├── QuorumError             fewer hypotheses succeeded than required (carries every failure)
-        └── AggregationError        the judge/aggregator could not decide and no fallback applied
+        ├── AggregationError        the judge/aggregator could not decide and no fallback applied
+        └── BudgetExceeded          a token/dollar/time cap of the run is spent (no new calls are made)
 
 Configuration errors are separate from provider errors so shells can map them to different exit
 codes / HTTP statuses (a ConfigError is the caller's to fix: exit 1 or HTTP 400). Provider errors carry
@@ -40,6 +43,9 @@ __all__ = [
     "ProviderTimeout",
     "ProviderHTTPError",
     "ProviderResponseError",
+    "StreamInterrupted",
+    "FatalRequestError",
+    "BudgetExceeded",
     "RunError",
     "QuorumError",
     "AggregationError",
@@ -120,6 +126,8 @@ class ProviderError(HeavyError):
     """A call to a model API failed.
 
     Attributes are all optional because a connection can fail before there is a status or request id.
+    ``retryable`` says whether the same request may succeed later (timeouts, 408/409/429/5xx/529, or the
+    server's own ``x-should-retry``); ``retry_after`` is the wait the server asked for, in seconds.
     """
 
     def __init__(
@@ -132,7 +140,9 @@ class ProviderError(HeavyError):
         request_id: str | None = None,
         body: str | None = None,
         retryable: bool = False,
+        retry_after: float | None = None,
     ) -> None:
+        self.retry_after = retry_after  # seconds the server asked us to wait (Retry-After & co.), if any
         self.provider = provider
         self.model = model
         self.status = status
@@ -167,6 +177,16 @@ class ProviderResponseError(ProviderError):
     """The API answered 2xx with a body that does not match its wire format."""
 
 
+class StreamInterrupted(ProviderError):
+    """A stream broke after it had started delivering text; the call is not retried in place (the text
+    already shown cannot be taken back), the sampler re-samples the hypothesis from scratch instead."""
+
+
+class FatalRequestError(ProviderHTTPError):
+    """400/401/403/404/422: the request itself is wrong, so every sibling hypothesis would fail the same
+    way; the sampler cancels the siblings and reports this one error."""
+
+
 # --- run -----------------------------------------------------------------------------------------
 
 
@@ -184,3 +204,11 @@ class QuorumError(RunError):
 
 class AggregationError(RunError):
     """The aggregator could not decide and no fallback was possible."""
+
+
+class BudgetExceeded(RunError):
+    """A per-run cap (tokens, dollars, seconds) is spent; ``cap`` names which."""
+
+    def __init__(self, cap: str, message: str) -> None:
+        self.cap = cap
+        super().__init__(message)

@@ -20,6 +20,7 @@ __all__ = [
     "TokenDelta",
     "HypothesisFinished",
     "HypothesisFailed",
+    "HypothesisRestarted",
     "StageStarted",
     "AggregatorDelta",
     "Final",
@@ -59,6 +60,15 @@ class HypothesisFinished(Event):
 class HypothesisFailed(Event):
     hypothesis: "Hypothesis"
     kind = "hypothesis_failed"
+
+
+@dataclass(slots=True)
+class HypothesisRestarted(Event):
+    """A stream broke mid-way; the hypothesis is re-sampled from scratch (its shown text is void)."""
+
+    index: int
+    reason: str
+    kind = "hypothesis_restarted"
 
 
 @dataclass(slots=True)

@@ -8,7 +8,9 @@ place, and that transport errors become heavy's own error types before they reac
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,7 +19,8 @@ from typing import Any
 import httpx
 
 from . import constants as C
-from .errors import ProviderConnectionError, ProviderHTTPError, ProviderResponseError, ProviderTimeout
+from .errors import (FatalRequestError, ProviderConnectionError, ProviderHTTPError, ProviderResponseError,
+                     ProviderTimeout)
 
 __all__ = ["Timeout", "HTTPClient", "HTTPResponse", "SSEEvent", "StreamingASGITransport"]
 
@@ -55,6 +58,34 @@ class SSEEvent:
 
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "cf-ray")
+
+
+#: Statuses that mean the request itself is wrong: retrying or re-sampling cannot help.
+FATAL_STATUSES = frozenset({400, 401, 403, 404, 422})
+
+
+def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, ``Retry-After`` (seconds or HTTP-date); ``None`` if absent."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def request_id(headers: Mapping[str, str]) -> str | None:
@@ -109,14 +140,20 @@ class HTTPClient:
     def _raise_for_status(self, status: int, headers: Mapping[str, str], text: str, model: str | None) -> None:
         if status < 400:
             return
-        raise ProviderHTTPError(
+        retryable = status in (408, 409, 429, 529) or status >= 500
+        should = headers.get("x-should-retry")
+        if should in ("true", "false"):  # the server knows best (OpenAI and Anthropic send this)
+            retryable = should == "true"
+        cls = FatalRequestError if status in FATAL_STATUSES else ProviderHTTPError
+        raise cls(
             _error_message(text) or f"HTTP {status}",
             provider=self.provider,
             model=model,
             status=status,
             request_id=request_id(headers),
             body=text[: C.ERROR_BODY_EXCERPT],
-            retryable=status in (408, 409, 429, 529) or status >= 500,
+            retryable=retryable,
+            retry_after=retry_after(headers),
         )
 
     async def post_json(

@@ -21,10 +21,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import HeavyError, ProviderError, ProviderTimeout, QuorumError
-from .events import EventSink, HypothesisFailed, HypothesisFinished, HypothesisStarted, TokenDelta, fanout
+from . import constants as C
+from .errors import (BudgetExceeded, FatalRequestError, HeavyError, ProviderError, ProviderTimeout, QuorumError,
+                     StreamInterrupted)
+from .events import (EventSink, HypothesisFailed, HypothesisFinished, HypothesisRestarted, HypothesisStarted,
+                     TokenDelta, fanout)
+from .run import collecting_notes, current_run
 from .providers.base import Completion, CompletionRequest, Provider
-from .types import Hypothesis, Message, SamplingParams
+from .types import Hypothesis, Message, SamplingParams, Usage
 
 __all__ = ["ModelRef", "Sampler", "ReplaySampler", "SampleRun", "call_model"]
 
@@ -102,6 +106,8 @@ class Sampler:
         self.deadline = deadline
         self.min_successes = min_successes
         self.hypotheses: list[Hypothesis] = []  # every hypothesis of every SampleRun, for the Result
+        self.fatal: dict[str, FatalRequestError] = {}  # model label -> the request error that stops it
+        self._streamed: dict[int, list[int]] = {}
         self._next_index = 0
 
     def run(
@@ -139,26 +145,62 @@ class Sampler:
             params = params.merged(seed=seed)
         self.emit(HypothesisStarted(index=index, model=ref.label, stage=stage))
         started = time.monotonic()
+        streamed = [0]  # characters received, to estimate the usage of a call cancelled mid-stream
+        self._streamed[index] = streamed
 
         def on_delta(text: str, reasoning: str) -> None:
+            streamed[0] += len(text) + len(reasoning)
             self.emit(TokenDelta(index=index, text=text, reasoning=reasoning))
 
-        try:
-            c = await call_model(ref, messages, params, stream=self.stream, on_delta=on_delta, timeout=self.timeout)
-        except asyncio.CancelledError:
-            raise
-        except HeavyError as exc:
-            h = _failed(index, ref, seed, started, exc)
-        except Exception as exc:  # a provider bug must not sink the run; record it like any failure
-            h = _failed(index, ref, seed, started, exc)
-        else:
-            h = Hypothesis(
-                index=index, model=ref.label, text=c.text, reasoning=c.reasoning, answer=self.extract(c.text),
-                finish_reason=c.finish_reason, usage=c.usage, latency_s=time.monotonic() - started, seed=seed,
-                request_id=c.request_id, logprobs=c.logprobs,
-            )
+        with collecting_notes() as notes:
+            restarts = 0
+            while True:
+                try:
+                    c = await call_model(ref, messages, params, stream=self.stream, on_delta=on_delta,
+                                         timeout=self.timeout)
+                except StreamInterrupted as exc:
+                    if restarts < C.STREAM_RESTARTS:
+                        restarts += 1
+                        notes.append(f"stream broke after {streamed[0]} characters ({exc.status or 'no status'}); "
+                                     "re-sampled from scratch")
+                        self.emit(HypothesisRestarted(index=index, reason=str(exc)))
+                        continue
+                    h = _failed(index, ref, seed, started, exc)
+                except HeavyError as exc:
+                    h = _failed(index, ref, seed, started, exc)
+                    if isinstance(exc, FatalRequestError):
+                        self.fatal.setdefault(ref.label, exc)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a provider bug must not sink the run; record it like any failure
+                    h = _failed(index, ref, seed, started, exc)
+                else:
+                    h = Hypothesis(
+                        index=index, model=ref.label, text=c.text, reasoning=c.reasoning,
+                        answer=self.extract(c.text), finish_reason=c.finish_reason, usage=c.usage,
+                        latency_s=time.monotonic() - started, seed=seed, request_id=c.request_id, logprobs=c.logprobs,
+                    )
+                break
+            if notes:
+                h.trace = list(notes)
+        run = current_run()
+        if run is not None:
+            run.charge(ref.label, h.usage)
         self.emit(HypothesisFinished(hypothesis=h) if h.ok else HypothesisFailed(hypothesis=h))
         return h
+
+    def cancelled(self, index: int, ref: ModelRef, why: str, messages: Sequence[Message]) -> Hypothesis:
+        """The record of a hypothesis cancelled before it finished, with its usage estimated (and charged):
+        the prompt was sent and whatever streamed was generated, so both are paid for."""
+        chars = self._streamed.get(index, [0])[0]
+        sent = index in self._streamed
+        usage = Usage(prompt_tokens=sum(len(m.text()) for m in messages) // 4 if sent else 0,
+                      completion_tokens=chars // 4)
+        run = current_run()
+        if run is not None:
+            run.charge(ref.label, usage)
+        return Hypothesis(index=index, model=ref.label, status="cancelled", error=why, error_type="Cancelled",
+                          usage=usage, usage_estimated=sent)
 
 
 class ReplaySampler(Sampler):
@@ -215,9 +257,19 @@ class SampleRun:
         self._done: dict[int, Hypothesis] = {}
         self.deadline_hit = False
         self.stopped_early = False
+        self.budget_hit: str | None = None
 
     async def __aenter__(self) -> "SampleRun":
         messages, n, start, params, models, stage = self._spec
+        run = current_run()
+        spent = run.exhausted() if run is not None else None
+        if spent:  # the run's budget is gone: start nothing, and say why
+            self.budget_hit = spent
+            for i in range(n):
+                ref = models[i % len(models)]
+                self._record(Hypothesis(index=start + i, model=ref.label, status="cancelled", error_type="Cancelled",
+                                        error=f"not started: the run's {spent} budget is spent"))
+            return self
         for i in range(n):
             index = start + i
             ref = models[i % len(models)]
@@ -232,18 +284,19 @@ class SampleRun:
             await self._cancel_pending("stopped early: the strategy had enough" if self.stopped_early
                                        else "cancelled at the run's deadline")
 
-    async def _cancel_pending(self, why: str) -> None:
-        for task in self._pending:
+    async def _cancel_pending(self, why: str, only: str | None = None) -> None:
+        """Cancel the outstanding hypotheses (of model *only*, if given) and record them as cancelled."""
+        victims = {t for t in self._pending if only is None or self._tasks[t][1].label == only}
+        for task in victims:
             task.cancel()
-        await asyncio.gather(*self._pending, return_exceptions=True)
-        for task in self._pending:
+        await asyncio.gather(*victims, return_exceptions=True)
+        for task in sorted(victims, key=lambda t: self._tasks[t][0]):
             index, ref = self._tasks[task]
             if task.cancelled() or task.exception() is not None:
-                self._record(Hypothesis(index=index, model=ref.label, status="cancelled", error=why,
-                                        error_type="Cancelled"))
+                self._record(self._sampler.cancelled(index, ref, why, self._spec[0]))
             else:  # finished in the instant between the deadline and the cancel: keep it
                 self._record(task.result())
-        self._pending = set()
+        self._pending -= victims
 
     def _record(self, h: Hypothesis) -> None:
         self._done[h.index] = h
@@ -267,6 +320,14 @@ class SampleRun:
         self._pending.discard(task)
         h = task.result()
         self._record(h)
+        if h.error_type == "FatalRequestError" and self._pending:
+            await self._cancel_pending(f"cancelled: {h.model} rejected the request, every sibling would fail the "
+                                       "same way", only=h.model)
+        run = current_run()
+        spent = run.exhausted() if run is not None and self._pending else None
+        if spent:
+            self.budget_hit = spent
+            await self._cancel_pending(f"cancelled: the run's {spent} budget is spent")
         return h
 
     @property
@@ -283,6 +344,11 @@ class SampleRun:
         ok = len(self.successes)
         if ok >= self.min_successes:
             return
+        if self._sampler.fatal:  # one clear error, not N copies of it
+            raise next(iter(self._sampler.fatal.values()))
+        if self.budget_hit and not ok:
+            raise BudgetExceeded(self.budget_hit, f"the run's {self.budget_hit} budget was spent before any "
+                                                  "hypothesis finished")
         failed = [h for h in self.hypotheses if not h.ok]
         first = "; ".join(f"#{h.index} {h.model}: {h.error}" for h in failed[:3])
         more = f" (+{len(failed) - 3} more)" if len(failed) > 3 else ""

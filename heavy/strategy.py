@@ -24,14 +24,20 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from . import constants as C
-from .errors import OptionsError, ProviderError, StrategyNotFound, describe_validation
+from .errors import BudgetExceeded, OptionsError, ProviderError, StrategyNotFound, describe_validation
 from .events import AggregatorDelta, EventSink, StageStarted
+from .run import RunState, collecting_notes
 from .sampler import ModelRef, Sampler, call_model
 from .types import AggregatorCall, Decision, Hypothesis, Message, Result, SamplingParams, Timings, Usage
 
-__all__ = ["Strategy", "NoOptions", "Context", "load_strategy", "registered_strategies", "ENTRY_POINT_GROUP"]
+__all__ = ["Strategy", "NoOptions", "Context", "load_strategy", "registered_strategies", "ENTRY_POINT_GROUP",
+           "AGGREGATOR_FAILURES"]
 
 ENTRY_POINT_GROUP = "heavy.strategies"
+
+#: What ``Context.call`` raises when no aggregator answer can be had: strategies catch these and fall
+#: back (to the vote, then to the first successful hypothesis).
+AGGREGATOR_FAILURES = (ProviderError, BudgetExceeded)
 
 
 class NoOptions(BaseModel):
@@ -54,8 +60,12 @@ class Context:
         stream_aggregator: bool = False,
         aggregator_timeout: float | None = None,
         max_tokens: int | None = None,
+        fallbacks: Sequence[ModelRef] = (),
+        run: RunState | None = None,
     ) -> None:
         self.messages = list(messages)
+        self.fallbacks = [f for f in fallbacks if f.label != aggregator.label]
+        self.run = run or RunState()
         self.n = n
         self.sampler = sampler
         self.aggregator = aggregator
@@ -75,31 +85,44 @@ class Context:
 
     async def call(self, purpose: str, messages: Sequence[Message], *, stream: bool | None = None,
                    temperature: float = C.AGGREGATOR_TEMPERATURE) -> AggregatorCall:
-        """One judge/aggregator call on the aggregator model; recorded in the Result whatever happens.
+        """One judge/aggregator call; recorded in the Result whatever happens.
 
-        Provider errors are recorded on the returned call (``error``) and re-raised, so the strategy can
-        choose its fallback.
+        The aggregator model is tried first, then each fallback model in turn. When all fail the last
+        error is raised (so the strategy falls back to the vote); :class:`BudgetExceeded` is raised
+        without calling anything when the run's budget is spent. Catch :data:`AGGREGATOR_FAILURES`.
         """
-        ref = self.aggregator
+        spent = self.run.exhausted()
+        if spent:
+            self.calls.append(AggregatorCall(purpose=purpose, model=self.aggregator.label,
+                                             error=f"not called: the run's {spent} budget is spent"))
+            raise BudgetExceeded(spent, f"the run's {spent} budget is spent")
         params = SamplingParams(temperature=temperature, max_tokens=self.max_tokens)
-        started = time.monotonic()
         streaming = self.stream_aggregator if stream is None else stream
 
         def on_delta(text: str, reasoning: str) -> None:
             if text:
                 self.emit(AggregatorDelta(purpose=purpose, text=text))
 
-        try:
-            c = await call_model(ref, messages, params, stream=streaming, on_delta=on_delta,
-                                 timeout=self.aggregator_timeout)
-        except ProviderError as exc:
-            self.calls.append(AggregatorCall(purpose=purpose, model=ref.label, error=str(exc),
-                                             latency_s=time.monotonic() - started))
-            raise
-        record = AggregatorCall(purpose=purpose, model=ref.label, text=c.text, usage=c.usage,
-                                latency_s=time.monotonic() - started)
-        self.calls.append(record)
-        return record
+        refs = [self.aggregator, *self.fallbacks]
+        for i, ref in enumerate(refs):
+            started = time.monotonic()
+            with collecting_notes() as notes:
+                try:
+                    c = await call_model(ref, messages, params, stream=streaming, on_delta=on_delta,
+                                         timeout=self.aggregator_timeout)
+                except ProviderError as exc:
+                    self.calls.append(AggregatorCall(purpose=purpose, model=ref.label, error=str(exc),
+                                                     latency_s=time.monotonic() - started, trace=list(notes) or None))
+                    if i + 1 == len(refs):
+                        raise
+                    continue
+            record = AggregatorCall(purpose=purpose if i == 0 else f"{purpose} (fallback model)", model=ref.label,
+                                    text=c.text, usage=c.usage, latency_s=time.monotonic() - started,
+                                    trace=list(notes) or None)
+            self.run.charge(ref.label, c.usage)
+            self.calls.append(record)
+            return record
+        raise AssertionError("unreachable: refs is never empty")
 
     def result(self, *, strategy: str, answer: str | None, text: str, decision: Decision,
                stopped_early: bool = False, deadline_hit: bool = False) -> Result:
@@ -120,6 +143,9 @@ class Context:
                             sampling_s=sampled_until - self.started, aggregation_s=now - sampled_until),
             stopped_early=stopped_early,
             deadline_hit=deadline_hit,
+            budget_hit=self.run.exhausted(),
+            cost_usd=self.run.cost_usd,
+            retries=self.run.retries_used,
         )
 
 

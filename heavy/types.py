@@ -138,6 +138,8 @@ class Hypothesis(_Strict):
     logprobs: list[TokenLogprob] | None = None
     error: str | None = None
     error_type: str | None = None
+    trace: list[str] | None = Field(default=None, description="retries, restarts and other notes of this call")
+    usage_estimated: bool = Field(default=False, description="usage estimated (cancelled mid-stream), not reported")
 
     @property
     def ok(self) -> bool:
@@ -153,6 +155,7 @@ class AggregatorCall(_Strict):
     usage: Usage = Field(default_factory=Usage)
     latency_s: float = 0.0
     error: str | None = None
+    trace: list[str] | None = None
 
 
 class Decision(_Strict):
@@ -188,6 +191,9 @@ class Result(_Strict):
     timings: Timings = Field(default_factory=Timings)
     stopped_early: bool = False
     deadline_hit: bool = False
+    budget_hit: str | None = Field(default=None, description="which per-run cap stopped sampling, if any")
+    cost_usd: float | None = Field(default=None, description="from the price table; None when a price is unknown")
+    retries: int = Field(default=0, description="retries spent from the run's shared retry budget")
 
     @property
     def successes(self) -> list[Hypothesis]:

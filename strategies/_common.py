@@ -5,10 +5,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from heavy.errors import ProviderError
 from heavy.prompts import labels, synthesize_messages
 from heavy.sampler import SampleRun
-from heavy.strategy import Context
+from heavy.strategy import AGGREGATOR_FAILURES, Context
 from heavy.types import AggregatorCall, Decision, Hypothesis, Result
 from heavy.voting import Tally, tally
 
@@ -98,7 +97,7 @@ async def synthesize_or_vote(ctx: Context, run: SampleRun, *, strategy: str, pat
     """Synthesize; if the aggregator fails, fall back to the vote (recorded in the decision)."""
     try:
         call = await synthesize(ctx, run.hypotheses, shuffle=shuffle, seed=seed)
-    except ProviderError as exc:
+    except AGGREGATOR_FAILURES as exc:
         return vote_result(ctx, run, strategy=strategy, path=path + ["synthesize failed", "vote"],
                            why=f"aggregator failed ({type(exc).__name__}); fell back to the vote.")
     t = tally(run.hypotheses)

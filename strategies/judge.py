@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from heavy.errors import ProviderError
 from heavy.prompts import judge_messages, parse_verdict
-from heavy.strategy import Context, Strategy
+from heavy.strategy import AGGREGATOR_FAILURES, Context, Strategy
 from heavy.types import Decision, Result
 from heavy.voting import tally
 
@@ -45,7 +44,8 @@ class Judge(Strategy):
             decision = Decision(method="judge", path=["sample", "single candidate"], winner=only.index,
                                 rationale="only one hypothesis succeeded; nothing to compare",
                                 votes=dict(t.counts), no_answer=t.no_answer)
-            return ctx.result(strategy=self.name, answer=only.answer, text=only.text, decision=decision)
+            return ctx.result(strategy=self.name, answer=only.answer, text=only.text, decision=decision,
+                              stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
         cands = labelled(run.hypotheses, shuffle=self.options.shuffle, seed=shuffle_seed(ctx, self.options.shuffle_seed))
         by_label = dict(cands)
         prompt = judge_messages(ctx.messages, [(label, h.text) for label, h in cands])
@@ -55,7 +55,7 @@ class Judge(Strategy):
         for attempt in range(1 + max(0, self.options.retries)):
             try:
                 call = await ctx.call("judge" if attempt == 0 else "judge-retry", prompt)
-            except ProviderError as exc:
+            except AGGREGATOR_FAILURES as exc:
                 failure = f"judge call failed ({type(exc).__name__})"
                 break
             verdict = parse_verdict(call.text, list(by_label))
@@ -72,7 +72,8 @@ class Judge(Strategy):
                       + _rationale(ctx.calls[-1].text),
             details={"labels": {label: h.index for label, h in cands}, "verdict": verdict},
         )
-        return ctx.result(strategy=self.name, answer=chosen.answer, text=chosen.text, decision=decision)
+        return ctx.result(strategy=self.name, answer=chosen.answer, text=chosen.text, decision=decision,
+                          stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
 
 
 def _rationale(text: str, limit: int = 400) -> str:

@@ -8,6 +8,7 @@ import pytest
 from heavy import Heavy
 from heavy.answers import normalize_answer
 from heavy.events import AggregatorDelta, StageStarted
+from heavy.prompts import SYNTHESIZE_INSTRUCTION
 from heavy.testing import SimConfig, SimulatedLLM
 
 pytestmark = pytest.mark.anyio
@@ -126,14 +127,32 @@ async def test_synthesize_streams_the_final_answer_and_counts_its_usage():
     assert [e.name for e in events if isinstance(e, StageStarted)] == ["sample", "synthesize"]
 
 
-async def test_synthesize_falls_back_to_vote_when_the_aggregator_fails():
+async def test_a_failing_aggregator_falls_back_to_another_listed_model():
     app = SimulatedLLM(SimConfig(accuracy=1.0))
-    h = Heavy(model="openai:heavy-simulated", aggregator_model="openai:heavy-simulated@fail_rate=1",
+    h = Heavy(model="openai:heavy-simulated", aggregator_model="openai:heavy-simulated@fail_rate=1,fail_status=400",
               base_url="http://sim.test/v1", transport=httpx.ASGITransport(app=app), n=4, strategy="synthesize")
+    r = await h.ask("What is 8 * 7?")
+    assert r.answer == "56" and r.decision.method == "synthesize"
+    failed, used = r.aggregator_calls
+    assert failed.model.endswith("fail_rate=1,fail_status=400") and "400" in failed.error
+    assert used.model == "openai:heavy-simulated" and used.purpose == "synthesize (fallback model)"
+
+
+async def test_synthesize_falls_back_to_vote_when_every_aggregator_fails():
+    sim = httpx.ASGITransport(app=SimulatedLLM(SimConfig(accuracy=1.0)))
+
+    async def endpoint(req: httpx.Request) -> httpx.Response:
+        if SYNTHESIZE_INSTRUCTION.encode() in req.content:  # every aggregator prompt is rejected
+            return httpx.Response(400, json={"error": {"message": "context too long"}})
+        return await sim.handle_async_request(req)
+
+    h = Heavy(model=["openai:heavy-simulated", "openai:heavy-simulated@accuracy=1"], base_url="http://sim.test/v1",
+              transport=httpx.MockTransport(endpoint), n=4, strategy="synthesize")
     r = await h.ask("What is 8 * 7?")
     assert r.answer == "56"
     assert r.decision.method == "vote" and "synthesize failed" in r.decision.path
-    assert r.aggregator_calls[0].error and "500" in r.aggregator_calls[0].error
+    assert [c.model for c in r.aggregator_calls] == ["openai:heavy-simulated", "openai:heavy-simulated@accuracy=1"]
+    assert all("context too long" in c.error for c in r.aggregator_calls)
 
 
 async def test_heavy_votes_on_a_clear_majority():

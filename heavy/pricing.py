@@ -1,0 +1,80 @@
+"""Prices per million tokens, and the cost of a call.
+
+The table holds list prices of common models (USD per 1M tokens) as published by their vendors in
+2025; prices change, so every entry can be overridden (``[prices]`` in the config file, or
+``heavy.pricing.set_price``). A model is matched by the longest table key that prefixes its id, so
+``gpt-4.1-mini-2025-04-14`` finds ``gpt-4.1-mini``. Local and simulated models cost nothing.
+
+Reasoning tokens are billed as output tokens (they are included in ``completion_tokens`` by every
+provider heavy speaks); cached prompt tokens are billed at the cached-input price when one is known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .types import Usage
+
+__all__ = ["Price", "PRICES", "price_for", "cost", "set_price", "FREE_PRESETS"]
+
+
+@dataclass(frozen=True)
+class Price:
+    input: float
+    output: float
+    cached_input: float | None = None
+
+
+PRICES: dict[str, Price] = {
+    # OpenAI
+    "gpt-5": Price(1.25, 10.0, 0.125),
+    "gpt-5-mini": Price(0.25, 2.0, 0.025),
+    "gpt-5-nano": Price(0.05, 0.40, 0.005),
+    "gpt-4.1": Price(2.0, 8.0, 0.50),
+    "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
+    "gpt-4.1-nano": Price(0.10, 0.40, 0.025),
+    "gpt-4o": Price(2.50, 10.0, 1.25),
+    "gpt-4o-mini": Price(0.15, 0.60, 0.075),
+    "o3": Price(2.0, 8.0, 0.50),
+    "o4-mini": Price(1.10, 4.40, 0.275),
+    # Anthropic
+    "claude-opus-4": Price(15.0, 75.0, 1.50),
+    "claude-sonnet-4": Price(3.0, 15.0, 0.30),
+    "claude-haiku-4": Price(1.0, 5.0, 0.10),
+    "claude-3-5-haiku": Price(0.80, 4.0, 0.08),
+    # Google
+    "gemini-2.5-pro": Price(1.25, 10.0, 0.31),
+    "gemini-2.5-flash": Price(0.30, 2.50, 0.075),
+    "gemini-2.5-flash-lite": Price(0.10, 0.40, 0.025),
+    # xAI
+    "grok-4": Price(3.0, 15.0, 0.75),
+    "grok-3-mini": Price(0.30, 0.50, 0.075),
+    # DeepSeek
+    "deepseek-chat": Price(0.27, 1.10, 0.07),
+    "deepseek-reasoner": Price(0.55, 2.19, 0.14),
+}
+
+#: Presets whose models run on the user's own machine (or are simulated): always free.
+FREE_PRESETS = frozenset({"sim", "local", "ollama", "vllm", "llamacpp", "lmstudio"})
+
+
+def set_price(model_prefix: str, input: float, output: float, cached_input: float | None = None) -> None:
+    """Add or override a price (USD per 1M tokens) for models whose id starts with *model_prefix*."""
+    PRICES[model_prefix] = Price(input, output, cached_input)
+
+
+def price_for(preset: str, model: str) -> Price | None:
+    """The price of *model* on *preset*; ``Price(0, 0)`` when local; ``None`` when unknown."""
+    if preset in FREE_PRESETS:
+        return Price(0.0, 0.0, 0.0)
+    bare = model.split("/")[-1]  # openrouter-style "openai/gpt-4.1"
+    keys = [k for k in PRICES if bare.startswith(k)]
+    return PRICES[max(keys, key=len)] if keys else None
+
+
+def cost(usage: Usage, price: Price) -> float:
+    """USD for *usage* at *price*."""
+    cached = min(usage.cached_tokens, usage.prompt_tokens)
+    cached_rate = price.cached_input if price.cached_input is not None else price.input
+    return ((usage.prompt_tokens - cached) * price.input + cached * cached_rate
+            + usage.completion_tokens * price.output) / 1e6
