@@ -48,3 +48,64 @@ AGGREGATOR_CANDIDATE_CHARS = 6000
 
 #: Default port of `heavy sim`.
 SIM_PORT = 8399
+
+# --- heavy local: the embedded llama.cpp model server (`heavy local`, heavy/local/) ----------------
+
+#: Environment variable naming heavy's cache directory, and its default. Builds and model weights
+#: (hundreds of MB to GBs) live there, never inside a project.
+LOCAL_HOME_ENV = "HEAVY_HOME"
+LOCAL_DEFAULT_HOME = "~/.cache/heavy"
+
+#: llama-cpp-python sdist whose vendored llama.cpp we build `llama-server` from. Pinned (with its
+#: sha256 in heavy/local/catalog.py) so every machine serves with the same code.
+LOCAL_LLAMA_CPP_PYTHON_VERSION = "0.3.36"
+
+#: Where `heavy local start` listens. Must match the `local` preset's default in heavy/models.py
+#: (http://127.0.0.1:8377/v1); another port needs HEAVY_LOCAL_BASE_URL.
+LOCAL_HOST = "127.0.0.1"
+LOCAL_PORT = 8377
+
+#: The model id llama-server answers to (`--alias`), i.e. the `local` preset's default model.
+LOCAL_MODEL_ALIAS = "local"
+
+#: Model served when none is named or recorded by `heavy local setup`: the best answers that still
+#: run at ~25 tokens/s on a 2-core CPU.
+LOCAL_DEFAULT_MODEL = "qwen2.5-coder-1.5b"
+
+#: Parallel decoding slots (`-np`). llama.cpp batches the slots' tokens into one forward pass, so
+#: aggregate tokens/s rises with slots on a small CPU; measured best for heavy's 8-way sampling.
+LOCAL_DEFAULT_SLOTS = 4
+
+#: Context tokens per slot (llama-server gets `-c slots * this`). Room for a question, a ~300-token
+#: answer, and a synthesis prompt holding 8 candidates.
+LOCAL_CTX_PER_SLOT = 4096
+
+#: Seconds `heavy local start` waits for /health (loading a GB model from a cold disk is slow);
+#: seconds `heavy local stop` waits after SIGTERM before SIGKILL.
+LOCAL_START_TIMEOUT = 180.0
+LOCAL_STOP_TIMEOUT = 10.0
+
+#: Lines of the server log shown when llama-server dies at startup.
+LOCAL_LOG_TAIL_LINES = 15
+
+# --- reliability ------------------------------------------------------------------------------------
+
+#: Attempts per call (the first one included) on retryable errors: connection drops, timeouts,
+#: 408/409/429/5xx/529. Four attempts ride out a typical 429 burst without stalling a run for minutes.
+RETRY_MAX_ATTEMPTS = 4
+
+#: Exponential backoff: base * 2**attempt, capped, with "full jitter" in [50 %, 100 %] so N siblings
+#: that failed together do not come back together.
+RETRY_BASE_DELAY = 0.5
+RETRY_MAX_DELAY = 20.0
+
+#: A server's Retry-After is honoured up to this many seconds; a longer wait is not worth holding a
+#: Heavy run for, so the call fails and the run decides on what it has.
+RETRY_AFTER_CAP = 60.0
+
+#: Retries shared by all hypotheses of one run, per hypothesis: a 429 storm over N siblings may cost
+#: at most about this many retries each on average before the run stops retrying.
+RETRY_BUDGET_PER_HYPOTHESIS = 2
+
+#: Times a hypothesis whose stream broke mid-way is re-sampled from scratch.
+STREAM_RESTARTS = 1
