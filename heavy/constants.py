@@ -107,5 +107,8 @@ RETRY_AFTER_CAP = 60.0
 #: at most about this many retries each on average before the run stops retrying.
 RETRY_BUDGET_PER_HYPOTHESIS = 2
 
+#: Burst allowance of the requests/tokens-per-minute limiters, in seconds of the per-minute rate.
+RATE_BURST_SECONDS = 6.0
+
 #: Times a hypothesis whose stream broke mid-way is re-sampled from scratch.
 STREAM_RESTARTS = 1

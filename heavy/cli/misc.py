@@ -29,6 +29,8 @@ def strategies() -> None:
 @click.option("--latency-sigma", type=float, default=None, help="Lognormal sigma for heavy-tailed latency.")
 @click.option("--tokens-per-second", type=float, default=None)
 @click.option("--fail-rate", type=float, default=None, help="Share of requests answered with an HTTP error.")
+@click.option("--fail-status", type=int, default=None, help="HTTP status of those errors (default 500).")
+@click.option("--judge-accuracy", type=float, default=None, help="How often a judge picks a right candidate.")
 @click.option("--dataset", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSONL with question/answer fields whose gold answers the simulator knows.")
 @click.option("--seed", type=int, default=None)

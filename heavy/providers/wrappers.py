@@ -77,8 +77,11 @@ class RateLimit(WrapperProvider):
     def __init__(self, inner: Provider, *, rpm: float | None = None, tpm: float | None = None) -> None:
         super().__init__(inner)
         self.rpm, self.tpm = rpm, tpm
-        now = time.monotonic()
-        self._req_tokens, self._tok_tokens, self._stamp = (rpm or 0.0), (tpm or 0.0), now
+        # Buckets hold C.RATE_BURST_SECONDS worth of allowance: a minute's worth at once is exactly the
+        # burst that trips providers' own per-second smoothing.
+        self._req_cap = max(1.0, (rpm or 0.0) * C.RATE_BURST_SECONDS / 60)
+        self._tok_cap = max(1.0, (tpm or 0.0) * C.RATE_BURST_SECONDS / 60)
+        self._req_tokens, self._tok_tokens, self._stamp = self._req_cap, self._tok_cap, time.monotonic()
         self.cooldown_until = 0.0
         self._lock = asyncio.Lock()
 
@@ -90,12 +93,12 @@ class RateLimit(WrapperProvider):
         now = time.monotonic()
         elapsed, self._stamp = now - self._stamp, now
         if self.rpm:
-            self._req_tokens = min(self.rpm, self._req_tokens + elapsed * self.rpm / 60)
+            self._req_tokens = min(self._req_cap, self._req_tokens + elapsed * self.rpm / 60)
         if self.tpm:
-            self._tok_tokens = min(self.tpm, self._tok_tokens + elapsed * self.tpm / 60)
+            self._tok_tokens = min(self._tok_cap, self._tok_tokens + elapsed * self.tpm / 60)
 
     async def _acquire(self, request: CompletionRequest) -> None:
-        need = min(_estimate_tokens(request), self.tpm) if self.tpm else 0
+        need = min(_estimate_tokens(request), self._tok_cap) if self.tpm else 0
         async with self._lock:  # FIFO: one waiter at a time takes from the buckets
             while True:
                 wait = self.cooldown_until - time.monotonic()
