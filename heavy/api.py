@@ -42,7 +42,7 @@ class Heavy:
 
     ``model`` is one spec or a list (round-robined over the N hypotheses). ``timeout`` bounds each
     hypothesis (retries included), ``deadline`` the whole sampling phase (what arrived by then is used).
-    ``rpm``/``tpm`` rate-limit each provider; ``retry`` sets the retry policy; ``max_total_tokens`` and
+    ``rpm``/``tpm`` rate-limit each provider (``limits`` sets concurrency/rpm/tpm per preset name); ``retry`` sets the retry policy; ``max_total_tokens`` and
     ``max_cost_usd`` cap a run (reaching a cap stops sampling and the strategy decides on what arrived).
     Extra keyword arguments are strategy options, validated by the strategy's options model.
     """
@@ -70,6 +70,7 @@ class Heavy:
         concurrency: int = C.DEFAULT_PROVIDER_CONCURRENCY,
         rpm: float | None = None,
         tpm: float | None = None,
+        limits: dict[str, dict[str, float]] | None = None,
         retry: RetryPolicy | None = None,
         max_total_tokens: int | None = None,
         max_cost_usd: float | None = None,
@@ -106,6 +107,7 @@ class Heavy:
                 raise OptionsError(f"a dollar cap needs prices, and none is known for {', '.join(sorted(unpriced))}; "
                                    "add them under [prices] in the config file (see `heavy config`)")
         self.rpm, self.tpm = rpm, tpm
+        self.limits = limits or {}
         self.retry = retry or RetryPolicy()
         self.n = n
         self.strategy_name = strategy
@@ -135,8 +137,10 @@ class Heavy:
             self._providers, self._loop = {}, loop
         key = (spec.preset.name, spec.base_url, bool(spec.api_key))
         if key not in self._providers:
-            gate = RateLimit(ConcurrencyLimit(build_provider(spec, transport=self._transport), self.concurrency),
-                             rpm=self.rpm, tpm=self.tpm)
+            lim = self.limits.get(spec.preset.name, {})
+            inner = ConcurrencyLimit(build_provider(spec, transport=self._transport),
+                                     int(lim.get("concurrency", self.concurrency)))
+            gate = RateLimit(inner, rpm=lim.get("rpm", self.rpm), tpm=lim.get("tpm", self.tpm))
             self._providers[key] = Retry(gate, self.retry, gate=gate)
         return self._providers[key]
 

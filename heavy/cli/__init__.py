@@ -18,9 +18,12 @@ __all__ = ["main", "cli"]
 # name -> (module, attribute, one-line help). Help text lives here so listing commands imports nothing.
 _COMMANDS = {
     "ask": ("heavy.cli.ask", "ask", "Ask a question: sample N hypotheses in parallel and print one answer."),
+    "config": ("heavy.cli.misc", "config", "Print the effective configuration, with keys masked."),
     "eval": ("heavy.cli.eval", "eval_command", "Score strategies on a JSONL dataset (resumable; record/replay pools)."),
     "strategies": ("heavy.cli.misc", "strategies", "List the registered strategies, one per line."),
     "sim": ("heavy.cli.misc", "sim", "Serve the simulated LLM (OpenAI-compatible) on 127.0.0.1."),
+    "local": ("heavy.cli.local", "local",
+              "Set up, start and stop heavy's local model server (a real small LLM on this CPU)."),
 }
 
 

@@ -27,6 +27,20 @@ def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def heavy_kwargs(**flags: Any) -> dict[str, Any]:
+    """Arguments for :class:`heavy.Heavy`: the config file's defaults, overridden by the flags given."""
+    from ..config import load_config
+
+    cfg = load_config()
+    cfg.apply_prices()
+    kwargs = cfg.heavy_kwargs()
+    kwargs.update({k: v for k, v in flags.items() if v is not None and v != () and v != []})
+    if isinstance(kwargs.get("model"), tuple):
+        kwargs["model"] = list(kwargs["model"])
+    kwargs.setdefault("model", "sim")
+    return kwargs
+
+
 def read_question(question: str | None) -> str:
     if question in (None, "-"):
         if sys.stdin is None or sys.stdin.isatty():
@@ -41,43 +55,43 @@ def read_question(question: str | None) -> str:
 @click.argument("question", required=False)
 @click.option("-m", "--model", "models", multiple=True, metavar="PROVIDER:MODEL",
               help="Sampling model; repeat to round-robin several. Default: sim (simulated, not a real model).")
-@click.option("-n", "n", type=int, default=C.DEFAULT_N, show_default=True, help="Number of hypotheses.")
-@click.option("-s", "--strategy", default=C.DEFAULT_STRATEGY, show_default=True, help="See `heavy strategies`.")
+@click.option("-n", "n", type=int, default=None, help=f"Number of hypotheses [default: {C.DEFAULT_N}].")
+@click.option("-s", "--strategy", default=None,
+              help=f"See `heavy strategies` [default: {C.DEFAULT_STRATEGY}].")
 @click.option("--aggregator-model", default=None, metavar="PROVIDER:MODEL",
               help="Model for judge/synthesis calls (default: the first sampling model).")
 @click.option("--system", default=None, help="System prompt.")
-@click.option("-t", "--temperature", type=float, default=C.DEFAULT_TEMPERATURE, show_default=True)
+@click.option("-t", "--temperature", type=float, default=None, help=f"[default: {C.DEFAULT_TEMPERATURE}]")
 @click.option("--max-tokens", type=int, default=None)
 @click.option("--seed", type=int, default=None, help="Base seed; hypothesis i uses seed+i.")
 @click.option("--timeout", type=float, default=None, help="Seconds allowed for each hypothesis.")
 @click.option("--deadline", type=float, default=None,
               help="Seconds for the whole sampling phase; late hypotheses are cancelled, the rest decide.")
-@click.option("--min-successes", type=int, default=1, show_default=True)
+@click.option("--min-successes", type=int, default=None, help="Hypotheses that must succeed [default: 1].")
+@click.option("--max-total-tokens", type=int, default=None, help="Token cap of the run (all calls).")
+@click.option("--max-cost", "max_cost_usd", type=float, default=None, help="Dollar cap of the run (price table).")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Strategy option (repeatable).")
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole Result as one JSON object.")
 @click.option("--live/--no-live", default=None, help="Live view on stderr (default: when stderr is a terminal).")
-def ask(question: str | None, models: tuple[str, ...], n: int, strategy: str, aggregator_model: str | None,
-        system: str | None, temperature: float, max_tokens: int | None, seed: int | None, timeout: float | None,
-        deadline: float | None, min_successes: int, options: tuple[str, ...], base_url: str | None,
-        as_json: bool, live: bool | None) -> None:
-    """Ask QUESTION (or stdin): sample N hypotheses in parallel, decide, print only the answer."""
+def ask(question: str | None, models: tuple[str, ...], as_json: bool, live: bool | None, options: tuple[str, ...],
+        **flags: Any) -> None:
+    """Ask QUESTION (or stdin): sample N hypotheses in parallel, decide, print only the answer.
+
+    Defaults come from the config file (`heavy config` shows it), then from heavy's built-ins.
+    """
     text = read_question(question)
     strategy_options = parse_options(options)
 
     def go() -> None:
         from ..api import Heavy
 
-        h = Heavy(
-            model=list(models) or "sim", n=n, strategy=strategy, aggregator_model=aggregator_model,
-            base_url=base_url, system=system, temperature=temperature, max_tokens=max_tokens, seed=seed,
-            timeout=timeout, deadline=deadline, min_successes=min_successes, options=strategy_options,
-        )
+        h = Heavy(**heavy_kwargs(model=models, options=strategy_options, **flags))
         show_live = sys.stderr.isatty() if live is None else live
         if show_live:
             from .live import LiveView
 
-            with LiveView(n=n, question=text) as view:
+            with LiveView(n=h.n, question=text) as view:
                 result = h.ask_sync(text, on_event=view.on_event)
             view.print_decision(result)
         else:

@@ -52,3 +52,33 @@ def sim(port: int, host: str, dataset: str | None, **knobs: float | None) -> Non
         serve(config, host=host, port=port)
 
     run_guarded(go)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+def config(as_json: bool) -> None:
+    """Print the effective configuration (config file, defaults, providers with keys masked, prices)."""
+
+    def go() -> None:
+        import json
+
+        from ..config import describe, load_config
+
+        info = describe(load_config())
+        if as_json:
+            click.echo(json.dumps(info, indent=2))
+            return
+        click.echo(f"config file: {info['config_file']}")
+        click.echo("defaults: " + (", ".join(f"{k}={v}" for k, v in info["defaults"].items()) or "built-in"))
+        click.echo("providers:")
+        for name, p in info["providers"].items():
+            limits = f"  limits {p['limits']}" if "limits" in p else ""
+            key = f"{p['key_env']} {p['key']}" if p["key_env"] else "no key needed"
+            if p["key_env"] and not p["key_required"]:
+                key += " (optional)"
+            click.echo(f"  {name:<11} {p['base_url']:<48} {key}{limits}")
+        if info["prices"]:
+            click.echo("price overrides (USD / 1M tokens): " + ", ".join(
+                f"{k}: in {v['input']}, out {v['output']}" for k, v in info["prices"].items()))
+
+    run_guarded(go)

@@ -1,0 +1,147 @@
+"""The optional config file: defaults for the CLI and proxy, per-provider limits, and price overrides.
+
+Looked for at ``$HEAVY_CONFIG``, else ``~/.config/heavy/config.toml``. Everything in it is optional and
+validated (unknown keys are errors that name the key)::
+
+    [defaults]                 # any `heavy ask` flag's default
+    model = ["openai:gpt-4.1-mini"]
+    n = 8
+    strategy = "heavy"
+    max_cost_usd = 0.50
+
+    [providers.openai]         # per preset: in-flight calls and rate limits
+    concurrency = 32
+    rpm = 500
+    tpm = 200000
+
+    [prices."my-finetune"]     # USD per 1M tokens, for models the built-in table does not know
+    input = 0.3
+    output = 1.2
+
+The library does not read it implicitly (a library should not change behaviour with a file in the
+user's home); shells do, and ``Heavy(**load_config().heavy_kwargs())`` does the same for library users.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError, describe_validation
+from .models import PRESETS, parse_spec
+
+__all__ = ["Defaults", "ProviderLimits", "PriceEntry", "HeavyConfig", "config_path", "load_config", "describe"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Defaults(_Strict):
+    model: str | list[str] | None = None
+    n: int | None = Field(default=None, ge=1)
+    strategy: str | None = None
+    aggregator_model: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0)
+    deadline: float | None = Field(default=None, gt=0)
+    max_total_tokens: int | None = Field(default=None, gt=0)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    system: str | None = None
+
+
+class ProviderLimits(_Strict):
+    concurrency: int | None = Field(default=None, ge=1)
+    rpm: float | None = Field(default=None, gt=0)
+    tpm: float | None = Field(default=None, gt=0)
+
+
+class PriceEntry(_Strict):
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+
+
+class HeavyConfig(_Strict):
+    defaults: Defaults = Field(default_factory=Defaults)
+    providers: dict[str, ProviderLimits] = Field(default_factory=dict)
+    prices: dict[str, PriceEntry] = Field(default_factory=dict)
+    path: str | None = Field(default=None, exclude=True)
+
+    def heavy_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :class:`heavy.Heavy` from ``[defaults]`` and ``[providers]``."""
+        out = {k: v for k, v in self.defaults.model_dump().items() if v is not None}
+        if self.providers:
+            out["limits"] = {name: lim.model_dump(exclude_none=True) for name, lim in self.providers.items()}
+        return out
+
+    def apply_prices(self) -> None:
+        """Install ``[prices]`` into the price table."""
+        from .pricing import set_price
+
+        for prefix, p in self.prices.items():
+            set_price(prefix, p.input, p.output, p.cached_input)
+
+
+def config_path() -> Path:
+    env = os.environ.get("HEAVY_CONFIG")
+    return Path(env).expanduser() if env else Path("~/.config/heavy/config.toml").expanduser()
+
+
+def load_config(path: str | Path | None = None) -> HeavyConfig:
+    """Read and validate the config file; a missing file is an empty config, a bad one a ConfigError."""
+    p = Path(path).expanduser() if path else config_path()
+    if not p.is_file():
+        if path or os.environ.get("HEAVY_CONFIG"):
+            raise ConfigError(f"config file {str(p)!r} not found (set HEAVY_CONFIG to an existing file or unset it)")
+        return HeavyConfig()
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    try:
+        cfg = HeavyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{p}: {describe_validation(exc)}") from None
+    unknown = set(cfg.providers) - set(PRESETS)
+    if unknown:
+        raise ConfigError(f"{p}: [providers.{sorted(unknown)[0]}] is not a known provider ({', '.join(PRESETS)})")
+    cfg.path = str(p)
+    return cfg
+
+
+def _mask(value: str | None) -> str:
+    if not value:
+        return "not set"
+    return f"set (…{value[-4:]}, {len(value)} characters)" if len(value) >= 12 else "set"
+
+
+def describe(cfg: HeavyConfig, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The effective configuration as a plain dict, with every key masked."""
+    env = dict(os.environ if env is None else env)
+    providers = {}
+    for name, preset in PRESETS.items():
+        key_env = preset.key_env
+        key = next((env[v] for v in ((key_env,) if key_env else ()) + preset.key_env_fallbacks if env.get(v)), None)
+        spec_ok = True
+        try:
+            resolved = parse_spec(f"{name}:x", env=env)
+            base = resolved.base_url
+        except ConfigError:
+            base, spec_ok = (env.get(preset.base_url_env) if preset.base_url_env else None) or preset.base_url, False
+        providers[name] = {
+            "base_url": base, "key_env": key_env, "key": _mask(key), "key_required": preset.key_required,
+            "ready": spec_ok, **({"limits": cfg.providers[name].model_dump(exclude_none=True)}
+                                 if name in cfg.providers else {}),
+        }
+    return {
+        "config_file": cfg.path or f"{config_path()} (absent)",
+        "defaults": cfg.defaults.model_dump(exclude_none=True),
+        "providers": providers,
+        "prices": {k: v.model_dump(exclude_none=True) for k, v in cfg.prices.items()},
+    }
