@@ -22,11 +22,11 @@ from . import constants as C
 from .answers import final_answer
 from .errors import ConfigError, OptionsError, describe_validation
 from .events import Event, EventSink, Final, fanout
-from .models import ModelSpec, parse_spec
+from .models import ModelSpec, Preset, parse_spec
 from .providers.base import Provider
 from .providers.factory import build_provider
 from .pricing import cost, price_for
-from .providers.wrappers import ConcurrencyLimit, RateLimit, Retry, RetryPolicy
+from .providers.wrappers import ConcurrencyLimit, RateLimit, Retry, RetryPolicy, WrapperProvider
 from .run import Budget, RunState, using_run
 from .sampler import ModelRef, ReplaySampler, Sampler
 from .strategy import Context, Strategy, load_strategy
@@ -44,6 +44,8 @@ class Heavy:
     hypothesis (retries included), ``deadline`` the whole sampling phase (what arrived by then is used).
     ``rpm``/``tpm`` rate-limit each provider (``limits`` sets concurrency/rpm/tpm per preset name); ``retry`` sets the retry policy; ``max_total_tokens`` and
     ``max_cost_usd`` cap a run (reaching a cap stops sampling and the strategy decides on what arrived).
+    ``providers`` adds model sources of your own: ``Heavy(model="mine:some-model", providers={"mine":
+    MyProvider()})`` samples ``some-model`` through ``MyProvider`` (a :class:`~heavy.providers.base.Provider`).
     Extra keyword arguments are strategy options, validated by the strategy's options model.
     """
 
@@ -77,6 +79,7 @@ class Heavy:
         stream: bool | None = None,
         on_event: EventSink | None = None,
         transport: Any = None,
+        providers: dict[str, Provider] | None = None,
         options: dict[str, Any] | None = None,
         **strategy_options: Any,
     ) -> None:
@@ -92,10 +95,18 @@ class Heavy:
         for name, value in (("timeout", timeout), ("deadline", deadline)):
             if value is not None and value <= 0:
                 raise OptionsError(f"{name} must be a positive number of seconds")
-        self.specs: list[ModelSpec] = [parse_spec(s, base_url=base_url, api_key=api_key) for s in specs]
-        self.aggregator_spec = (
-            parse_spec(aggregator_model, base_url=base_url, api_key=api_key) if aggregator_model else self.specs[0]
-        )
+        self._custom = dict(providers or {})
+
+        def resolve(spec: str) -> ModelSpec:
+            name, sep, model = spec.partition(":")
+            if sep and name in self._custom:
+                return ModelSpec(spec=spec, preset=Preset(name, "", None, None, key_required=False, wire="custom",
+                                                          note="a provider given to Heavy(providers=...)"),
+                                 model=model, base_url="", api_key=None)
+            return parse_spec(spec, base_url=base_url, api_key=api_key)
+
+        self.specs: list[ModelSpec] = [resolve(s) for s in specs]
+        self.aggregator_spec = resolve(aggregator_model) if aggregator_model else self.specs[0]
         try:
             self.budget = Budget(max_tokens=max_total_tokens, max_cost_usd=max_cost_usd)
         except ValueError as exc:
@@ -138,7 +149,8 @@ class Heavy:
         key = (spec.preset.name, spec.base_url, bool(spec.api_key))
         if key not in self._providers:
             lim = self.limits.get(spec.preset.name, {})
-            inner = ConcurrencyLimit(build_provider(spec, transport=self._transport),
+            base = _Borrowed(self._custom[spec.preset.name]) if spec.preset.wire == "custom" else None
+            inner = ConcurrencyLimit(base or build_provider(spec, transport=self._transport),
                                      int(lim.get("concurrency", self.concurrency)))
             gate = RateLimit(inner, rpm=lim.get("rpm", self.rpm), tpm=lim.get("tpm", self.tpm))
             self._providers[key] = Retry(gate, self.retry, gate=gate)
@@ -281,6 +293,13 @@ class Heavy:
         if "error" in box:
             raise box["error"]
         return box["result"]
+
+
+class _Borrowed(WrapperProvider):
+    """A caller's provider: used, never closed by heavy (its owner decides its lifetime)."""
+
+    async def aclose(self) -> None:
+        return None
 
 
 def ask(prompt: Prompt, **kwargs: Any) -> Result:

@@ -26,8 +26,12 @@ DEFAULT_PROVIDER_CONCURRENCY = 64
 
 #: Connection pool size of the one shared HTTP client per provider. Must admit the fan-out,
 #: otherwise hypotheses queue for a connection and "parallel" sampling is serial in disguise.
-HTTP_MAX_CONNECTIONS = 256
-HTTP_MAX_KEEPALIVE = 64
+HTTP_MAX_CONNECTIONS = 1024
+HTTP_MAX_KEEPALIVE = 256
+
+#: HTTP transports under heavy's httpx client, fastest first; the first one installed is the default
+#: ($HEAVY_HTTP_TRANSPORT overrides). Measured by bench/overhead.py: see docs/benchmarks.md.
+HTTP_TRANSPORT_PREFERENCE = ("aiohttp", "httpx")
 
 #: Per-request network timeouts (seconds). Reading is long because reasoning models may think for
 #: minutes before the first byte; connecting is short because a dead host should fail fast.

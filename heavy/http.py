@@ -19,10 +19,45 @@ from typing import Any
 import httpx
 
 from . import constants as C
-from .errors import (FatalRequestError, ProviderConnectionError, ProviderHTTPError, ProviderResponseError,
+from .errors import (ConfigError, FatalRequestError, ProviderConnectionError, ProviderHTTPError, ProviderResponseError,
                      ProviderTimeout)
 
-__all__ = ["Timeout", "HTTPClient", "HTTPResponse", "SSEEvent", "StreamingASGITransport"]
+__all__ = ["Timeout", "HTTPClient", "HTTPResponse", "SSEEvent", "StreamingASGITransport", "transport_names",
+           "default_transport"]
+
+
+def transport_names() -> list[str]:
+    """HTTP transports usable here: ``httpx`` (always) and ``aiohttp`` (when httpx-aiohttp is installed)."""
+    names = ["httpx"]
+    try:
+        import httpx_aiohttp  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        names.append("aiohttp")
+    return names
+
+
+def default_transport() -> str:
+    """``$HEAVY_HTTP_TRANSPORT`` if set, else the fastest available (see bench/overhead.py)."""
+    import os
+
+    chosen = os.environ.get("HEAVY_HTTP_TRANSPORT", "").strip().lower()
+    available = transport_names()
+    if chosen:
+        if chosen not in available:
+            raise ConfigError(f"HEAVY_HTTP_TRANSPORT={chosen!r} is not available here; choose one of "
+                              f"{', '.join(available)} (aiohttp needs `pip install httpx-aiohttp`)")
+        return chosen
+    return C.HTTP_TRANSPORT_PREFERENCE[0] if C.HTTP_TRANSPORT_PREFERENCE[0] in available else "httpx"
+
+
+def _make_transport(kind: str, limits: httpx.Limits) -> httpx.AsyncBaseTransport | None:
+    if kind == "aiohttp":
+        from httpx_aiohttp import AiohttpTransport
+
+        return AiohttpTransport(limits=limits)
+    return None  # httpx's own default transport
 
 
 @dataclass(frozen=True)
@@ -113,8 +148,11 @@ class HTTPClient:
         provider: str | None = None,
         max_connections: int = C.HTTP_MAX_CONNECTIONS,
     ) -> None:
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=C.HTTP_MAX_KEEPALIVE)
         if asgi_app is not None:
             transport = StreamingASGITransport(asgi_app)
+        elif transport is None:
+            transport = _make_transport(default_transport(), limits)
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         self._client = httpx.AsyncClient(
@@ -122,7 +160,7 @@ class HTTPClient:
             headers=dict(headers or {}),
             timeout=(timeout or Timeout())._httpx(),
             transport=transport,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=C.HTTP_MAX_KEEPALIVE),
+            limits=limits,
         )
 
     async def aclose(self) -> None:

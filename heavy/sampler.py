@@ -142,7 +142,7 @@ class Sampler:
                    stage: str) -> Hypothesis:
         seed = params.seed + index if params.seed is not None else None
         if seed is not None:
-            params = params.merged(seed=seed)
+            params = params.with_seed(seed)
         self.emit(HypothesisStarted(index=index, model=ref.label, stage=stage))
         started = time.monotonic()
         streamed = [0]  # characters received, to estimate the usage of a call cancelled mid-stream

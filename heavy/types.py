@@ -81,10 +81,14 @@ class SamplingParams(_Strict):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
     def merged(self, **overrides: Any) -> "SamplingParams":
-        """A copy with the non-None *overrides* applied."""
+        """A validated copy with the non-None *overrides* applied."""
         data = self.model_dump()
         data.update({k: v for k, v in overrides.items() if v is not None})
         return SamplingParams.model_validate(data)
+
+    def with_seed(self, seed: int) -> "SamplingParams":
+        """A copy with another seed (hot path: one per hypothesis, so no re-validation of the rest)."""
+        return self.model_copy(update={"seed": seed})
 
 
 class Usage(_Strict):

@@ -116,3 +116,26 @@ def test_api_key_never_reaches_results_or_errors(monkeypatch):
     assert "401" in text and "Incorrect API key" in text
     assert key not in text
     assert key not in repr(h.specs)
+
+
+def test_a_provider_of_your_own():
+    from heavy.providers.base import Completion, Provider
+    from heavy.types import Usage
+
+    class Echo(Provider):
+        name = "echo"
+        closed = False
+
+        async def complete(self, request):
+            return Completion(text=f"{request.model} says: the answer is {len(request.messages[-1].text())}.",
+                              usage=Usage(prompt_tokens=1, completion_tokens=2))
+
+        async def aclose(self):
+            self.closed = True
+
+    echo = Echo()
+    h = Heavy(model="mine:parrot", providers={"mine": echo}, n=3, strategy="vote")
+    r = h.ask_sync("12345")
+    assert r.answer == "5" and r.hypotheses[0].model == "mine:parrot" and "parrot says" in r.text
+    assert r.usage.completion_tokens == 6
+    assert not echo.closed, "heavy never closes a provider it was given"
