@@ -171,6 +171,14 @@ class HTTPClient:
 
     def _fail(self, exc: Exception, model: str | None) -> Exception:
         kind = type(exc).__name__
+        cause = exc.__cause__
+        if cause is not None and isinstance(exc, httpx.TimeoutException) and not (
+                isinstance(cause, TimeoutError) or "Timeout" in type(cause).__name__):
+            # httpx-aiohttp maps every aiohttp connection error (a refused connection too) to ConnectTimeout;
+            # the underlying error says what really happened.
+            kind = type(cause).__name__
+            return ProviderConnectionError(f"connection failed ({kind}: {cause})", provider=self.provider,
+                                           model=model, retryable=True)
         if isinstance(exc, httpx.TimeoutException):
             return ProviderTimeout(f"timed out ({kind})", provider=self.provider, model=model, retryable=True)
         return ProviderConnectionError(f"connection failed ({kind}: {exc})", provider=self.provider, model=model, retryable=True)

@@ -26,6 +26,8 @@ class Preset:
     key_env: str | None
     base_url_env: str | None
     key_required: bool = True
+    #: Further variables the key is read from when ``key_env`` is unset (errors name ``key_env``).
+    key_env_fallbacks: tuple[str, ...] = ()
     wire: str = "openai"
     max_tokens_field: str = "max_tokens"
     default_model: str | None = None
@@ -37,6 +39,11 @@ PRESETS: dict[str, Preset] = {
     for p in [
         Preset("openai", "https://api.openai.com/v1", "OPENAI_API_KEY", "OPENAI_BASE_URL",
                max_tokens_field="max_completion_tokens", note="OpenAI"),
+        Preset("anthropic", "https://api.anthropic.com", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", wire="anthropic",
+               note="Anthropic (Claude); base URL is the API root: {root}/v1/messages"),
+        Preset("gemini", "https://generativelanguage.googleapis.com", "GEMINI_API_KEY", "GEMINI_BASE_URL",
+               key_env_fallbacks=("GOOGLE_API_KEY",), wire="gemini",
+               note="Google Gemini; base URL is the API root: {root}/v1beta/models/…"),
         Preset("xai", "https://api.x.ai/v1", "XAI_API_KEY", "XAI_BASE_URL", note="xAI (Grok)"),
         Preset("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", "OPENROUTER_BASE_URL",
                note="OpenRouter"),
@@ -105,7 +112,8 @@ def parse_spec(spec: str, *, base_url: str | None = None, api_key: str | None = 
         model = preset.default_model
     explicit_base = base_url or (env.get(preset.base_url_env) if preset.base_url_env else None)
     url = (explicit_base or preset.base_url).rstrip("/")
-    key = api_key or (env.get(preset.key_env) if preset.key_env else None) or None
+    key_vars = ((preset.key_env,) if preset.key_env else ()) + preset.key_env_fallbacks
+    key = api_key or next((env[v] for v in key_vars if env.get(v)), None)
     if preset.key_required and not key and not explicit_base:
         raise MissingKeyError(preset.name, preset.key_env or "an API key")
     return ModelSpec(spec=raw, preset=preset, model=model, base_url=url, api_key=key)

@@ -7,7 +7,9 @@ import os
 from typing import Any
 
 from ..models import ModelSpec
+from .anthropic import AnthropicProvider
 from .base import Provider
+from .gemini import GeminiProvider
 from .openai import OpenAIProvider
 
 __all__ = ["build_provider"]
@@ -29,4 +31,8 @@ def build_provider(spec: ModelSpec, *, transport: Any = None) -> Provider:
     if wire == "openai":
         return OpenAIProvider(spec.base_url, spec.api_key, name=spec.preset.name,
                               max_tokens_field=spec.preset.max_tokens_field, transport=transport)
+    if wire == "anthropic":
+        return AnthropicProvider(spec.base_url, spec.api_key, name=spec.preset.name, transport=transport)
+    if wire == "gemini":
+        return GeminiProvider(spec.base_url, spec.api_key, name=spec.preset.name, transport=transport)
     raise ValueError(f"no provider for wire format {wire!r} (preset {spec.preset.name!r})")

@@ -1,4 +1,6 @@
-"""A simulated OpenAI-compatible LLM for tests, demos and benchmarks of heavy's strategies.
+"""A simulated LLM for tests, demos and benchmarks of heavy's strategies, speaking the OpenAI,
+Anthropic and Gemini wire formats (``/v1/chat/completions``, ``/v1/messages``,
+``/v1beta/models/MODEL:generateContent``).
 
 It is not a model: it knows the gold answers of arithmetic questions and of a dataset you give it,
 answers right with a configurable probability, follows heavy's judge/synthesize prompts, and can be

@@ -14,7 +14,8 @@ from .sim import serve
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m heavy.testing",
-        description="Serve heavy's simulated OpenAI-compatible LLM (not a real model). Per request, "
+        description="Serve heavy's simulated LLM (not a real model) in three wire formats: OpenAI at /v1, "
+        "Anthropic at /v1/messages, Gemini at /v1beta/models/MODEL:generateContent. Per request, "
         "the model name may override settings: 'simulated@accuracy=0.6,latency=0.2'.",
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")

@@ -34,6 +34,11 @@ class SimConfig(BaseModel):
     tokens_per_second: float | None = Field(None, gt=0.0, description="generation speed; None = instant")
     fail_rate: float = Field(0.0, ge=0.0, le=1.0, description="probability that a request fails")
     fail_status: int = Field(500, ge=400, le=599, description="HTTP status of injected failures")
+    fail_in_stream: bool = Field(False, description="streamed requests that fail do so inside a 200 stream, "
+                                 "after the first piece (OpenAI error chunk, Anthropic `event: error`, Gemini error chunk)")
+    gemini_block: str | None = Field(None, pattern=r"^(finish:)?[A-Z_]+$", description="Gemini wire only: "
+                                     "'SAFETY' blocks the prompt (promptFeedback.blockReason), 'finish:SAFETY' "
+                                     "stops the candidate with that finishReason")
     dataset: dict[str, str] = Field(default_factory=dict, description="question -> gold answer")
     judge_accuracy: float = Field(1.0, ge=0.0, le=1.0, description="probability a judge picks the gold answer")
     judge_mode: Literal["normal", "garbage"] = Field("normal", description="'garbage': judge gives no verdict")
@@ -47,7 +52,7 @@ OVERRIDABLE = tuple(name for name in SimConfig.model_fields if name != "dataset"
 
 # Spellings of "no value" accepted for the optional fields (`tokens_per_second=none` = instant).
 _NONE_WORDS = {"none", "null", ""}
-_OPTIONAL = {"tokens_per_second", "seed"}
+_OPTIONAL = {"tokens_per_second", "seed", "gemini_block"}
 
 
 class OverrideError(ConfigError):

@@ -1,0 +1,280 @@
+"""Anthropic Messages wire format (``POST {root}/v1/messages``).
+
+``root_url`` is the API root without a version (``https://api.anthropic.com``, or a proxy's root):
+requests go to ``{root}/v1/messages`` with the key in ``x-api-key`` and ``anthropic-version: 2023-06-01``.
+
+What differs from OpenAI's format, and how heavy bridges it:
+
+- ``max_tokens`` is required: when the caller sets none, ``default_max_tokens`` is sent.
+- System messages move to the top-level ``system`` field; ``developer`` counts as system, ``tool`` as user.
+- OpenAI-style ``image_url`` parts become ``image`` blocks (a ``data:`` URL becomes a base64 source,
+  anything else a URL source); other parts are passed on as they are (native Anthropic blocks).
+- There is no ``seed`` and no logprobs: neither is sent, so ``Completion.logprobs`` stays ``None``.
+- ``thinking`` blocks (enabled through ``extra_body={"thinking": ...}``) go to ``Completion.reasoning``,
+  never into the text. With thinking on, heavy's temperature/top_p are not sent (the API rejects them
+  then), and a default max_tokens is raised above ``budget_tokens`` (which counts against it). Anthropic counts thinking inside ``output_tokens``
+  and does not report it apart, so ``Usage.reasoning_tokens`` stays 0.
+- ``input_tokens`` excludes cache reads and writes; heavy's ``prompt_tokens`` is the whole prompt
+  (input + cache reads + cache writes, as OpenAI and Gemini count it) and ``cached_tokens`` the reads.
+- Stop reasons are reported in OpenAI's words where one exists (``end_turn``/``stop_sequence`` →
+  ``stop``, ``max_tokens`` → ``length``, ``tool_use`` → ``tool_calls``); others pass through.
+- A stream may carry ``event: error`` after a 200 (e.g. ``overloaded_error``): it raises a
+  :class:`ProviderError` whose ``status`` is what the same error would have had as an HTTP answer
+  (529 for overloaded), retryable when the error is transient.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..errors import ProviderError, ProviderResponseError
+from ..http import HTTPClient, Timeout, decode_json, request_id
+from ..types import Message, Usage
+from .base import Completion, CompletionRequest, Delta, Provider
+
+__all__ = ["AnthropicProvider", "ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS"]
+
+ANTHROPIC_VERSION = "2023-06-01"
+#: Sent when the caller sets no max_tokens (the API requires one). Every Claude model accepts 4096.
+DEFAULT_MAX_TOKENS = 4096
+MESSAGES_PATH = "v1/messages"
+
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
+#: Error types that arrive in a stream, with the HTTP status they carry as a plain answer.
+_ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
+                 "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
+                 "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
+_TRANSIENT = {"rate_limit_error", "api_error", "timeout_error", "overloaded_error"}
+_DATA_URL = re.compile(r"^data:(?P<mime>[^;,]+);base64,(?P<data>.*)$", re.DOTALL)
+
+
+class AnthropicProvider(Provider):
+    """The Anthropic Messages API at ``root_url`` (``https://api.anthropic.com`` or a compatible root)."""
+
+    def __init__(
+        self,
+        root_url: str,
+        api_key: str | None = None,
+        *,
+        name: str = "anthropic",
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        timeout: Timeout | None = None,
+        transport: Any = None,
+        asgi_app: Any = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        if default_max_tokens < 1:
+            raise ValueError("default_max_tokens must be at least 1")
+        self.name = name
+        self.default_max_tokens = default_max_tokens
+        headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION,
+                   **(extra_headers or {})}
+        if api_key:
+            headers["x-api-key"] = api_key
+        self._http = HTTPClient(
+            root_url, headers=headers, timeout=timeout, transport=transport, asgi_app=asgi_app, provider=name
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- request --------------------------------------------------------------------------------
+
+    def build_body(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
+        """The JSON body for *request* (public so tests and the proxy can inspect it)."""
+        p = request.params
+        system, messages = _convert_messages(request.messages)
+        body: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": p.max_tokens if p.max_tokens is not None else self.default_max_tokens,
+            "messages": messages,
+        }
+        if system is not None:
+            body["system"] = system
+        if p.temperature is not None:
+            body["temperature"] = p.temperature
+        if p.top_p is not None:
+            body["top_p"] = p.top_p
+        if p.stop is not None:
+            body["stop_sequences"] = [p.stop] if isinstance(p.stop, str) else list(p.stop)
+        if stream:
+            body["stream"] = True
+        thinking = request.extra_body.get("thinking")
+        if isinstance(thinking, dict) and thinking.get("type") not in (None, "disabled"):
+            # Thinking rejects sampling modifications, and its budget counts against max_tokens.
+            body.pop("temperature", None)
+            body.pop("top_p", None)
+            budget = thinking.get("budget_tokens")
+            if p.max_tokens is None and isinstance(budget, int) and budget >= body["max_tokens"]:
+                body["max_tokens"] = budget + self.default_max_tokens
+        body.update(request.extra_body)
+        return body
+
+    # --- response -------------------------------------------------------------------------------
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        resp = await self._http.post_json(MESSAGES_PATH, self.build_body(request, stream=False), model=request.model)
+        data = decode_json(resp.text, provider=self.name, model=request.model)
+        rid = request_id(resp.headers) or (data.get("id") if isinstance(data, dict) else None)
+        if isinstance(data, dict) and data.get("type") == "error":
+            raise self._api_error(data, request.model, rid, resp.text, "error in a 200 response")
+        blocks = data.get("content") if isinstance(data, dict) else None
+        if not isinstance(blocks, list):
+            raise ProviderResponseError("response has no content blocks", provider=self.name, model=request.model,
+                                        request_id=rid, body=resp.text[:500])
+        text = "".join(str(b.get("text") or "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
+        thinking = "".join(str(b.get("thinking") or "") for b in blocks
+                           if isinstance(b, dict) and b.get("type") == "thinking")
+        return Completion(
+            text=text,
+            reasoning=thinking or None,
+            finish_reason=_finish(data.get("stop_reason")),
+            usage=_usage(data.get("usage")),
+            model=data.get("model"),
+            request_id=rid,
+        )
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[Delta | Completion]:
+        text: list[str] = []
+        reasoning: list[str] = []
+        usage: dict[str, Any] = {}
+        stop_reason = model = message_id = None
+        stopped = False
+        async with self._http.stream_sse(
+            MESSAGES_PATH, self.build_body(request, stream=True), model=request.model
+        ) as (headers, events):
+            rid = request_id(headers)
+            async for event in events:
+                try:
+                    data = json.loads(event.data)
+                except ValueError:
+                    raise ProviderResponseError("stream event is not JSON", provider=self.name, model=request.model,
+                                                request_id=rid, body=event.data[:500]) from None
+                if not isinstance(data, dict):
+                    continue
+                kind = data.get("type") or event.event
+                if kind == "error":
+                    raise self._api_error(data, request.model, rid or message_id, event.data, "error inside stream")
+                if kind == "message_start":
+                    message = data.get("message") or {}
+                    model, message_id = message.get("model"), message.get("id")
+                    usage.update({k: v for k, v in (message.get("usage") or {}).items() if v is not None})
+                elif kind == "content_block_start":
+                    block = data.get("content_block") or {}
+                    # A block may open with content already in it (normally empty).
+                    piece = str(block.get("text") or "") if block.get("type") == "text" else ""
+                    thought = str(block.get("thinking") or "") if block.get("type") == "thinking" else ""
+                    if piece or thought:
+                        text.append(piece)
+                        reasoning.append(thought)
+                        yield Delta(text=piece, reasoning=thought)
+                elif kind == "content_block_delta":
+                    delta = data.get("delta") or {}
+                    if delta.get("type") == "text_delta" and delta.get("text"):
+                        text.append(delta["text"])
+                        yield Delta(text=delta["text"])
+                    elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
+                        reasoning.append(delta["thinking"])
+                        yield Delta(reasoning=delta["thinking"])
+                    # signature_delta, input_json_delta, citations_delta: nothing to show
+                elif kind == "message_delta":
+                    stop_reason = (data.get("delta") or {}).get("stop_reason") or stop_reason
+                    usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+                elif kind == "message_stop":
+                    stopped = True
+                    break
+                # ping and event types added later are ignored, as the API asks of clients
+        if not stopped:
+            raise ProviderResponseError("stream ended before message_stop (truncated response)", provider=self.name,
+                                        model=request.model, request_id=rid or message_id, retryable=True)
+        yield Completion(
+            text="".join(text),
+            reasoning="".join(reasoning) or None,
+            finish_reason=_finish(stop_reason),
+            usage=_usage(usage),
+            model=model,
+            request_id=rid or message_id,
+        )
+
+    def _api_error(self, data: dict, model: str, rid: str | None, raw: str, where: str) -> ProviderError:
+        """An ``{"type": "error", ...}`` body that arrived with status 200 (in a stream, or from a proxy)."""
+        err = data.get("error") if isinstance(data.get("error"), dict) else {}
+        kind = str(err.get("type") or "error")
+        message = err.get("message") or kind
+        return ProviderError(f"{where}: {kind}: {message}", provider=self.name, model=model,
+                             status=_ERROR_STATUS.get(kind), request_id=rid or data.get("request_id"),
+                             body=raw[:500], retryable=kind in _TRANSIENT)
+
+
+# --- conversions ------------------------------------------------------------------------------------
+
+
+def _convert_messages(messages: list[Message]) -> tuple[str | list[dict] | None, list[dict[str, Any]]]:
+    """heavy's messages as (``system``, ``messages``); consecutive same-role turns are merged."""
+    system: list[str | list[dict[str, Any]]] = []
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role in ("system", "developer"):
+            system.append(m.content)
+            continue
+        role = "assistant" if m.role == "assistant" else "user"
+        content = _blocks(m.content)
+        if out and out[-1]["role"] == role:
+            prev = out[-1]["content"]
+            out[-1]["content"] = _as_list(prev) + _as_list(content)
+        else:
+            out.append({"role": role, "content": content})
+    if not system:
+        return None, out
+    if all(isinstance(s, str) for s in system):
+        return "\n\n".join(s for s in system if isinstance(s, str)), out
+    # Some system content is a list of blocks (e.g. with cache_control): keep blocks.
+    blocks: list[dict[str, Any]] = []
+    for s in system:
+        blocks += [{"type": "text", "text": s}] if isinstance(s, str) else [b for b in s if b.get("type") == "text"]
+    return blocks, out
+
+
+def _as_list(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+
+def _blocks(content: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    return [_image_block(part) if part.get("type") == "image_url" else part for part in content]
+
+
+def _image_block(part: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI ``image_url`` part as an Anthropic ``image`` block."""
+    ref = part.get("image_url")
+    url = str(ref.get("url", "")) if isinstance(ref, dict) else str(ref or "")
+    match = _DATA_URL.match(url)
+    if match:
+        return {"type": "image", "source": {"type": "base64", "media_type": match["mime"], "data": match["data"]}}
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _finish(reason: Any) -> str | None:
+    if not reason:
+        return None
+    return _FINISH.get(str(reason), str(reason))
+
+
+def _usage(raw: Any) -> Usage:
+    if not isinstance(raw, dict):
+        return Usage()
+    cache_read = int(raw.get("cache_read_input_tokens") or 0)
+    cache_write = int(raw.get("cache_creation_input_tokens") or 0)
+    return Usage(
+        prompt_tokens=int(raw.get("input_tokens") or 0) + cache_read + cache_write,
+        completion_tokens=int(raw.get("output_tokens") or 0),
+        cached_tokens=cache_read,
+    )

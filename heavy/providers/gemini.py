@@ -1,0 +1,328 @@
+"""Google Gemini API wire format (``generateContent``).
+
+``root_url`` is the API root without a version (``https://generativelanguage.googleapis.com``, or a
+proxy's root). Requests go to ``{root}/v1beta/models/{model}:generateContent`` and, streaming, to
+``…:streamGenerateContent?alt=sse``; the key travels in the ``x-goog-api-key`` header (never in the URL,
+so it cannot end up in logs or error messages). A model id that already names its collection
+(``tunedModels/x``) is used as the path as it is.
+
+How heavy's request maps onto Gemini's:
+
+- ``assistant`` turns become role ``model``; ``system``/``developer`` messages become the
+  ``systemInstruction``; ``tool`` turns count as ``user``; consecutive same-role turns are merged.
+- OpenAI-style parts are converted: ``text`` → ``{text}``, an ``image_url`` ``data:`` URL →
+  ``inlineData``, any other URL → ``fileData``, ``input_audio`` → ``inlineData``; parts of any
+  other type are passed on without their ``type`` key (native Gemini parts).
+- Sampling parameters go to ``generationConfig`` (``temperature``, ``topP``, ``maxOutputTokens``,
+  ``seed``, ``stopSequences``, ``responseLogprobs``/``logprobs``); a ``generationConfig`` in
+  ``extra_body`` is merged into it, other ``extra_body`` keys are sent as they are.
+
+And the answer back:
+
+- Parts marked ``thought: true`` are thinking: they go to ``Completion.reasoning``, never the text.
+- ``candidatesTokenCount`` does not include thinking: heavy's ``completion_tokens`` is candidates +
+  ``thoughtsTokenCount`` (as OpenAI counts reasoning), ``reasoning_tokens`` the thoughts alone,
+  ``cached_tokens`` the ``cachedContentTokenCount``.
+- A blocked prompt (``promptFeedback.blockReason``), a candidate stopped by a filter (finishReason
+  ``SAFETY``, ``RECITATION``, ``BLOCKLIST``, …) or a response without candidates raises a
+  :class:`ProviderResponseError` naming the reason: a failed hypothesis, not an empty answer.
+- ``logprobsResult.chosenCandidates`` (with ``topCandidates``) become :class:`TokenLogprob` entries.
+- Finish reasons are reported in OpenAI's words where one exists (``STOP`` → ``stop``,
+  ``MAX_TOKENS`` → ``length``); others are passed on lower-cased.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+from ..errors import ProviderError, ProviderResponseError
+from ..http import HTTPClient, Timeout, decode_json, request_id
+from ..types import Message, TokenLogprob, Usage
+from .base import Completion, CompletionRequest, Delta, Provider
+
+__all__ = ["GeminiProvider", "API_VERSION"]
+
+API_VERSION = "v1beta"
+_FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
+#: Finish reasons that mean a filter withheld the answer.
+_BLOCKED = {"SAFETY", "RECITATION", "LANGUAGE", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
+#: Error statuses (google.rpc codes) worth retrying.
+_TRANSIENT = {"RESOURCE_EXHAUSTED", "UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED", "ABORTED"}
+_DATA_URL = re.compile(r"^data:(?P<mime>[^;,]+);base64,(?P<data>.*)$", re.DOTALL)
+
+
+class GeminiProvider(Provider):
+    """The Gemini API at ``root_url`` (``https://generativelanguage.googleapis.com`` or a compatible root)."""
+
+    def __init__(
+        self,
+        root_url: str,
+        api_key: str | None = None,
+        *,
+        name: str = "gemini",
+        api_version: str = API_VERSION,
+        timeout: Timeout | None = None,
+        transport: Any = None,
+        asgi_app: Any = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.api_version = api_version.strip("/")
+        headers = {"content-type": "application/json", **(extra_headers or {})}
+        if api_key:
+            headers["x-goog-api-key"] = api_key
+        self._http = HTTPClient(
+            root_url, headers=headers, timeout=timeout, transport=transport, asgi_app=asgi_app, provider=name
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def path(self, model: str, *, stream: bool) -> str:
+        """The request path (relative to the root) for *model*."""
+        resource = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        return f"{self.api_version}/{quote(resource, safe='/@=,')}:{method}"
+
+    # --- request --------------------------------------------------------------------------------
+
+    def build_body(self, request: CompletionRequest, *, stream: bool = False) -> dict[str, Any]:
+        """The JSON body for *request* (the same streaming or not: the URL differs, not the body)."""
+        p = request.params
+        system, contents = _convert_messages(request.messages)
+        body: dict[str, Any] = {"contents": contents}
+        if system:
+            body["systemInstruction"] = {"parts": system}
+        config: dict[str, Any] = {}
+        if p.temperature is not None:
+            config["temperature"] = p.temperature
+        if p.top_p is not None:
+            config["topP"] = p.top_p
+        if p.max_tokens is not None:
+            config["maxOutputTokens"] = p.max_tokens
+        if p.seed is not None:
+            config["seed"] = p.seed
+        if p.stop is not None:
+            config["stopSequences"] = [p.stop] if isinstance(p.stop, str) else list(p.stop)
+        if p.logprobs:
+            config["responseLogprobs"] = True
+            if p.top_logprobs:
+                config["logprobs"] = p.top_logprobs
+        extra = dict(request.extra_body)
+        if isinstance(extra.get("generationConfig"), dict):
+            config.update(extra.pop("generationConfig"))
+        if config:
+            body["generationConfig"] = config
+        body.update(extra)
+        return body
+
+    # --- response -------------------------------------------------------------------------------
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        resp = await self._http.post_json(self.path(request.model, stream=False), self.build_body(request),
+                                          model=request.model)
+        data = decode_json(resp.text, provider=self.name, model=request.model)
+        if not isinstance(data, dict):
+            raise ProviderResponseError("response is not a JSON object", provider=self.name, model=request.model,
+                                        request_id=request_id(resp.headers), body=resp.text[:500])
+        rid = request_id(resp.headers) or data.get("responseId")
+        chunk = _Chunk(data, self.name, request.model, rid, resp.text, "error in a 200 response")
+        if chunk.candidate is None:
+            raise chunk.no_candidates()
+        return Completion(
+            text=chunk.text,
+            reasoning=chunk.thought or None,
+            finish_reason=_finish(chunk.finish),
+            usage=_usage(data.get("usageMetadata")),
+            logprobs=chunk.logprobs if request.params.logprobs else None,
+            model=data.get("modelVersion"),
+            request_id=rid,
+        )
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[Delta | Completion]:
+        text: list[str] = []
+        reasoning: list[str] = []
+        logprobs: list[TokenLogprob] = []
+        finish = model = None
+        usage: Any = None
+        saw_candidate = False
+        async with self._http.stream_sse(
+            self.path(request.model, stream=True), self.build_body(request), model=request.model
+        ) as (headers, events):
+            rid = request_id(headers)
+            async for event in events:
+                try:
+                    data = json.loads(event.data)
+                except ValueError:
+                    raise ProviderResponseError("stream chunk is not JSON", provider=self.name, model=request.model,
+                                                request_id=rid, body=event.data[:500]) from None
+                if not isinstance(data, dict):
+                    continue
+                rid = rid or data.get("responseId")
+                model = data.get("modelVersion") or model
+                usage = data.get("usageMetadata") or usage  # cumulative: the last one counts
+                chunk = _Chunk(data, self.name, request.model, rid, event.data)
+                if chunk.candidate is None:
+                    continue  # e.g. a usage-only chunk
+                saw_candidate = True
+                if chunk.text or chunk.thought:
+                    text.append(chunk.text)
+                    reasoning.append(chunk.thought)
+                    yield Delta(text=chunk.text, reasoning=chunk.thought)
+                logprobs.extend(chunk.logprobs or [])
+                finish = chunk.finish or finish
+        if not saw_candidate:
+            raise ProviderResponseError("stream has no candidates (and no blockReason)", provider=self.name,
+                                        model=request.model, request_id=rid)
+        if finish is None:
+            raise ProviderResponseError("stream ended without a finishReason (truncated response)",
+                                        provider=self.name, model=request.model, request_id=rid, retryable=True)
+        yield Completion(
+            text="".join(text),
+            reasoning="".join(reasoning) or None,
+            finish_reason=_finish(finish),
+            usage=_usage(usage),
+            logprobs=(logprobs or None) if request.params.logprobs else None,
+            model=model,
+            request_id=rid,
+        )
+
+
+class _Chunk:
+    """One GenerateContentResponse (a whole answer, or one streamed chunk), checked for errors and blocks."""
+
+    def __init__(self, data: dict[str, Any], provider: str, model: str, rid: str | None, raw: str,
+                 where: str = "error inside stream") -> None:
+        self.provider, self.model, self.rid, self.raw = provider, model, rid, raw
+        if "error" in data:  # an error reported with status 200 (in a stream, or from a proxy)
+            err = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
+            status = str(err.get("status") or "")
+            code = err.get("code") if isinstance(err.get("code"), int) else None
+            raise ProviderError(f"{where}: {status or 'error'}: {err.get('message') or 'no message'}",
+                                provider=provider, model=model, status=code, request_id=rid, body=raw[:500],
+                                retryable=status in _TRANSIENT or (code is not None and (code == 429 or code >= 500)))
+        feedback = data.get("promptFeedback") or {}
+        if feedback.get("blockReason"):
+            detail = f": {feedback['blockReasonMessage']}" if feedback.get("blockReasonMessage") else ""
+            raise self._blocked(f"prompt blocked by Gemini (promptFeedback.blockReason {feedback['blockReason']}{detail})")
+        candidates = data.get("candidates")
+        self.candidate = candidates[0] if isinstance(candidates, list) and candidates else None
+        self.text = self.thought = ""
+        self.finish = self.logprobs = None
+        if not isinstance(self.candidate, dict):
+            self.candidate = None
+            return
+        c = self.candidate
+        self.finish = c.get("finishReason")
+        if self.finish in _BLOCKED:
+            raise self._blocked(f"answer blocked by Gemini (finishReason {self.finish})")
+        parts = (c.get("content") or {}).get("parts") or []
+        texts = [p for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)]
+        self.text = "".join(p["text"] for p in texts if not p.get("thought"))
+        self.thought = "".join(p["text"] for p in texts if p.get("thought"))
+        self.logprobs = _logprobs(c.get("logprobsResult"))
+
+    def _blocked(self, message: str) -> ProviderResponseError:
+        return ProviderResponseError(message, provider=self.provider, model=self.model, request_id=self.rid,
+                                     body=self.raw[:500])
+
+    def no_candidates(self) -> ProviderResponseError:
+        return self._blocked("response has no candidates (and no blockReason)")
+
+
+# --- conversions ------------------------------------------------------------------------------------
+
+
+def _convert_messages(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """heavy's messages as (system instruction parts, ``contents``)."""
+    system: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] = []
+    for m in messages:
+        parts = _parts(m.content)
+        if m.role in ("system", "developer"):
+            system += parts
+            continue
+        role = "model" if m.role == "assistant" else "user"
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"] += parts
+        else:
+            contents.append({"role": role, "parts": parts})
+    return system, contents
+
+
+def _parts(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"text": content}]
+    out = []
+    for part in content:
+        kind = part.get("type")
+        if kind == "text":
+            out.append({"text": str(part.get("text", ""))})
+        elif kind == "image_url":
+            ref = part.get("image_url")
+            out.append(_media(str(ref.get("url", "")) if isinstance(ref, dict) else str(ref or "")))
+        elif kind == "image" and isinstance(part.get("source"), dict):  # Anthropic-shaped image
+            src = part["source"]
+            if src.get("type") == "base64":
+                out.append({"inlineData": {"mimeType": src.get("media_type"), "data": src.get("data")}})
+            else:
+                out.append(_media(str(src.get("url", ""))))
+        elif kind == "input_audio" and isinstance(part.get("input_audio"), dict):
+            audio = part["input_audio"]
+            out.append({"inlineData": {"mimeType": f"audio/{audio.get('format', 'wav')}", "data": audio.get("data")}})
+        else:
+            out.append({k: v for k, v in part.items() if k != "type"})
+    return out
+
+
+def _media(url: str) -> dict[str, Any]:
+    match = _DATA_URL.match(url)
+    if match:
+        return {"inlineData": {"mimeType": match["mime"], "data": match["data"]}}
+    file_data: dict[str, Any] = {"fileUri": url}
+    mime = mimetypes.guess_type(url.split("?")[0])[0]
+    if mime:
+        file_data["mimeType"] = mime
+    return {"fileData": file_data}
+
+
+def _finish(reason: Any) -> str | None:
+    if not reason or reason == "FINISH_REASON_UNSPECIFIED":
+        return None
+    return _FINISH.get(str(reason), str(reason).lower())
+
+
+def _usage(raw: Any) -> Usage:
+    if not isinstance(raw, dict):
+        return Usage()
+    thoughts = int(raw.get("thoughtsTokenCount") or 0)
+    return Usage(
+        prompt_tokens=int(raw.get("promptTokenCount") or 0),
+        completion_tokens=int(raw.get("candidatesTokenCount") or 0) + thoughts,
+        reasoning_tokens=thoughts,
+        cached_tokens=int(raw.get("cachedContentTokenCount") or 0),
+    )
+
+
+def _logprobs(raw: Any) -> list[TokenLogprob] | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("chosenCandidates"), list):
+        return None
+    tops = raw.get("topCandidates") if isinstance(raw.get("topCandidates"), list) else []
+    out = []
+    for i, chosen in enumerate(raw["chosenCandidates"]):
+        if not isinstance(chosen, dict):
+            continue
+        step = tops[i].get("candidates") if i < len(tops) and isinstance(tops[i], dict) else None
+        top = {str(t.get("token", "")): float(t.get("logProbability", 0.0)) for t in step or [] if isinstance(t, dict)}
+        out.append(TokenLogprob(token=str(chosen.get("token", "")), logprob=float(chosen.get("logProbability", 0.0)),
+                                top=top or None))
+    return out

@@ -1,0 +1,61 @@
+"""ASGI plumbing of the simulator: headers, JSON answers, request bodies, disconnects and sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from .wire import SimHTTPError
+
+__all__ = ["MAX_BODY", "headers", "send_json", "read_body", "watch_disconnect", "sleep_until"]
+
+MAX_BODY = 16 * 1024 * 1024  # a chat request bigger than this is a bug, not a prompt
+
+
+def headers(content_type: str, request_id: str, extra: tuple[tuple[str, str], ...] = (),
+            id_header: str = "x-request-id") -> list[tuple[bytes, bytes]]:
+    pairs = [("content-type", content_type), (id_header, request_id), ("x-heavy-simulated", "true"), *extra]
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
+
+
+async def send_json(send: Any, status: int, payload: dict | list, request_id: str,
+                    extra: tuple[tuple[str, str], ...] = (), id_header: str = "x-request-id") -> None:
+    body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    head = headers("application/json", request_id, extra, id_header) + [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def read_body(receive: Any) -> bytes | None:
+    """The whole request body, or ``None`` if the client disconnected first."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise SimHTTPError(413, f"Request body larger than {MAX_BODY} bytes.", "request_too_large")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def watch_disconnect(receive: Any) -> None:
+    """Completes when the client disconnects (or the server can no longer tell us anything)."""
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # a broken receive channel means the client is gone just the same
+        return
+
+
+async def sleep_until(deadline: float, watcher: asyncio.Task) -> bool:
+    """Sleep until *deadline* (loop time); ``False`` as soon as the client disconnects."""
+    delay = deadline - asyncio.get_running_loop().time()
+    if delay > 0 and not watcher.done():
+        # Waiting on the watcher task itself: no extra task per sleep, and a disconnect wakes us.
+        await asyncio.wait({watcher}, timeout=delay)
+    return not watcher.done()

@@ -1,0 +1,169 @@
+"""The Gemini ``generateContent`` shape of the simulator.
+
+``POST /v1beta/models/{model}:generateContent`` answers one ``GenerateContentResponse``;
+``…:streamGenerateContent?alt=sse`` streams several, the last carrying ``finishReason`` and the usage.
+The model comes from the URL, so ``heavy-simulated@accuracy=0.6`` overrides work in the path too. Like
+the real API it rejects unknown fields (``Unknown name "seed"``) and answers errors as
+``{"error": {"code", "message", "status"}}`` (429 ``RESOURCE_EXHAUSTED``, 503 ``UNAVAILABLE``, …).
+
+``SimConfig.gemini_block`` makes the answer blocked: ``SAFETY`` (or another ``blockReason``) blocks
+the prompt (``promptFeedback.blockReason``, no candidates); ``finish:SAFETY`` (or ``RECITATION``, …)
+returns a candidate stopped with that ``finishReason`` and no content.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .wire import Choice, Generation, SimHTTPError, SimRequest, Wire, first_error, json_object, sse
+
+__all__ = ["GeminiWire", "error_status"]
+
+_STATUSES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+             409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE",
+             504: "DEADLINE_EXCEEDED"}
+_SAFETY_RATINGS = [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}]
+
+
+def error_status(status: int) -> str:
+    """The google.rpc status name Gemini reports for an HTTP status."""
+    return _STATUSES.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class _Content(_Strict):
+    role: Literal["user", "model"] | None = None
+    parts: list[dict[str, Any]] = Field(min_length=1)
+
+
+class _SystemInstruction(_Strict):
+    role: str | None = None
+    parts: list[dict[str, Any]] = Field(min_length=1)
+
+
+class _GenerationConfig(_Strict):
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    topP: float | None = Field(None, ge=0.0, le=1.0)
+    topK: int | None = Field(None, ge=1)
+    maxOutputTokens: int | None = Field(None, ge=1)
+    seed: int | None = None
+    stopSequences: list[str] | None = Field(None, max_length=5)
+    responseLogprobs: bool | None = None
+    logprobs: int | None = Field(None, ge=0, le=20)
+    candidateCount: int | None = Field(None, ge=1, le=8)
+    presencePenalty: float | None = None
+    frequencyPenalty: float | None = None
+    responseMimeType: str | None = None
+    responseSchema: dict[str, Any] | None = None
+    responseModalities: list[str] | None = None
+    thinkingConfig: dict[str, Any] | None = None
+
+
+class _GenerateRequest(_Strict):
+    contents: list[_Content] = Field(min_length=1)
+    systemInstruction: _SystemInstruction | None = None
+    generationConfig: _GenerationConfig | None = None
+    safetySettings: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None
+    toolConfig: dict[str, Any] | None = None
+    cachedContent: str | None = None
+
+
+def _text(parts: list[dict[str, Any]]) -> str:
+    return "\n".join(str(p["text"]) for p in parts if isinstance(p.get("text"), str) and not p.get("thought"))
+
+
+class GeminiWire(Wire):
+    name = "gemini"
+
+    def parse(self, body: bytes, path_model: str | None = None, stream: bool = False) -> SimRequest:
+        data = json_object(body, "Invalid JSON payload received. Unexpected token.",
+                           "Invalid JSON payload received. Expected an object.")
+        try:
+            r = _GenerateRequest.model_validate(data)
+        except ValidationError as exc:
+            loc, kind, msg = first_error(exc)
+            if kind == "extra_forbidden":
+                where, _, name = loc.rpartition(".")
+                text = f'Invalid JSON payload received. Unknown name "{name}"' + (f" at '{where}'" if where else "")
+                raise SimHTTPError(400, text + ": Cannot find field.", "invalid_argument") from None
+            raise SimHTTPError(400, f"Invalid value at '{loc}': {msg}", "invalid_argument") from None
+        messages = [("system", _text(r.systemInstruction.parts))] if r.systemInstruction else []
+        messages += [("assistant" if c.role == "model" else "user", _text(c.parts)) for c in r.contents]
+        g = r.generationConfig or _GenerationConfig()
+        return SimRequest(model=path_model, messages=messages, stream=stream, seed=g.seed,
+                          stop=list(g.stopSequences or []), max_tokens=g.maxOutputTokens,
+                          logprobs=bool(g.responseLogprobs), top_logprobs=g.logprobs or 0, n=g.candidateCount or 1)
+
+    def error_body(self, exc: SimHTTPError, request_id: str) -> dict:
+        return {"error": {"code": exc.status, "message": exc.message, "status": error_status(exc.status)}}
+
+    def _envelope(self, gen: Generation, candidates_tokens: int | None = None, **fields: Any) -> dict:
+        usage = {"promptTokenCount": gen.prompt_tokens}
+        if candidates_tokens is not None:
+            usage.update(candidatesTokenCount=candidates_tokens, totalTokenCount=gen.prompt_tokens + candidates_tokens)
+        else:
+            usage["totalTokenCount"] = gen.prompt_tokens
+        return {**fields, "usageMetadata": usage, "modelVersion": gen.model, "responseId": gen.id}
+
+    def _candidate(self, c: Choice, tokens: list[str], logprobs: list[dict] | None, finished: bool) -> dict:
+        out: dict[str, Any] = {"content": {"parts": [{"text": "".join(tokens)}], "role": "model"}}
+        if finished:
+            out["finishReason"] = "MAX_TOKENS" if c.finish_reason == "length" else "STOP"
+        if logprobs is not None:
+            out["logprobsResult"] = _logprobs_result(logprobs)
+        out["index"] = c.index
+        return out
+
+    def _blocked(self, gen: Generation) -> dict | None:
+        block = gen.gemini_block
+        if not block:
+            return None
+        if block.startswith("finish:"):
+            reason = block[len("finish:"):]
+            candidate: dict[str, Any] = {"finishReason": reason, "index": 0}
+            if reason == "SAFETY":
+                candidate["safetyRatings"] = _SAFETY_RATINGS
+            return self._envelope(gen, 0, candidates=[candidate])
+        return self._envelope(gen, promptFeedback={"blockReason": block, "safetyRatings": _SAFETY_RATINGS})
+
+    def response(self, gen: Generation, request: SimRequest) -> dict:
+        blocked = self._blocked(gen)
+        if blocked is not None:
+            return blocked
+        return self._envelope(gen, gen.completion_tokens, candidates=[
+            self._candidate(c, c.tokens, c.logprobs, True) for c in gen.choices])
+
+    def piece(self, gen: Generation, request: SimRequest, choice: Choice, begin: int, end: int) -> list[str]:
+        if gen.gemini_block:
+            return []
+        last = end == len(choice.tokens)
+        logprobs = choice.logprobs[begin:end] if choice.logprobs is not None else None
+        candidate = self._candidate(choice, choice.tokens[begin:end], logprobs, last)
+        return [sse(self._envelope(gen, gen.completion_tokens if last else None, candidates=[candidate]))]
+
+    def closing(self, gen: Generation, request: SimRequest) -> list[str]:
+        blocked = self._blocked(gen)
+        if blocked is not None:
+            return [sse(blocked)]
+        # Choices with no tokens had no piece to carry their finishReason.
+        empty = [self._candidate(c, [], [] if c.logprobs is not None else None, True) for c in gen.choices if not c.tokens]
+        return [sse(self._envelope(gen, gen.completion_tokens, candidates=empty))] if empty else []
+
+    def stream_error(self, exc: SimHTTPError, request_id: str) -> list[str]:
+        return [sse(self.error_body(exc, request_id))]
+
+
+def _logprobs_result(entries: list[dict]) -> dict:
+    """OpenAI-shaped logprob entries as Gemini's ``logprobsResult``."""
+    result: dict[str, Any] = {"chosenCandidates": [{"token": e["token"], "logProbability": e["logprob"]}
+                                                   for e in entries]}
+    if any(e.get("top_logprobs") for e in entries):
+        result["topCandidates"] = [{"candidates": [{"token": t["token"], "logProbability": t["logprob"]}
+                                                   for t in e.get("top_logprobs") or []]} for e in entries]
+    return result

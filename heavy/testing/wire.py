@@ -1,0 +1,139 @@
+"""What every wire format of the simulator shares: the parsed request, the generated reply, the error
+raised before a response starts, and the base class each format implements.
+
+A wire format only translates: it parses its request shape into a :class:`SimRequest` and renders a
+:class:`Generation` (or a :class:`SimHTTPError`) in its response shape. Deciding what to answer, timing,
+failures and disconnects live in :mod:`heavy.testing.sim`, the same for every format.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+__all__ = ["SimRequest", "Choice", "Generation", "SimHTTPError", "Wire", "sse", "json_object", "first_error"]
+
+
+@dataclass
+class SimRequest:
+    """A generation request, whatever wire it came in on."""
+
+    model: str | None
+    messages: list[tuple[str, str]]  #: (role, text) in order; roles in OpenAI's words
+    stream: bool = False
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    max_tokens: int | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+    n: int = 1
+    include_usage: bool = True  #: streams: send usage (OpenAI sends it only when asked)
+
+    def question(self) -> str:
+        """The text the simulator answers: the last user message (or the last message)."""
+        users = [text for role, text in self.messages if role == "user"]
+        return (users or [text for _, text in self.messages])[-1]
+
+    def prompt_tokens(self) -> int:
+        return sum(len(text.split()) for _, text in self.messages)
+
+
+@dataclass
+class Choice:
+    index: int
+    tokens: list[str]
+    logprobs: list[dict] | None  #: OpenAI-shaped ``logprobs.content`` entries, one per token
+    finish_reason: str  #: "stop" or "length" (each wire says it in its own words)
+    pieces: list[int]  #: stream chunk sizes in tokens
+    stop_sequence: str | None = None  #: the stop sequence that cut the text, if one did
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens)
+
+
+@dataclass
+class Generation:
+    id: str
+    created: int
+    model: str  #: the model name shown in responses (always contains "simulated")
+    choices: list[Choice]
+    prompt_tokens: int
+    gemini_block: str | None = None  #: SimConfig.gemini_block of the request (the Gemini wire honours it)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(len(c.tokens) for c in self.choices)
+
+
+class SimHTTPError(Exception):
+    """An error answer, raised before the response has started; each wire renders it in its own shape.
+
+    ``code`` and ``type`` are OpenAI's vocabulary (``invalid_request_error``, ``rate_limit_error``,
+    ``server_error``); the other wires derive theirs from ``status``.
+    """
+
+    def __init__(self, status: int, message: str, code: str | None, *, type_: str = "invalid_request_error",
+                 param: str | None = None, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.type, self.param, self.headers = (
+            status, message, code, type_, param, headers)
+
+
+class Wire:
+    """One API's request and response shapes. Streams are lists of ready-to-send SSE frames."""
+
+    name = "wire"
+    request_id_header = "x-request-id"
+
+    def parse(self, body: bytes, path_model: str | None = None, stream: bool = False) -> SimRequest:
+        """The request in *body*; ``path_model`` and ``stream`` are what the URL says (Gemini puts them there)."""
+        raise NotImplementedError
+
+    def error_body(self, exc: SimHTTPError, request_id: str) -> dict:
+        raise NotImplementedError
+
+    def response(self, gen: Generation, request: SimRequest) -> dict:
+        raise NotImplementedError
+
+    def opening(self, gen: Generation, request: SimRequest) -> list[str]:
+        """Frames sent when the first token is due, before any content."""
+        return []
+
+    def piece(self, gen: Generation, request: SimRequest, choice: Choice, begin: int, end: int) -> list[str]:
+        """Frames carrying ``choice.tokens[begin:end]`` (``end == len(tokens)`` for the last piece)."""
+        raise NotImplementedError
+
+    def closing(self, gen: Generation, request: SimRequest) -> list[str]:
+        """Frames that end a complete stream."""
+        return []
+
+    def stream_error(self, exc: SimHTTPError, request_id: str) -> list[str]:
+        """Frames reporting *exc* inside a stream that has already answered 200."""
+        raise NotImplementedError
+
+
+def sse(data: dict | str, event: str | None = None) -> str:
+    """One server-sent event (``event:`` line first when named)."""
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return (f"event: {event}\n" if event else "") + f"data: {payload}\n\n"
+
+
+def json_object(body: bytes, not_json: str, not_object: str) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 with the wire's wording."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise SimHTTPError(400, not_json, "invalid_json") from None
+    if not isinstance(data, dict):
+        raise SimHTTPError(400, not_object, "invalid_json")
+    return data
+
+
+def first_error(exc: ValidationError) -> tuple[str, str, str]:
+    """(dotted location, pydantic error type, message) of the first validation error."""
+    err = exc.errors()[0]
+    return ".".join(str(p) for p in err["loc"]) or "body", err["type"], err["msg"]
