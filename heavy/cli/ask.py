@@ -71,7 +71,8 @@ def read_question(question: str | None) -> str:
 @click.option("--max-total-tokens", type=int, default=None, help="Token cap of the run (all calls).")
 @click.option("--max-cost", "max_cost_usd", type=float, default=None, help="Dollar cap of the run (price table).")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Strategy option (repeatable).")
-@click.option("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1.")
+@click.option("--base-url", default=None, help="Endpoint of the model's API: e.g. http://127.0.0.1:8080/v1 (OpenAI-compatible), or the API root "
+                   "for anthropic:/gemini: models.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole Result as one JSON object.")
 @click.option("--live/--no-live", default=None, help="Live view on stderr (default: when stderr is a terminal).")
 def ask(question: str | None, models: tuple[str, ...], as_json: bool, live: bool | None, options: tuple[str, ...],

@@ -35,7 +35,7 @@ def strategies() -> None:
               help="JSONL with question/answer fields whose gold answers the simulator knows.")
 @click.option("--seed", type=int, default=None)
 def sim(port: int, host: str, dataset: str | None, **knobs: float | None) -> None:
-    """Serve heavy's simulated LLM (OpenAI-compatible under /v1) on HOST:PORT. Not a real model."""
+    """Serve heavy's simulated LLM on HOST:PORT (OpenAI, Anthropic and Gemini wire formats). Not a real model."""
 
     def go() -> None:
         from ..errors import describe_validation
@@ -48,7 +48,8 @@ def sim(port: int, host: str, dataset: str | None, **knobs: float | None) -> Non
             config = SimConfig(**values)
         except ValueError as exc:
             fail(f"invalid simulator setting: {describe_validation(exc)}")
-        click.echo(f"heavy sim: simulated LLM (not a real model) on http://{host}:{port}/v1", err=True)
+        click.echo(f"heavy sim: simulated LLM (not a real model) on http://{host}:{port} — OpenAI-compatible under "
+                   "/v1, Anthropic at /v1/messages, Gemini under /v1beta", err=True)
         serve(config, host=host, port=port)
 
     run_guarded(go)
