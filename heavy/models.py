@@ -110,6 +110,9 @@ def parse_spec(spec: str, *, base_url: str | None = None, api_key: str | None = 
         if not preset.default_model:
             raise ModelSpecError(f"model spec {raw!r} names no model; use {name}:MODEL")
         model = preset.default_model
+    if base_url is not None and not base_url.startswith(("http://", "https://")):
+        raise ModelSpecError(f"base URL {base_url!r} must start with http:// or https:// "
+                             "(e.g. http://127.0.0.1:8080/v1)")
     explicit_base = base_url or (env.get(preset.base_url_env) if preset.base_url_env else None)
     url = (explicit_base or preset.base_url).rstrip("/")
     key_vars = ((preset.key_env,) if preset.key_env else ()) + preset.key_env_fallbacks

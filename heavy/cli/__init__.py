@@ -82,4 +82,15 @@ def run_guarded(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def main() -> None:
-    cli(prog_name="heavy")
+    """Entry point of the ``heavy`` script: usage errors exit 1 with one line, like every other bad input."""
+    try:
+        cli.main(prog_name="heavy", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("heavy: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if getattr(exc, "ctx", None) else ""
+        click.echo(f"heavy: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(1)
+    except SystemExit:
+        raise
