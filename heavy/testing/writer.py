@@ -1,5 +1,8 @@
 """The simulated model's replies: worked answers, judge verdicts, syntheses, tokens and logprobs.
 
+Prompts of the strategy suite (pairwise judging, ranking, critiques, debate turns, aggregations, …) are
+answered by :mod:`heavy.testing.followers`, reached through :func:`answer_reply`.
+
 Everything here is a pure function of its inputs and a ``random.Random``, which is what makes the
 server's output reproducible. Filler sentences never contain digits or the word "answer", so the
 only thing :func:`heavy.answers.final_answer` can find in a reply is the answer the simulator meant.
@@ -18,9 +21,11 @@ from dataclasses import dataclass
 from ..answers import final_answer, normalize_answer
 from ..prompts import parse_candidates
 from .config import SimConfig
+from .followers import follow
 from .solver import GoldIndex, format_like_gold, wrong_answer
 
-__all__ = ["Reply", "derive_seed", "answer_reply", "judge_reply", "synthesize_reply", "tokenize", "token_logprobs"]
+__all__ = ["Reply", "derive_seed", "answer_reply", "judge_reply", "synthesize_reply", "tokenize", "token_logprobs",
+           "worked_text", "UNKNOWN_TEXT"]
 
 #: Typical |logprob| per token of a reply the model "knows" is right, of a wrong one, and of a reply
 #: about a question the simulator cannot check. Confidence-weighted voting relies on right > wrong.
@@ -55,7 +60,7 @@ _STEPS = [
     "The wording tells us exactly which operation to apply.",
     "Putting the pieces together is straightforward from here.",
 ]
-_UNKNOWN = (
+UNKNOWN_TEXT = (
     "I am heavy's simulated model, not a real language model. I can only solve simple arithmetic "
     "(for example: what is seventeen times three?) and the questions in my configured dataset, and "
     "this question is neither, so I cannot give a final result for it."
@@ -92,14 +97,8 @@ def _filler(rng: random.Random, target_words: int) -> list[str]:
     return sentences
 
 
-def answer_reply(question: str, config: SimConfig, index: GoldIndex, rng: random.Random) -> Reply:
-    """A worked answer of 30-150 words ending ``The answer is N.``; right with probability
-    ``config.accuracy``. Questions without a known gold get a short "I am simulated" reply instead."""
-    gold = index.lookup(question)
-    if gold is None:
-        return Reply(_UNKNOWN, NEUTRAL)
-    correct = rng.random() < config.accuracy
-    value = format_like_gold(gold) if correct else wrong_answer(gold, rng)
+def worked_text(value: str, rng: random.Random) -> str:
+    """A worked answer of 30-150 words that ends ``The answer is <value>.`` (filler has no digits)."""
     closing = f"Putting it all together gives {value}."
     final = f"The answer is {value}."
     # Filler overshoots its target by at most one sentence (< 12 words): total stays within 30..150.
@@ -109,7 +108,23 @@ def answer_reply(question: str, config: SimConfig, index: GoldIndex, rng: random
     body = ""
     for i, sentence in enumerate(sentences):
         body += sentence if i == 0 else ("\n" if rng.random() < 0.2 else " ") + sentence
-    return Reply(f"{body} {closing}\n\n{final}", CONFIDENT if correct else UNSURE, "answer", correct)
+    return f"{body} {closing}\n\n{final}"
+
+
+def answer_reply(question: str, config: SimConfig, index: GoldIndex, rng: random.Random) -> Reply:
+    """A worked answer of 30-150 words ending ``The answer is N.``; right with probability
+    ``config.accuracy``. Questions without a known gold get a short "I am simulated" reply instead.
+    Prompts of the strategy suite (debate turns, aggregations, critiques, rankings, …) are followed as
+    :mod:`heavy.testing.followers` describes."""
+    followed = follow(question, config, index, rng)
+    if followed is not None:
+        return followed
+    gold = index.lookup(question)
+    if gold is None:
+        return Reply(UNKNOWN_TEXT, NEUTRAL)
+    correct = rng.random() < config.accuracy
+    value = format_like_gold(gold) if correct else wrong_answer(gold, rng)
+    return Reply(worked_text(value, rng), CONFIDENT if correct else UNSURE, "answer", correct)
 
 
 def _choose(

@@ -1,0 +1,102 @@
+"""``debate``: multi-agent debate (Du et al., 2023, "Improving Factuality and Reasoning in Language Models
+through Multiagent Debate").
+
+N agents (agent i samples from the i-th model, round-robin over ``-m``) answer independently; then for
+``rounds`` rounds each agent reads the other agents' latest answers (shuffled, under neutral labels,
+its own shown apart as its previous answer) and may revise. The debate stops early on consensus (every
+agent's extracted answer equivalent). The final answer is the vote over the agents' last answers
+(default) or an aggregator's synthesis of them.
+
+Cost: N·(1 + rounds) samples at most (+1 aggregator call). The run's budget is checked before each
+round: a cap reached mid-debate ends it with the best answer so far, and the decision says so.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from heavy.prompts import debate_messages, labels
+from heavy.strategy import Context, Strategy
+from heavy.types import Hypothesis, Result
+from heavy.voting import tally
+
+from ._common import (agent_models, answers_of, budget_note, budget_spent, decide_by_vote, latest, sample_each,
+                      shuffle_seed, synthesize_over)
+
+
+class DebateOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rounds: int = Field(default=2, ge=0, le=10)
+    """Debate rounds after the initial answers (the paper: 2)."""
+    final: Literal["vote", "aggregator"] = "vote"
+    """How the last answers are decided: majority vote, or the aggregator's synthesis."""
+    stop_on_consensus: bool = True
+    """End the debate as soon as every agent's answer is equivalent."""
+    shuffle: bool = True
+    """Show each agent the others' answers in a random order (position-bias guard)."""
+    shuffle_seed: int | None = None
+    """Seed of those orders (default: the run's sampling seed)."""
+
+
+def _consensus(hyps: list[Hypothesis]) -> bool:
+    t = tally(hyps)
+    return len(t.counts) == 1 and t.no_answer == 0 and t.total > 1
+
+
+class Debate(Strategy):
+    """Multi-agent debate: agents read each other's answers and revise over R rounds; stops early on consensus."""
+
+    name = "debate"
+    Options = DebateOptions
+
+    async def run(self, ctx: Context) -> Result:
+        o = self.options
+        seed = shuffle_seed(ctx, o.shuffle_seed)
+        models = agent_models(ctx, ctx.n)
+        ctx.stage("round 0: initial answers", agents=ctx.n, models=[m.label for m in models])
+        async with ctx.sampler.run(ctx.messages, ctx.n, models=models) as run:
+            async for _ in run:
+                pass
+        run.check_quorum()
+        agents = [(i, h) for i, h in enumerate(run.hypotheses) if h.ok]  # agents without an answer drop out
+        current = [h for _, h in agents]
+        history = [{"round": 0, "answers": answers_of(current)}]
+        stopped, note = f"all {o.rounds} rounds done", ""
+        consensus = _consensus(current)
+        for rnd in range(1, o.rounds + 1):
+            if o.stop_on_consensus and consensus:
+                break
+            spent = budget_spent(ctx)
+            if spent:
+                stopped, note = f"{spent} budget spent", budget_note(spent, f"before round {rnd} of {o.rounds}")
+                break
+            ctx.stage(f"round {rnd}/{o.rounds}", agents=len(current), answers=answers_of(current))
+            prompts = []
+            for a, (agent, mine) in enumerate(agents):
+                others = [h for b, h in enumerate(current) if b != a]
+                if o.shuffle:
+                    random.Random(None if seed is None else seed * 7_919 + rnd * 104_729 + agent).shuffle(others)
+                prompts.append(debate_messages(ctx.messages, current[a].text,
+                                               list(zip(labels(len(others)), (h.text for h in others)))))
+            new = await sample_each(ctx, prompts, [models[agent] for agent, _ in agents], stage=f"round {rnd}")
+            current = latest(current, new)
+            history.append({"round": rnd, "answers": answers_of(current),
+                            "failed": [agent for (agent, _), h in zip(agents, new) if not h.ok] or None})
+            consensus = _consensus(current)
+        if consensus:
+            stopped = f"consensus after round {history[-1]['round']}"
+        details = {"agents": [{"agent": agent, "model": models[agent].label} for agent, _ in agents],
+                   "rounds": history, "consensus": consensus, "stopped": stopped}
+        path = ["sample"] + [f"round {r['round']}" for r in history[1:]] + [stopped]
+        why = note or f"debate ended: {stopped}."
+        if o.final == "aggregator" and len(current) > 1:
+            result = await synthesize_over(ctx, current, strategy=self.name, path=path, shuffle=o.shuffle, seed=seed,
+                                           details=details, deadline_hit=run.deadline_hit)
+            result.decision.rationale = f"{why} {result.decision.rationale}"
+            return result
+        return decide_by_vote(ctx, current, strategy=self.name, path=path + ["vote"], why=why, details=details,
+                              deadline_hit=run.deadline_hit)
