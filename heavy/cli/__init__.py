@@ -22,6 +22,7 @@ _COMMANDS = {
     "eval": ("heavy.cli.eval", "eval_command", "Score strategies on a JSONL dataset (resumable; record/replay pools)."),
     "strategies": ("heavy.cli.misc", "strategies", "List the registered strategies, one per line."),
     "sim": ("heavy.cli.misc", "sim", "Serve the simulated LLM (OpenAI-compatible) on 127.0.0.1."),
+    "serve": ("heavy.cli.serve", "serve", "Serve Heavy as an OpenAI-compatible API (/v1/chat/completions) on 127.0.0.1."),
     "local": ("heavy.cli.local", "local",
               "Set up, start and stop heavy's local model server (a real small LLM on this CPU)."),
 }

@@ -1,0 +1,70 @@
+"""``heavy serve``: an OpenAI-compatible Heavy endpoint (needs ``heavy[serve]``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from . import fail, run_guarded
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Anything but loopback requires --api-key.")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--api-key", default=None, envvar="HEAVY_SERVER_KEY", show_envvar=True,
+              help="Bearer token clients must send (not an upstream key).")
+@click.option("-m", "--model", "models", multiple=True, metavar="PROVIDER:MODEL",
+              help="Default sampling model(s) of the model name `heavy` [default: config file, else sim].")
+@click.option("-n", "n", type=int, default=None, help="Default number of hypotheses.")
+@click.option("-s", "--strategy", default=None, help="Default strategy of the model name `heavy`.")
+@click.option("--aggregator-model", default=None, metavar="PROVIDER:MODEL", help="Default judge/synthesis model.")
+@click.option("--timeout", type=float, default=None, help="Seconds allowed for each hypothesis.")
+@click.option("--deadline", type=float, default=None, help="Seconds for the whole sampling phase of a request.")
+@click.option("--max-body-bytes", type=int, default=4 * 1024 * 1024, show_default=True,
+              help="Largest request body accepted (413 beyond).")
+@click.option("--max-concurrent", "max_concurrent_per_client", type=int, default=32, show_default=True,
+              help="Requests in flight per client address (429 beyond).")
+@click.option("--max-n", type=int, default=64, show_default=True, help="Most hypotheses one request may ask for.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def serve(host: str, port: int, api_key: str | None, models: tuple[str, ...], max_body_bytes: int,
+          max_concurrent_per_client: int, max_n: int, log_level: str, **flags: Any) -> None:
+    """Serve Heavy as an OpenAI-compatible API: POST /v1/chat/completions, GET /v1/models, GET /health.
+
+    Model names: `heavy` (these defaults), `heavy/<strategy>`, `heavy/<strategy>/<provider:model>`.
+    Upstream endpoints and keys come from this process's environment (OPENAI_API_KEY, OPENAI_BASE_URL, …),
+    exactly as for `heavy ask`; clients never send or see them.
+    """
+
+    def go() -> None:
+        from ..serve import create_app, is_loopback
+        from ..serve import serve as run_server
+        from .ask import heavy_kwargs
+
+        if not is_loopback(host) and not api_key:
+            fail(f"binding {host} exposes the server beyond this machine: give --api-key (or HEAVY_SERVER_KEY)")
+        from ..serve.app import ServeSettings
+
+        try:
+            settings = ServeSettings(api_key=api_key or None, max_body_bytes=max_body_bytes,
+                                     max_concurrent_per_client=max_concurrent_per_client, max_n=max_n)
+        except ValueError as exc:
+            from ..errors import describe_validation
+
+            fail(f"invalid server setting: {describe_validation(exc)}")
+        from ..serve.errors import APIError
+
+        try:
+            app = create_app(heavy_kwargs(model=models, **flags), settings=settings)
+        except APIError as exc:  # the defaults do not make a valid run (e.g. an unknown strategy)
+            fail(exc.message)
+        server = app.state.heavy
+        shown = ", ".join(server.planner.default_models)
+        auth = "clients need the bearer key" if api_key else "no client key: loopback only"
+        click.echo(f"heavy serve: OpenAI-compatible Heavy on http://{host}:{port}/v1 ({auth}); "
+                   f"model `heavy` samples {shown}", err=True)
+        run_server(app, host=host, port=port, log_level=log_level)
+
+    run_guarded(go)

@@ -1,0 +1,379 @@
+"""The OpenAI Chat Completions dialect of ``heavy serve``: what a request may say, how a model name and
+the optional ``heavy`` object select a run, and the shapes of responses and stream chunks.
+
+Model names::
+
+    heavy                                  the server's defaults (config file, `heavy serve` flags, built-ins)
+    heavy/<strategy>                       that strategy on the default model(s)
+    heavy/<strategy>/<provider:model>      that strategy on that model, e.g. heavy/vote/openai:gpt-4.1
+                                           (the model part may itself hold colons, slashes and @)
+
+A request body is the standard one plus an optional ``heavy`` object (:class:`HeavyParams`). Fields are
+honoured (:data:`HONOURED`), accepted and ignored because they cannot change the answer's meaning
+(:data:`IGNORED`), or rejected with a 400 that names them (everything else, e.g. ``tools``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .. import constants as C
+from ..errors import ConfigError, MissingKeyError, ModelSpecError, StrategyNotFound
+from ..models import parse_spec
+from ..strategy import load_strategy, registered_strategies
+from ..types import Result, Usage
+from .errors import APIError
+
+__all__ = ["HONOURED", "IGNORED", "HeavyParams", "ChatRequest", "RunPlan", "Planner", "parse_body",
+           "completion_body", "chunk", "usage_body", "summary", "new_id", "MODEL_PREFIX"]
+
+MODEL_PREFIX = "heavy"
+
+#: Standard fields that steer the run.
+HONOURED = ("model", "messages", "stream", "stream_options", "n", "temperature", "top_p", "max_tokens",
+            "max_completion_tokens", "seed", "stop", "heavy")
+
+#: Standard fields accepted and ignored: bookkeeping (user, metadata, store, …) or knobs that do not change
+#: what the answer means (penalties, logprobs: heavy returns one decided answer, no token logprobs).
+#: ``response_format`` and ``modalities`` are accepted only with their plain-text values.
+IGNORED = ("user", "metadata", "store", "service_tier", "logprobs", "top_logprobs", "frequency_penalty",
+           "presence_penalty", "logit_bias", "parallel_tool_calls", "prompt_cache_key", "prompt_cache_retention",
+           "safety_identifier", "reasoning_effort", "verbosity", "response_format", "modalities")
+
+#: Standard fields that would change the contract (tools, audio, …): named in the 400 as unsupported.
+_UNSUPPORTED = {"tools": "tool calls", "tool_choice": "tool calls", "functions": "function calls",
+                "function_call": "function calls", "audio": "audio output", "prediction": "predicted outputs",
+                "web_search_options": "web search"}
+
+
+class _Strict(BaseModel):
+    # strict: "5" is not a number and true is not 1, as in OpenAI's API.
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class HeavyParams(_Strict):
+    """The optional ``heavy`` object of a request body."""
+
+    n: int | None = Field(None, ge=1, description="hypotheses to sample")
+    strategy: str | None = Field(None, min_length=1, description="a registered strategy (`heavy strategies`)")
+    models: list[str] | None = Field(None, min_length=1, description="provider:model specs, round-robined")
+    aggregator: str | None = Field(None, min_length=1, description="provider:model for judge/synthesis calls")
+    options: dict[str, Any] | None = Field(None, description="options of the strategy (its own Options model)")
+
+
+class _Message(BaseModel):
+    # Extra keys are tolerated on messages (clients replay assistant turns with refusal/annotations: null);
+    # the ones that would need tools are checked below.
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+
+
+class _StreamOptions(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    include_usage: bool | None = None
+
+
+class ChatRequest(_Strict):
+    model: str = Field(min_length=1)
+    messages: list[_Message] = Field(min_length=1)
+    stream: bool | None = False
+    stream_options: _StreamOptions | None = None
+    n: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    heavy: HeavyParams | None = None
+    # accepted, ignored (see IGNORED)
+    user: Any = None
+    metadata: Any = None
+    store: Any = None
+    service_tier: Any = None
+    logprobs: Any = None
+    top_logprobs: Any = None
+    frequency_penalty: Any = None
+    presence_penalty: Any = None
+    logit_bias: Any = None
+    parallel_tool_calls: Any = None
+    prompt_cache_key: Any = None
+    prompt_cache_retention: Any = None
+    safety_identifier: Any = None
+    reasoning_effort: Any = None
+    verbosity: Any = None
+    response_format: Any = None
+    modalities: Any = None
+
+
+def _describe(exc: ValidationError, prefix: str = "") -> tuple[str, str | None]:
+    """(one-line description, first offending parameter) of a validation error."""
+    problems, param = [], None
+    for err in exc.errors()[:5]:
+        loc = prefix + ".".join(str(p) for p in err["loc"])
+        param = param or loc or None
+        if err["type"] == "missing":
+            problems.append(f"missing required parameter '{loc}'")
+        elif err["type"] == "extra_forbidden":
+            problems.append(f"unknown parameter '{loc}'")
+        else:
+            problems.append(f"invalid value for '{loc}': {err['msg']}")
+    return "; ".join(problems), param
+
+
+def parse_body(data: Any) -> ChatRequest:
+    """Validate a decoded JSON body; every problem is a 400 :class:`APIError` naming the parameter."""
+    if not isinstance(data, dict):
+        raise APIError(400, "the request body must be a JSON object", "invalid_json")
+    known = set(HONOURED) | set(IGNORED)
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        unsupported = [k for k in unknown if k in _UNSUPPORTED]
+        if unsupported:
+            what = ", ".join(sorted({_UNSUPPORTED[k] for k in unsupported}))
+            raise APIError(400, f"unsupported parameter(s) {', '.join(map(repr, unsupported))}: heavy serve does "
+                           f"not do {what}", "unsupported_parameter", param=unsupported[0])
+        raise APIError(400, f"unknown parameter(s) {', '.join(map(repr, unknown))}. heavy serve honours "
+                       f"{', '.join(HONOURED)} and ignores {', '.join(IGNORED)}", "unknown_parameter",
+                       param=unknown[0])
+    try:
+        req = ChatRequest.model_validate(data)
+    except ValidationError as exc:
+        text, param = _describe(exc)
+        raise APIError(400, text, "invalid_value", param=param) from None
+    rf = req.response_format
+    if rf is not None and not (isinstance(rf, dict) and rf.get("type") == "text"):
+        raise APIError(400, "response_format: only {\"type\": \"text\"} is supported", "unsupported_parameter",
+                       param="response_format")
+    if req.modalities is not None and req.modalities != ["text"]:
+        raise APIError(400, "modalities: only [\"text\"] is supported", "unsupported_parameter", param="modalities")
+    for i, m in enumerate(req.messages):
+        extra = m.model_extra or {}
+        if extra.get("tool_calls") or extra.get("function_call"):
+            raise APIError(400, f"messages.{i}: tool calls are not supported by heavy serve",
+                           "unsupported_parameter", param=f"messages.{i}.tool_calls")
+        if m.content is None:
+            raise APIError(400, f"messages.{i}: a message needs content", "invalid_value",
+                           param=f"messages.{i}.content")
+        if isinstance(m.content, list):
+            for j, part in enumerate(m.content):
+                if "type" not in part:
+                    raise APIError(400, f"messages.{i}.content.{j}: a content part needs a 'type'", "invalid_value",
+                                   param=f"messages.{i}.content.{j}")
+    return req
+
+
+# --- from a request to a run ------------------------------------------------------------------------
+
+
+@dataclass
+class RunPlan:
+    """What one request runs: the Heavy configuration (shared across requests) and the per-call values."""
+
+    heavy_kwargs: dict[str, Any]  #: arguments of :class:`heavy.Heavy` (also the reuse key)
+    messages: list[dict[str, Any]]
+    n: int
+    strategy: str
+    options: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    stream: bool = False
+    include_usage: bool = False
+
+    def key(self) -> str:
+        return json.dumps(self.heavy_kwargs, sort_keys=True, default=str)
+
+
+#: Defaults that are per-call values here, not Heavy arguments: one Heavy serves every strategy and n.
+_PER_CALL = ("n", "strategy", "system")
+
+
+class Planner:
+    """Turns model names and request bodies into :class:`RunPlan` objects, on top of the server's defaults.
+
+    Precedence: server defaults < model name < ``heavy`` object < standard body fields. Giving the same
+    setting two different ways (``n`` and ``heavy.n``, a strategy in the model name and ``heavy.strategy``)
+    is a 400 rather than a silent pick.
+    """
+
+    def __init__(self, defaults: dict[str, Any], *, max_n: int) -> None:
+        self.defaults = dict(defaults)
+        self.defaults.setdefault("model", "sim")
+        self.max_n = max_n
+
+    @property
+    def default_models(self) -> list[str]:
+        m = self.defaults["model"]
+        return [m] if isinstance(m, str) else list(m)
+
+    def split_model(self, name: str) -> tuple[str | None, list[str] | None]:
+        """``(strategy, models)`` named by a model name; 404 if it is not a heavy model (or names an unknown
+        strategy or provider)."""
+        head, _, rest = name.partition("/")
+        if head != MODEL_PREFIX:
+            raise APIError(404, f"the model {name!r} does not exist here: use 'heavy', 'heavy/<strategy>' or "
+                           "'heavy/<strategy>/<provider:model>' (GET /v1/models lists them)", "model_not_found",
+                           param="model")
+        if not rest:
+            return None, None
+        strategy, _, spec = rest.partition("/")
+        try:
+            load_strategy(strategy)
+        except StrategyNotFound as exc:
+            raise APIError(404, f"the model {name!r} does not exist here: {exc.message}", "model_not_found",
+                           param="model") from None
+        if not spec:
+            return strategy, None
+        try:
+            parse_spec(spec)
+        except MissingKeyError:
+            pass  # known provider, not configured on this server: reported as a 400 when the run is built
+        except ModelSpecError as exc:
+            raise APIError(404, f"the model {name!r} does not exist here: {exc.message}", "model_not_found",
+                           param="model") from None
+        return strategy, [spec]
+
+    def plan(self, req: ChatRequest) -> RunPlan:
+        d = self.defaults
+        strategy, models = self.split_model(req.model)
+        hp = req.heavy or HeavyParams()
+
+        def pick(name: str, *given: tuple[str, Any]) -> Any:
+            values = [(where, v) for where, v in given if v is not None]
+            if len({repr(v) for _, v in values}) > 1:
+                raise APIError(400, f"{name} is given twice with different values ("
+                               + ", ".join(f"{where}={v!r}" for where, v in values) + "); give it once",
+                               "conflicting_parameters", param=values[-1][0])
+            return values[0][1] if values else None
+
+        strategy = pick("the strategy", ("model", strategy), ("heavy.strategy", hp.strategy)) or d.get(
+            "strategy", C.DEFAULT_STRATEGY)
+        models = pick("the models", ("model", models), ("heavy.models", hp.models))
+        n = pick("n", ("n", req.n), ("heavy.n", hp.n)) or d.get("n") or C.DEFAULT_N
+        max_tokens = pick("max_tokens", ("max_tokens", req.max_tokens),
+                          ("max_completion_tokens", req.max_completion_tokens))
+        if n > self.max_n:
+            raise APIError(400, f"n={n} is more hypotheses than this server allows ({self.max_n})", "invalid_value",
+                           param="n")
+        try:
+            strategy_cls = load_strategy(strategy)
+        except StrategyNotFound as exc:
+            raise APIError(400, exc.message, "invalid_value", param="heavy.strategy") from None
+        try:
+            strategy_cls.parse_options(hp.options)  # the strategy's own Options model (extra="forbid")
+        except ConfigError as exc:
+            raise APIError(400, exc.message, "invalid_value", param="heavy.options") from None
+
+        kwargs = {k: v for k, v in d.items() if k not in _PER_CALL}
+        if models is not None:
+            kwargs["model"] = models
+            kwargs.pop("aggregator_model", None)  # a model chosen per request also judges its own candidates
+        if hp.aggregator is not None:
+            kwargs["aggregator_model"] = hp.aggregator
+        for key, value in (("temperature", req.temperature), ("top_p", req.top_p), ("max_tokens", max_tokens),
+                           ("stop", req.stop)):
+            if value is not None:
+                kwargs[key] = value
+
+        messages = [{"role": m.role, "content": m.content} for m in req.messages]
+        system = d.get("system")
+        if system and not any(m["role"] in ("system", "developer") for m in messages):
+            messages.insert(0, {"role": "system", "content": system})
+        return RunPlan(heavy_kwargs=kwargs, messages=messages, n=n, strategy=strategy, options=hp.options or {},
+                       seed=req.seed, stream=bool(req.stream),
+                       include_usage=bool(req.stream_options and req.stream_options.include_usage))
+
+    def model_ids(self) -> list[str]:
+        """The model names GET /v1/models lists."""
+        names = [MODEL_PREFIX]
+        strategies = list(registered_strategies())
+        names += [f"{MODEL_PREFIX}/{s}" for s in strategies]
+        if len(self.default_models) == 1:
+            names += [f"{MODEL_PREFIX}/{s}/{self.default_models[0]}" for s in strategies]
+        return names
+
+
+def check_model_name(planner: Planner, name: str) -> None:
+    """404 unless *name* is a model this server runs (GET /v1/models/{id})."""
+    planner.split_model(name)
+
+
+# --- responses -------------------------------------------------------------------------------------
+
+
+def new_id() -> str:
+    return f"chatcmpl-heavy-{uuid.uuid4().hex[:24]}"
+
+
+def usage_body(u: Usage) -> dict[str, Any]:
+    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+            "total_tokens": u.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens}}
+
+
+def summary(r: Result) -> dict[str, Any]:
+    """The ``heavy`` field of a response: how the answer was decided (no hypothesis texts)."""
+    d = r.decision
+    counts: dict[str, int] = {}
+    for h in r.hypotheses:
+        counts[h.status] = counts.get(h.status, 0) + 1
+    return {
+        "strategy": r.strategy, "method": d.method, "path": d.path, "answer": r.answer, "votes": d.votes,
+        "no_answer": d.no_answer, "winner": d.winner, "rationale": d.rationale,
+        "hypotheses": [{"index": h.index, "model": h.model, "status": h.status, "answer": h.answer,
+                        "latency_s": round(h.latency_s, 3), "error_type": h.error_type} for h in r.hypotheses],
+        "counts": counts, "aggregator_calls": len(r.aggregator_calls), "stopped_early": r.stopped_early,
+        "deadline_hit": r.deadline_hit, "budget_hit": r.budget_hit, "cost_usd": r.cost_usd,
+        "timings": r.timings.model_dump(),
+    }
+
+
+def finish_reason(r: Result) -> str:
+    if r.decision.winner is not None:
+        for h in r.hypotheses:
+            if h.index == r.decision.winner and h.finish_reason == "length":
+                return "length"
+    return "stop"
+
+
+def completion_body(r: Result, *, completion_id: str, model: str, created: int) -> dict[str, Any]:
+    return {
+        "id": completion_id, "object": "chat.completion", "created": created, "model": model,
+        "system_fingerprint": "heavy",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": r.text, "refusal": None},
+                     "logprobs": None, "finish_reason": finish_reason(r)}],
+        "usage": usage_body(r.usage),
+        "heavy": summary(r),
+    }
+
+
+def chunk(*, completion_id: str, model: str, created: int, delta: dict[str, Any] | None = None,
+          finish: str | None = None, include_usage: bool = False, usage: Usage | None = None,
+          extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One ``chat.completion.chunk``; with *usage* it is the usage-only chunk (no choices)."""
+    out: dict[str, Any] = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                           "model": model, "system_fingerprint": "heavy"}
+    if usage is not None:
+        out["choices"] = []
+        out["usage"] = usage_body(usage)
+        return out
+    out["choices"] = [{"index": 0, "delta": delta or {}, "logprobs": None, "finish_reason": finish}]
+    if include_usage:  # as OpenAI does: "usage": null on every chunk but the last when usage was asked for
+        out["usage"] = None
+    if extra:
+        out.update(extra)
+    return out
+
+
+def now() -> int:
+    return int(time.time())
