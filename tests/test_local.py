@@ -425,3 +425,14 @@ def test_cli_setup_says_what_the_first_run_does(home: Path, monkeypatch: pytest.
     assert r.exit_code == 0, r.output
     assert calls[0][0] == "smollm2-135m" and calls[0][1]["slots"] == 8
     assert "first-time setup" in r.stderr and "98 MB" in r.stderr and "ready" in r.stderr
+
+
+def test_setup_can_keep_the_recorded_default(home: Path) -> None:
+    cat = {**fake_catalog(), **fake_catalog(key="fake-other")}
+    index = FakeIndex(cat)
+    L.setup("fake-3part", downloader=index, build_runtime=False, catalog=cat)
+    L.setup("fake-other", downloader=index, build_runtime=False, catalog=cat, make_default=False)
+    assert L.read_config()["model"] == "fake-3part"
+    assert L.model_installed("fake-other", catalog=cat)
+    L.setup("fake-other", downloader=index, build_runtime=False, catalog=cat)
+    assert L.read_config()["model"] == "fake-other"

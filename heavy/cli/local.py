@@ -43,7 +43,9 @@ def local() -> None:
               help=f"Model to download (see `heavy local models`). Default: {C.LOCAL_DEFAULT_MODEL}.")
 @click.option("--slots", type=int, default=None,
               help=f"Parallel slots `heavy local start` will use by default (default {C.LOCAL_DEFAULT_SLOTS}).")
-def setup(model: str | None, slots: int | None) -> None:
+@click.option("--keep-default", is_flag=True,
+              help="Install this model without making it the default of `heavy local start` (CI uses this).")
+def setup(model: str | None, slots: int | None, keep_default: bool) -> None:
     """Build llama-server and download a verified model (idempotent).
 
     The build runs once per machine and the download once per model; later runs return at once.
@@ -61,7 +63,7 @@ def setup(model: str | None, slots: int | None) -> None:
             todo.append(f"download and verify {key} ({size / 1e6:.0f} MB, once)")
         if todo:
             _say("first-time setup: " + "; ".join(todo) + f". Cache: {L.heavy_home()}")
-        report = L.setup(key, slots=slots, progress=_say)
+        report = L.setup(key, slots=slots, progress=_say, make_default=not keep_default)
         took = [f"{what} {report[k]:.0f} s" for what, k in (("build", "runtime_seconds"), ("download", "model_seconds"))
                 if report.get(k)]
         _say(f"ready: {report['model']} at {report['model_path']}" + (f" ({', '.join(took)})" if took else ""))

@@ -42,11 +42,12 @@ def setup(
     progress: Progress | None = None,
     build_runtime: bool = True,
     catalog: dict | None = None,
+    make_default: bool = True,
 ) -> dict[str, Any]:
     """Make ``start`` possible: build llama-server (once per machine) and fetch *model* (once).
 
     Idempotent: a second call finds both cached and returns at once. Records *model* and *slots* as the
-    defaults of ``start``. Returns what was done: paths and seconds per step (``0`` when cached).
+    defaults of ``start`` (unless ``make_default=False``). Returns what was done: paths and seconds per step (``0`` when cached).
     """
     key = model or read_config(home).get("model") or C.LOCAL_DEFAULT_MODEL
     get_model(key, catalog)
@@ -62,7 +63,7 @@ def setup(
     cached = model_installed(key, home, catalog=catalog)
     report["model_path"] = str(ensure_model(key, home, downloader=downloader, progress=progress, catalog=catalog))
     report["model_seconds"] = 0.0 if cached else round(time.monotonic() - t0, 1)
-    report["config"] = save_config(home, model=key, slots=slots)
+    report["config"] = save_config(home, model=key, slots=slots) if make_default else read_config(home)
     return report
 
 
