@@ -46,6 +46,11 @@ class Heavy:
     ``max_cost_usd`` cap a run (reaching a cap stops sampling and the strategy decides on what arrived).
     ``providers`` adds model sources of your own: ``Heavy(model="mine:some-model", providers={"mine":
     MyProvider()})`` samples ``some-model`` through ``MyProvider`` (a :class:`~heavy.providers.base.Provider`).
+    ``tools`` lets every hypothesis run tools as an agent (``["python"]``, ``"python,web_search"``, Tool
+    instances; see :mod:`heavy.tools.agent`): ``tool_protocol`` (``native``, ``text`` or ``auto``) says how
+    they are offered, ``max_steps`` caps tool runs per hypothesis, ``tool_options`` configures each tool by
+    name (e.g. ``{"python": {"limits": {"timeout": 5}}}``). ``verify="python"`` checks every numeric answer
+    with a program the model writes and lowers the vote weight of answers the check contradicts.
     Extra keyword arguments are strategy options, validated by the strategy's options model.
     """
 
@@ -80,6 +85,11 @@ class Heavy:
         on_event: EventSink | None = None,
         transport: Any = None,
         providers: dict[str, Provider] | None = None,
+        tools: Any = None,
+        tool_protocol: str = "auto",
+        max_steps: int = 4,
+        tool_options: dict[str, dict[str, Any]] | None = None,
+        verify: str | None = None,
         options: dict[str, Any] | None = None,
         **strategy_options: Any,
     ) -> None:
@@ -137,6 +147,7 @@ class Heavy:
         self.stream = stream
         self.on_event = on_event
         self._transport = transport
+        self.agent, self.verifier = _tooling(tools, tool_protocol, max_steps, tool_options, verify)
         self._providers: dict[tuple[str, str, bool], Provider] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -170,6 +181,8 @@ class Heavy:
         providers, self._providers = list(self._providers.values()), {}
         for p in providers:
             await p.aclose()
+        for tool in self.agent.tools if self.agent is not None else []:
+            await tool.aclose()
 
     async def __aenter__(self) -> "Heavy":
         return self
@@ -185,7 +198,7 @@ class Heavy:
         kwargs: dict[str, Any] = dict(
             params=params, extract=final_answer, emit=emit, stream=stream, timeout=self.timeout,
             deadline=(time.monotonic() + self.deadline) if self.deadline else None,
-            min_successes=min(self.min_successes, n),
+            min_successes=min(self.min_successes, n), agent=self.agent, verifier=self.verifier,
         )
         refs = [self._ref(s) for s in self.specs]
         if pool is not None:
@@ -293,6 +306,26 @@ class Heavy:
         if "error" in box:
             raise box["error"]
         return box["result"]
+
+
+def _tooling(tools: Any, protocol: str, max_steps: int, options: dict[str, dict[str, Any]] | None,
+             verify: str | None) -> tuple[Any, Any]:
+    """The agent config and the verifier of a Heavy (``None`` each when not asked for)."""
+    agent = verifier = None
+    if tools:
+        from .tools import make_tools
+        from .tools.agent import AgentConfig
+
+        agent = AgentConfig(make_tools(tools, options), protocol=protocol, max_steps=max_steps)  # type: ignore[arg-type]
+    if verify is not None:
+        if verify != "python":
+            raise OptionsError(f"verify={verify!r}: the only verifier is 'python'")
+        from .tools import make_tools
+        from .tools.verify import Verifier
+
+        python = next((t for t in (agent.tools if agent else []) if t.name == "python"), None)
+        verifier = Verifier(python or make_tools("python", options)[0])  # type: ignore[arg-type]
+    return agent, verifier
 
 
 class _Borrowed(WrapperProvider):

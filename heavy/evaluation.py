@@ -2,7 +2,10 @@
 
 * **Datasets**: JSONL with ``question`` and ``answer`` (GSM8K-style gold; ``#### N`` solutions work too),
   optionally ``id`` and, for multiple choice, ``choices`` (a list, or a dict keyed by letter) with the
-  gold answer as a letter.
+  gold answer as a letter. A **code task** has ``tests`` (Python source whose top-level ``assert`` lines
+  are the tests) instead of, or besides, ``answer``, and optionally ``entry_point``: it is correct when the
+  chosen answer's code passes every test in the sandbox, and strategies that take a ``tests`` option
+  (``execute``) are given them.
 * **Results file** (append-only JSONL): one line per finished (question, strategy, n) with at least
   ``question``, ``gold``, ``answer`` and ``correct``. Re-running with the same file skips what is there,
   so a killed run resumes with no question lost or repeated; a torn last line (a crash mid-write) is cut.
@@ -43,6 +46,8 @@ class EvalItem:
     question: str
     gold: str
     prompt: str
+    tests: str | None = None  #: a code task's tests (correct = the answer's code passes them all)
+    entry_point: str | None = None
 
 
 def _gold(raw: Any) -> str:
@@ -62,9 +67,11 @@ def load_items(path: str | Path, *, limit: int | None = None, offset: int = 0) -
             continue
         try:
             row = json.loads(line)
-            question, gold = str(row["question"]), _gold(row["answer"])
-        except (ValueError, KeyError, TypeError):
-            raise ConfigError(f"{p}:{lineno}: each line must be a JSON object with 'question' and 'answer'") from None
+            tests = row.get("tests") if isinstance(row.get("tests"), str) and row["tests"].strip() else None
+            question, gold = str(row["question"]), _gold(row["answer"] if tests is None or "answer" in row else "")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ConfigError(f"{p}:{lineno}: each line must be a JSON object with 'question' and 'answer' "
+                              "(or 'tests' for a code task)") from None
         prompt = question
         choices = row.get("choices")
         if choices:
@@ -75,7 +82,8 @@ def load_items(path: str | Path, *, limit: int | None = None, offset: int = 0) -
         if item_id in seen:
             continue  # the same question twice would be scored twice; keep the first
         seen.add(item_id)
-        items.append(EvalItem(item_id, question, gold, prompt))
+        entry = row.get("entry_point") if isinstance(row.get("entry_point"), str) else None
+        items.append(EvalItem(item_id, question, gold, prompt, tests, entry))
     items = items[offset:]
     return items[:limit] if limit is not None else items
 
@@ -200,6 +208,30 @@ def summarize(rows: Sequence[dict[str, Any]], ids: set[str] | None = None) -> li
     return out
 
 
+def _with_tests(strategy: str, options: dict[str, Any] | None, item: EvalItem) -> dict[str, Any] | None:
+    """A code task's tests (and entry point) as options of a strategy that takes them (``execute``)."""
+    if not item.tests:
+        return options
+    from .strategy import load_strategy
+
+    fields = load_strategy(strategy).Options.model_fields
+    extra = {k: v for k, v in (("tests", item.tests), ("entry_point", item.entry_point)) if k in fields and v}
+    return {**(options or {}), **extra} if extra else options
+
+
+async def _passes_tests(result: Any, item: EvalItem) -> bool:
+    """Whether the code of *result*'s chosen answer passes every test of the code task *item* (sandboxed)."""
+    from .answers import extract_code
+    from .tools.agent import python_blocks
+    from .tools.codecheck import passes
+
+    blocks = python_blocks(result.text)
+    code = blocks[-1] if blocks else extract_code(result.text)
+    if code is None and result.decision.method == "execute":
+        code = result.answer
+    return await passes(code, item.tests or "")
+
+
 @dataclass
 class EvalRunner:
     """Runs ``strategies`` × ``ns`` over ``items`` with at most ``concurrency`` questions in flight.
@@ -284,9 +316,10 @@ class EvalRunner:
             started = time.monotonic()
             try:
                 result = await self.heavy.ask(
-                    item.prompt, n=n, strategy=strategy, options=self.options.get(strategy),
+                    item.prompt, n=n, strategy=strategy, options=_with_tests(strategy, self.options.get(strategy), item),
                     pool=pool[:n] if pool is not None else None, live=self.replay is None,
                 )
+                correct = await _passes_tests(result, item) if item.tests else None
             except HeavyError as exc:
                 self._write(item, strategy, n, error=f"{type(exc).__name__}: {exc}")
                 continue
@@ -296,16 +329,17 @@ class EvalRunner:
             self._write(item, strategy, n, answer=result.answer, usage=usage, wall_s=wall,
                         calls=len(used) + len(result.aggregator_calls), method=result.decision.method,
                         path=result.decision.path,
-                        hypothesis_answers=[h.answer for h in result.hypotheses])
+                        hypothesis_answers=[h.answer for h in result.hypotheses], correct=correct)
 
     def _write(self, item: EvalItem, strategy: str, n: int, *, answer: str | None = None,
                usage: Usage | None = None, wall_s: float = 0.0, calls: int = 0, method: str | None = None,
                path: list[str] | None = None, error: str | None = None,
-               hypothesis_answers: list[str | None] | None = None) -> None:
+               hypothesis_answers: list[str | None] | None = None, correct: bool | None = None) -> None:
         usage = usage or Usage()
         row = {
             "id": item.id, "question": item.question, "gold": item.gold, "answer": answer,
-            "correct": is_correct(answer, item.gold), "strategy": strategy, "n": n,
+            "correct": correct if correct is not None else (False if item.tests else is_correct(answer, item.gold)),
+            "strategy": strategy, "n": n,
             "model": [s.label for s in self.heavy.specs], "total_tokens": usage.total_tokens,
             "usage": usage.model_dump(), "calls": calls, "cost_usd": self._cost, "wall_s": round(wall_s, 3),
             "method": method, "path": path, "hypothesis_answers": hypothesis_answers, "error": error,

@@ -21,6 +21,8 @@ __all__ = [
     "HypothesisFinished",
     "HypothesisFailed",
     "HypothesisRestarted",
+    "ToolCallStarted",
+    "ToolCallFinished",
     "StageStarted",
     "AggregatorDelta",
     "Final",
@@ -69,6 +71,30 @@ class HypothesisRestarted(Event):
     index: int
     reason: str
     kind = "hypothesis_restarted"
+
+
+@dataclass(slots=True)
+class ToolCallStarted(Event):
+    """Hypothesis ``index`` runs a tool (step ``step`` of its agent loop, or a verification check)."""
+
+    index: int
+    step: int
+    tool: str
+    arguments: dict[str, Any]
+    kind = "tool_call_started"
+
+
+@dataclass(slots=True)
+class ToolCallFinished(Event):
+    """The tool run of ``ToolCallStarted`` ended: ``ok``, an excerpt of its result and how long it took."""
+
+    index: int
+    step: int
+    tool: str
+    ok: bool
+    result: str
+    seconds: float
+    kind = "tool_call_finished"
 
 
 @dataclass(slots=True)

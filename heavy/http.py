@@ -242,6 +242,28 @@ class HTTPClient:
         self._raise_for_status(out.status, out.headers, out.text, model)
         return out
 
+    async def get_json(
+        self, path: str, params: Mapping[str, Any] | None = None, *, headers: Mapping[str, str] | None = None,
+        model: str | None = None, timeout: Timeout | None = None,
+    ) -> HTTPResponse:
+        """GET *path* with query *params*; return the response, raising ProviderHTTPError on a 4xx/5xx."""
+        url = self._url(path)
+        if params:
+            url = url.copy_merge_params({k: str(v) for k, v in params.items()})
+        request = httpx.Request("GET", url, headers={**self._headers, **(headers or {})},
+                                extensions={"timeout": _timeout_extension(timeout) if timeout else self._timeout})
+        try:
+            resp = await self._transport.handle_async_request(request)
+            try:
+                raw = await resp.aread()
+            finally:
+                await resp.aclose()
+        except httpx.HTTPError as exc:
+            raise self._fail(exc, model) from None
+        out = HTTPResponse(resp.status_code, resp.headers, raw.decode("utf-8", "replace"))
+        self._raise_for_status(out.status, out.headers, out.text, model)
+        return out
+
     @asynccontextmanager
     async def stream_sse(
         self, path: str, body: Any, *, headers: Mapping[str, str] | None = None, model: str | None = None,

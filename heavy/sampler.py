@@ -19,7 +19,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import constants as C
 from .errors import (BudgetExceeded, FatalRequestError, HeavyError, ProviderError, ProviderTimeout, QuorumError,
@@ -28,7 +28,11 @@ from .events import (EventSink, HypothesisFailed, HypothesisFinished, Hypothesis
                      TokenDelta, fanout)
 from .run import collecting_notes, current_run
 from .providers.base import Completion, CompletionRequest, Provider
-from .types import Hypothesis, Message, SamplingParams, Usage
+from .types import Hypothesis, Message, SamplingParams, ToolSpec, Usage
+
+if TYPE_CHECKING:
+    from .tools.agent import AgentConfig
+    from .tools.verify import Verifier
 
 __all__ = ["ModelRef", "Sampler", "ReplaySampler", "SampleRun", "call_model"]
 
@@ -50,9 +54,12 @@ async def call_model(
     stream: bool,
     on_delta: Callable[[str, str], None] | None = None,
     timeout: float | None = None,
+    tools: Sequence[ToolSpec] | None = None,
 ) -> Completion:
-    """One call through *ref*'s provider, streaming when asked (``on_delta(text, reasoning)`` per piece)."""
-    request = CompletionRequest(model=ref.model, messages=list(messages), params=params)
+    """One call through *ref*'s provider, streaming when asked (``on_delta(text, reasoning)`` per piece);
+    *tools* are offered for native tool calls."""
+    request = CompletionRequest(model=ref.model, messages=list(messages), params=params,
+                                tools=list(tools) if tools else None)
 
     async def go() -> Completion:
         if not stream:
@@ -94,6 +101,8 @@ class Sampler:
         timeout: float | None = None,
         deadline: float | None = None,
         min_successes: int = 1,
+        agent: "AgentConfig | None" = None,
+        verifier: "Verifier | None" = None,
     ) -> None:
         if not models:
             raise ValueError("the sampler needs at least one model")
@@ -105,6 +114,8 @@ class Sampler:
         self.timeout = timeout
         self.deadline = deadline
         self.min_successes = min_successes
+        self.agent = agent  # tools the hypotheses may run (None: plain completions)
+        self.verifier = verifier  # checks numeric answers with a program (--verify python)
         self.hypotheses: list[Hypothesis] = []  # every hypothesis of every SampleRun, for the Result
         self.fatal: dict[str, FatalRequestError] = {}  # model label -> the request error that stops it
         self._streamed: dict[int, list[int]] = {}
@@ -152,12 +163,19 @@ class Sampler:
             streamed[0] += len(text) + len(reasoning)
             self.emit(TokenDelta(index=index, text=text, reasoning=reasoning))
 
+        def call(msgs: list[Message], tools: list[ToolSpec] | None) -> Any:
+            return call_model(ref, msgs, params, stream=self.stream, on_delta=on_delta, tools=tools)
+
         with collecting_notes() as notes:
             restarts = 0
             while True:
+                steps = None
                 try:
-                    c = await call_model(ref, messages, params, stream=self.stream, on_delta=on_delta,
-                                         timeout=self.timeout)
+                    if self.agent is None:
+                        c = await call_model(ref, messages, params, stream=self.stream, on_delta=on_delta,
+                                             timeout=self.timeout)
+                    else:
+                        c, steps = await self._agent(ref, messages, call, index)
                 except StreamInterrupted as exc:
                     if restarts < C.STREAM_RESTARTS:
                         restarts += 1
@@ -179,7 +197,11 @@ class Sampler:
                         index=index, model=ref.label, text=c.text, reasoning=c.reasoning,
                         answer=self.extract(c.text), finish_reason=c.finish_reason, usage=c.usage,
                         latency_s=time.monotonic() - started, seed=seed, request_id=c.request_id, logprobs=c.logprobs,
+                        steps=steps or None,
                     )
+                    if self.verifier is not None:
+                        h = await self.verifier.check(h, messages, call, emit=self.emit)
+                        h.latency_s = time.monotonic() - started
                 break
             if notes:
                 h.trace = list(notes)
@@ -188,6 +210,18 @@ class Sampler:
             run.charge(ref.label, h.usage)
         self.emit(HypothesisFinished(hypothesis=h) if h.ok else HypothesisFailed(hypothesis=h))
         return h
+
+    async def _agent(self, ref: ModelRef, messages: list[Message], call: Any, index: int) -> Any:
+        """The hypothesis as an agent loop (the timeout bounds the whole loop, tool runs included)."""
+        assert self.agent is not None
+        if self.timeout is None:
+            return await self.agent.run(ref.label, messages, call, index=index, emit=self.emit)
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self.agent.run(ref.label, messages, call, index=index, emit=self.emit)
+        except TimeoutError:
+            raise ProviderTimeout(f"no answer within {self.timeout:g} s (agent loop)", provider=ref.provider.name,
+                                  model=ref.model) from None
 
     def cancelled(self, index: int, ref: ModelRef, why: str, messages: Sequence[Message]) -> Hypothesis:
         """The record of a hypothesis cancelled before it finished, with its usage estimated (and charged):

@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "Message",
+    "ToolSpec",
+    "ToolCall",
+    "ToolStep",
     "SamplingParams",
     "Usage",
     "TokenLogprob",
@@ -31,12 +34,50 @@ class _Strict(BaseModel):
 Role = Literal["system", "user", "assistant", "tool", "developer"]
 
 
+class ToolSpec(_Strict):
+    """A tool offered to a model: its name, what it does, and the JSON schema of its arguments."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ToolCall(_Strict):
+    """A tool call a model made. ``extra`` keeps what a wire format needs to send the call back
+    verbatim (e.g. Gemini's ``thoughtSignature``); ``arguments_error`` says why arguments did not parse."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    arguments_error: str | None = None
+    extra: dict[str, Any] | None = None
+
+
+class ToolStep(_Strict):
+    """One tool run inside a hypothesis (an agent step, or a verification check)."""
+
+    step: int
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    result: str = Field("", description="excerpt of what the model was shown")
+    ok: bool = True
+    seconds: float = 0.0
+    protocol: str = Field("native", description="native | text | verify")
+    details: dict[str, Any] | None = None
+
+
 class Message(_Strict):
     """One chat message. ``content`` is text, or a list of content parts passed through untouched
-    (so image/audio parts reach providers that understand them exactly as the caller wrote them)."""
+    (so image/audio parts reach providers that understand them exactly as the caller wrote them).
+
+    Tool use: an assistant message may carry ``tool_calls``; a ``tool`` message answers one of them
+    (``tool_call_id``, and the tool's ``name``, which Gemini needs)."""
 
     role: Role
     content: str | list[dict[str, Any]]
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
 
     @field_validator("content")
     @classmethod
@@ -144,6 +185,8 @@ class Hypothesis(_Strict):
     error_type: str | None = None
     trace: list[str] | None = Field(default=None, description="retries, restarts and other notes of this call")
     usage_estimated: bool = Field(default=False, description="usage estimated (cancelled mid-stream), not reported")
+    steps: list[ToolStep] | None = Field(default=None, description="tool runs of this hypothesis (agents, checks)")
+    weight: float | None = Field(default=None, description="vote weight when a check lowered it (default 1)")
 
     @property
     def ok(self) -> bool:

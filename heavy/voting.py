@@ -94,9 +94,13 @@ def tally(hypotheses: Sequence[Hypothesis], weights: dict[int, float] | None = N
           merge: bool = True) -> Tally:
     """Count the answers of the successful *hypotheses* (weights by index, default 1).
 
-    With *merge* (the default), equivalent answers are counted as one, under their most-voted form.
+    Without explicit *weights*, a hypothesis whose ``weight`` a check lowered (``--verify python``) counts
+    for that weight. With *merge* (the default), equivalent answers are counted as one, under their
+    most-voted form.
     """
     ok = [h for h in hypotheses if h.ok]
+    if weights is None and any(h.weight is not None for h in ok):
+        weights = {h.index: h.weight for h in ok if h.weight is not None}
     counts: Counter[str] = Counter()
     first: dict[str, int] = {}
     no_answer = 0

@@ -13,6 +13,7 @@ from heavy.errors import OptionsError, QuorumError
 from heavy.prompts import labels, synthesize_messages
 from heavy.sampler import ModelRef, SampleRun
 from heavy.strategy import AGGREGATOR_FAILURES, Context
+from heavy.tools.verify import verification_details
 from heavy.types import AggregatorCall, Decision, Hypothesis, Message, Result, SamplingParams
 from heavy.voting import Tally, tally
 
@@ -91,6 +92,12 @@ def decide_by_vote(ctx: Context, hypotheses: Sequence[Hypothesis], *, strategy: 
                           stopped_early=stopped_early, deadline_hit=deadline_hit)
     decision = vote_decision(t, path=path, why=why)
     decision.details.update(details or {})
+    checks = verification_details(hypotheses)
+    if checks:
+        decision.details["verification"] = checks
+        lowered = sum(1 for c in checks.values() if c["verdict"] == "disagrees")
+        decision.rationale += (f" ({len(checks)} answers checked by a program; {lowered} disagreed and "
+                               "counted with a lower weight)")
     return ctx.result(strategy=strategy, answer=t.winner, text=text_of(hypotheses, decision.winner),
                       decision=decision, stopped_early=stopped_early, deadline_hit=deadline_hit)
 

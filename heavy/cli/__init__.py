@@ -21,6 +21,7 @@ _COMMANDS = {
     "config": ("heavy.cli.misc", "config", "Print the effective configuration, with keys masked."),
     "eval": ("heavy.cli.eval", "eval_command", "Score strategies on a JSONL dataset (resumable; record/replay pools)."),
     "strategies": ("heavy.cli.misc", "strategies", "List the registered strategies, one per line."),
+    "tools": ("heavy.cli.tools", "tools", "List the registered tools (opt-in with `heavy ask --tools`); --sandbox: what it isolates here."),
     "sim": ("heavy.cli.misc", "sim", "Serve the simulated LLM (OpenAI-compatible) on 127.0.0.1."),
     "serve": ("heavy.cli.serve", "serve", "Serve Heavy as an OpenAI-compatible API (/v1/chat/completions) on 127.0.0.1."),
     "local": ("heavy.cli.local", "local",

@@ -13,14 +13,23 @@ from . import fail, run_guarded
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``-o key=value`` pairs; values are read as JSON when they parse (numbers, true/false, lists)."""
+    """``-o key=value`` pairs; values are read as JSON when they parse (numbers, true/false, lists), and
+    ``key=@path`` reads the value from a file (e.g. ``-o tests=@tests.py``)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
             fail(f"option {pair!r} is not key=value (e.g. -o early_stop=true)")
+        if raw.startswith("@") and len(raw) > 1:
+            try:
+                with open(raw[1:], encoding="utf-8") as f:
+                    value: Any = f.read()
+            except OSError as exc:
+                fail(f"option {key.strip()}: cannot read {raw[1:]!r} ({exc.strerror or exc})")
+            out[key.strip().replace("-", "_")] = value
+            continue
         try:
-            value: Any = json.loads(raw)
+            value = json.loads(raw)
         except ValueError:
             value = raw
         out[key.strip().replace("-", "_")] = value
@@ -70,13 +79,20 @@ def read_question(question: str | None) -> str:
 @click.option("--min-successes", type=int, default=None, help="Hypotheses that must succeed [default: 1].")
 @click.option("--max-total-tokens", type=int, default=None, help="Token cap of the run (all calls).")
 @click.option("--max-cost", "max_cost_usd", type=float, default=None, help="Dollar cap of the run (price table).")
-@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Strategy option (repeatable).")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Strategy option (repeatable); KEY=@FILE reads the value from a file (-o tests=@tests.py).")
 @click.option("--base-url", default=None, help="Endpoint of the model's API: e.g. http://127.0.0.1:8080/v1 (OpenAI-compatible), or the API root "
                    "for anthropic:/gemini: models.")
+@click.option("--tools", "tools", multiple=True, metavar="NAME[,NAME]",
+              help="Let hypotheses run tools as agents (opt-in): python (sandboxed), web_search. See `heavy tools`.")
+@click.option("--tool-protocol", type=click.Choice(["native", "text", "auto"]), default=None,
+              help="How tools are offered: native tool calls, the fenced-code text protocol, or auto [default: auto].")
+@click.option("--max-steps", type=int, default=None, help="Tool runs allowed per hypothesis [default: 4].")
+@click.option("--verify", type=click.Choice(["python"]), default=None,
+              help="Check each numeric answer with a program the model writes; contradicted answers weigh less.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole Result as one JSON object.")
 @click.option("--live/--no-live", default=None, help="Live view on stderr (default: when stderr is a terminal).")
 def ask(question: str | None, models: tuple[str, ...], as_json: bool, live: bool | None, options: tuple[str, ...],
-        **flags: Any) -> None:
+        tools: tuple[str, ...], **flags: Any) -> None:
     """Ask QUESTION (or stdin): sample N hypotheses in parallel, decide, print only the answer.
 
     Defaults come from the config file (`heavy config` shows it), then from heavy's built-ins.
@@ -87,7 +103,7 @@ def ask(question: str | None, models: tuple[str, ...], as_json: bool, live: bool
     def go() -> None:
         from ..api import Heavy
 
-        h = Heavy(**heavy_kwargs(model=models, options=strategy_options, **flags))
+        h = Heavy(**heavy_kwargs(model=models, options=strategy_options, tools=",".join(tools) or None, **flags))
         show_live = sys.stderr.isatty() if live is None else live
         if show_live:
             from .live import LiveView

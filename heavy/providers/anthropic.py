@@ -18,6 +18,11 @@ What differs from OpenAI's format, and how heavy bridges it:
   (input + cache reads + cache writes, as OpenAI and Gemini count it) and ``cached_tokens`` the reads.
 - Stop reasons are reported in OpenAI's words where one exists (``end_turn``/``stop_sequence`` →
   ``stop``, ``max_tokens`` → ``length``, ``tool_use`` → ``tool_calls``); others pass through.
+- Tool use: offered tools go out as ``tools: [{name, description, input_schema}]``; the answer's
+  ``tool_use`` blocks (``id``, ``name``, ``input``) become tool calls, streamed as a ``content_block_start``
+  carrying the id and name followed by ``input_json_delta`` pieces of the input's JSON. An assistant turn
+  that made calls is sent back as ``tool_use`` blocks, and each ``tool`` message as a ``tool_result``
+  block (``tool_use_id``) in a user turn.
 - A stream may carry ``event: error`` after a 200 (e.g. ``overloaded_error``): it raises a
   :class:`ProviderError` whose ``status`` is what the same error would have had as an HTTP answer
   (529 for overloaded), retryable when the error is transient.
@@ -32,7 +37,7 @@ from typing import Any
 
 from ..errors import ProviderError, ProviderResponseError
 from ..http import HTTPClient, Timeout, decode_json, request_id
-from ..types import Message, Usage
+from ..types import Message, ToolCall, Usage
 from .base import Completion, CompletionRequest, Delta, Provider
 
 __all__ = ["AnthropicProvider", "ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS"]
@@ -98,6 +103,9 @@ class AnthropicProvider(Provider):
         }
         if system is not None:
             body["system"] = system
+        if request.tools:
+            body["tools"] = [{"name": t.name, "description": t.description, "input_schema": t.parameters}
+                             for t in request.tools]
         if p.temperature is not None:
             body["temperature"] = p.temperature
         if p.top_p is not None:
@@ -132,6 +140,8 @@ class AnthropicProvider(Provider):
         text = "".join(str(b.get("text") or "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
         thinking = "".join(str(b.get("thinking") or "") for b in blocks
                            if isinstance(b, dict) and b.get("type") == "thinking")
+        calls = [_tool_call(b.get("id"), b.get("name"), b.get("input"), i) for i, b in enumerate(blocks)
+                 if isinstance(b, dict) and b.get("type") == "tool_use"]
         return Completion(
             text=text,
             reasoning=thinking or None,
@@ -139,6 +149,7 @@ class AnthropicProvider(Provider):
             usage=_usage(data.get("usage")),
             model=data.get("model"),
             request_id=rid,
+            tool_calls=calls or None,
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[Delta | Completion]:
@@ -147,6 +158,7 @@ class AnthropicProvider(Provider):
         usage: dict[str, Any] = {}
         stop_reason = model = message_id = None
         stopped = False
+        tools: dict[int, dict[str, Any]] = {}  # tool_use blocks by content index: id, name, input JSON pieces
         async with self._http.stream_sse(
             MESSAGES_PATH, self.build_body(request, stream=True), model=request.model
         ) as (headers, events):
@@ -168,6 +180,9 @@ class AnthropicProvider(Provider):
                     usage.update({k: v for k, v in (message.get("usage") or {}).items() if v is not None})
                 elif kind == "content_block_start":
                     block = data.get("content_block") or {}
+                    if block.get("type") == "tool_use":
+                        tools[int(data.get("index", len(tools)))] = {"id": block.get("id"), "name": block.get("name"),
+                                                                     "input": block.get("input"), "json": []}
                     # A block may open with content already in it (normally empty).
                     piece = str(block.get("text") or "") if block.get("type") == "text" else ""
                     thought = str(block.get("thinking") or "") if block.get("type") == "thinking" else ""
@@ -183,7 +198,11 @@ class AnthropicProvider(Provider):
                     elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
                         reasoning.append(delta["thinking"])
                         yield Delta(reasoning=delta["thinking"])
-                    # signature_delta, input_json_delta, citations_delta: nothing to show
+                    elif delta.get("type") == "input_json_delta":
+                        slot = tools.get(int(data.get("index", -1)))
+                        if slot is not None:
+                            slot["json"].append(delta.get("partial_json") or "")
+                    # signature_delta, citations_delta: nothing to show
                 elif kind == "message_delta":
                     stop_reason = (data.get("delta") or {}).get("stop_reason") or stop_reason
                     usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
@@ -201,6 +220,8 @@ class AnthropicProvider(Provider):
             usage=_usage(usage),
             model=model,
             request_id=rid or message_id,
+            tool_calls=[_tool_call(t["id"], t["name"], "".join(t["json"]) if t["json"] else t["input"], i)
+                        for i, (_, t) in enumerate(sorted(tools.items()))] or None,
         )
 
     def _api_error(self, data: dict, model: str, rid: str | None, raw: str, where: str) -> ProviderError:
@@ -226,6 +247,12 @@ def _convert_messages(messages: list[Message]) -> tuple[str | list[dict] | None,
             continue
         role = "assistant" if m.role == "assistant" else "user"
         content = _blocks(m.content)
+        if m.role == "tool" and m.tool_call_id:
+            result = m.content if isinstance(m.content, str) else [b for b in _as_list(m.content)]
+            content = [{"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": result}]
+        elif m.tool_calls:
+            content = [b for b in _as_list(content) if b.get("type") != "text" or b.get("text")]
+            content += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in m.tool_calls]
         if out and out[-1]["role"] == role:
             prev = out[-1]["content"]
             out[-1]["content"] = _as_list(prev) + _as_list(content)
@@ -260,6 +287,20 @@ def _image_block(part: dict[str, Any]) -> dict[str, Any]:
     if match:
         return {"type": "image", "source": {"type": "base64", "media_type": match["mime"], "data": match["data"]}}
     return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _tool_call(call_id: Any, name: Any, raw_input: Any, position: int) -> ToolCall:
+    """A ``tool_use`` block as a ToolCall; ``raw_input`` is the input object, or its streamed JSON text."""
+    args: Any = raw_input if raw_input is not None else {}
+    error = None
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except ValueError:
+            args, error = {}, f"input is not valid JSON: {raw_input[:200]}"
+    if not isinstance(args, dict):
+        args, error = {}, "input is not a JSON object"
+    return ToolCall(id=str(call_id or f"toolu_{position}"), name=str(name or ""), arguments=args, arguments_error=error)
 
 
 def _finish(reason: Any) -> str | None:

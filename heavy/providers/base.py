@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..types import Message, SamplingParams, TokenLogprob, Usage
+from ..types import Message, SamplingParams, TokenLogprob, ToolCall, ToolSpec, Usage
 
 __all__ = ["CompletionRequest", "Completion", "Delta", "Provider"]
 
@@ -28,6 +28,7 @@ class CompletionRequest(BaseModel):
     messages: list[Message]
     params: SamplingParams = Field(default_factory=SamplingParams)
     extra_body: dict[str, Any] = Field(default_factory=dict, description="provider-specific fields, sent as-is")
+    tools: list[ToolSpec] | None = Field(default=None, description="tools the model may call natively")
 
 
 class Completion(BaseModel):
@@ -42,6 +43,7 @@ class Completion(BaseModel):
     logprobs: list[TokenLogprob] | None = None
     model: str | None = None
     request_id: str | None = None
+    tool_calls: list[ToolCall] | None = None
 
 
 @dataclass(slots=True)

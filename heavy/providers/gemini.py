@@ -17,6 +17,13 @@ How heavy's request maps onto Gemini's:
   ``seed``, ``stopSequences``, ``responseLogprobs``/``logprobs``); a ``generationConfig`` in
   ``extra_body`` is merged into it, other ``extra_body`` keys are sent as they are.
 
+Tool use: offered tools go out as ``tools: [{"functionDeclarations": [{name, description, parameters}]}]``
+(the parameters schema reduced to the OpenAPI subset Gemini accepts); ``functionCall`` parts of the answer
+become tool calls (whole in one chunk when streaming; Gemini's finishReason stays ``STOP``, heavy reports
+``tool_calls``). An assistant turn that made calls is sent back with its original ``functionCall`` parts
+(so a ``thoughtSignature`` survives), each result as a ``functionResponse`` part (``name``, ``response:
+{"result": ...}``, and the call's ``id`` when Gemini gave one) in a user turn.
+
 And the answer back:
 
 - Parts marked ``thought: true`` are thinking: they go to ``Completion.reasoning``, never the text.
@@ -42,7 +49,7 @@ from urllib.parse import quote
 
 from ..errors import ProviderError, ProviderResponseError
 from ..http import HTTPClient, Timeout, decode_json, request_id
-from ..types import Message, TokenLogprob, Usage
+from ..types import Message, TokenLogprob, ToolCall, Usage
 from .base import Completion, CompletionRequest, Delta, Provider
 
 __all__ = ["GeminiProvider", "API_VERSION"]
@@ -102,6 +109,10 @@ class GeminiProvider(Provider):
         body: dict[str, Any] = {"contents": contents}
         if system:
             body["systemInstruction"] = {"parts": system}
+        if request.tools:
+            body["tools"] = [{"functionDeclarations": [
+                {"name": t.name, "description": t.description, "parameters": _schema(t.parameters)}
+                for t in request.tools]}]
         config: dict[str, Any] = {}
         if p.temperature is not None:
             config["temperature"] = p.temperature
@@ -141,7 +152,8 @@ class GeminiProvider(Provider):
         return Completion(
             text=chunk.text,
             reasoning=chunk.thought or None,
-            finish_reason=_finish(chunk.finish),
+            finish_reason="tool_calls" if chunk.calls else _finish(chunk.finish),
+            tool_calls=chunk.calls or None,
             usage=_usage(data.get("usageMetadata")),
             logprobs=chunk.logprobs if request.params.logprobs else None,
             model=data.get("modelVersion"),
@@ -155,6 +167,7 @@ class GeminiProvider(Provider):
         finish = model = None
         usage: Any = None
         saw_candidate = False
+        calls: list[ToolCall] = []
         async with self._http.stream_sse(
             self.path(request.model, stream=True), self.build_body(request), model=request.model
         ) as (headers, events):
@@ -179,6 +192,9 @@ class GeminiProvider(Provider):
                     reasoning.append(chunk.thought)
                     yield Delta(text=chunk.text, reasoning=chunk.thought)
                 logprobs.extend(chunk.logprobs or [])
+                for c in chunk.calls:  # ids we made up are numbered over the whole answer
+                    api_id = (c.extra or {}).get("part", {}).get("functionCall", {}).get("id")
+                    calls.append(c if api_id else c.model_copy(update={"id": f"call_{len(calls)}"}))
                 finish = chunk.finish or finish
         if not saw_candidate:
             raise ProviderResponseError("stream has no candidates (and no blockReason)", provider=self.name,
@@ -189,7 +205,8 @@ class GeminiProvider(Provider):
         yield Completion(
             text="".join(text),
             reasoning="".join(reasoning) or None,
-            finish_reason=_finish(finish),
+            finish_reason="tool_calls" if calls else _finish(finish),
+            tool_calls=calls or None,
             usage=_usage(usage),
             logprobs=(logprobs or None) if request.params.logprobs else None,
             model=model,
@@ -218,6 +235,7 @@ class _Chunk:
         self.candidate = candidates[0] if isinstance(candidates, list) and candidates else None
         self.text = self.thought = ""
         self.finish = self.logprobs = None
+        self.calls: list[ToolCall] = []
         if not isinstance(self.candidate, dict):
             self.candidate = None
             return
@@ -229,6 +247,12 @@ class _Chunk:
         texts = [p for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)]
         self.text = "".join(p["text"] for p in texts if not p.get("thought"))
         self.thought = "".join(p["text"] for p in texts if p.get("thought"))
+        for part in parts:
+            fc = part.get("functionCall") if isinstance(part, dict) else None
+            if isinstance(fc, dict):
+                args = fc.get("args") if isinstance(fc.get("args"), dict) else {}
+                self.calls.append(ToolCall(id=str(fc.get("id") or f"call_{len(self.calls)}"), name=str(fc.get("name") or ""),
+                                           arguments=args, extra={"part": part}))
         self.logprobs = _logprobs(c.get("logprobsResult"))
 
     def _blocked(self, message: str) -> ProviderResponseError:
@@ -246,8 +270,14 @@ def _convert_messages(messages: list[Message]) -> tuple[list[dict[str, Any]], li
     """heavy's messages as (system instruction parts, ``contents``)."""
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
+    calls: dict[str, ToolCall] = {}
     for m in messages:
         parts = _parts(m.content)
+        if m.tool_calls:
+            parts = [p for p in parts if p.get("text")] + [_call_part(c) for c in m.tool_calls]
+            calls.update({c.id: c for c in m.tool_calls})
+        if m.role == "tool" and m.tool_call_id:
+            parts = [_response_part(m, calls.get(m.tool_call_id or ""))]
         if m.role in ("system", "developer"):
             system += parts
             continue
@@ -257,6 +287,44 @@ def _convert_messages(messages: list[Message]) -> tuple[list[dict[str, Any]], li
         else:
             contents.append({"role": role, "parts": parts})
     return system, contents
+
+
+def _call_part(call: ToolCall) -> dict[str, Any]:
+    """A tool call as the ``functionCall`` part Gemini sent (verbatim when we have it)."""
+    if call.extra and isinstance(call.extra.get("part"), dict):
+        return call.extra["part"]
+    return {"functionCall": {"name": call.name, "args": call.arguments}}
+
+
+def _response_part(m: Message, call: ToolCall | None) -> dict[str, Any]:
+    result = m.content if isinstance(m.content, str) else m.text()
+    response: dict[str, Any] = {"name": m.name or (call.name if call else ""), "response": {"result": result}}
+    original = (call.extra or {}).get("part", {}).get("functionCall", {}) if call else {}
+    if original.get("id"):
+        response["id"] = original["id"]
+    return {"functionResponse": response}
+
+
+#: Schema keywords of the OpenAPI subset Gemini's ``parameters`` accepts (others, e.g. ``title`` or
+#: ``additionalProperties`` from pydantic, are dropped).
+_SCHEMA_KEYS = {"type", "format", "description", "nullable", "enum", "items", "properties", "required", "minimum",
+                "maximum", "minItems", "maxItems", "minLength", "maxLength", "pattern", "anyOf"}
+
+
+def _schema(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key not in _SCHEMA_KEYS:
+            continue
+        if key == "properties" and isinstance(value, dict):
+            out[key] = {name: _schema(sub) for name, sub in value.items()}
+        else:
+            out[key] = _schema(value)
+    return out
 
 
 def _parts(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:

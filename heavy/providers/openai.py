@@ -6,6 +6,12 @@ DeepSeek, Mistral, vLLM, Ollama, llama.cpp, LM Studio and heavy's own simulator.
 
 Reasoning text arrives under different names depending on the server (``reasoning_content`` from
 DeepSeek, vLLM and llama.cpp; ``reasoning`` from OpenRouter); both are kept apart from the answer.
+
+Tool use: offered tools go out as ``tools: [{"type": "function", "function": {name, description,
+parameters}}]``; calls come back in ``message.tool_calls`` (``function.arguments`` is a JSON *string*)
+or, streaming, as ``delta.tool_calls`` fragments keyed by ``index`` (the id and name arrive first, the
+arguments in pieces). An assistant message that made calls is sent back with its ``tool_calls`` and
+each result as a ``{"role": "tool", "tool_call_id", "content"}`` message.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 from ..errors import ProviderError, ProviderResponseError
 from ..http import HTTPClient, Timeout, decode_json, request_id
-from ..types import TokenLogprob, Usage
+from ..types import Message, TokenLogprob, ToolCall, Usage
 from .base import Completion, CompletionRequest, Delta, Provider
 
 __all__ = ["OpenAIProvider"]
@@ -60,8 +66,11 @@ class OpenAIProvider(Provider):
         p = request.params
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [m.model_dump() for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
         }
+        if request.tools:
+            body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
+                                                               "parameters": t.parameters}} for t in request.tools]
         if p.temperature is not None:
             body["temperature"] = p.temperature
         if p.top_p is not None:
@@ -94,6 +103,7 @@ class OpenAIProvider(Provider):
             choice = data["choices"][0]
             message = choice.get("message") or {}
             text = _content_text(message.get("content"))
+            calls = [_tool_call(raw, i) for i, raw in enumerate(message.get("tool_calls") or [])]
         except (KeyError, IndexError, TypeError, AttributeError):
             raise ProviderResponseError(
                 "response has no choices[0].message", provider=self.name, model=request.model,
@@ -107,6 +117,7 @@ class OpenAIProvider(Provider):
             logprobs=_logprobs(choice.get("logprobs")),
             model=data.get("model"),
             request_id=rid,
+            tool_calls=calls or None,
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[Delta | Completion]:
@@ -115,6 +126,7 @@ class OpenAIProvider(Provider):
         logprobs: list[TokenLogprob] = []
         finish_reason = model = None
         usage = Usage()
+        pending: dict[int, dict[str, Any]] = {}  # streamed tool calls by index: id, name, argument pieces
         async with self._http.stream_sse(
             "chat/completions", self.build_body(request, stream=True), model=request.model
         ) as (headers, events):
@@ -146,6 +158,13 @@ class OpenAIProvider(Provider):
                         text.append(piece)
                         reasoning.append(thought)
                         yield Delta(text=piece, reasoning=thought)
+                    for piece_call in delta.get("tool_calls") or []:
+                        slot = pending.setdefault(int(piece_call.get("index", len(pending))),
+                                                  {"id": None, "name": "", "arguments": []})
+                        fn = piece_call.get("function") or {}
+                        slot["id"] = piece_call.get("id") or slot["id"]
+                        slot["name"] += fn.get("name") or ""
+                        slot["arguments"].append(fn.get("arguments") or "")
                     if choice.get("logprobs"):
                         logprobs.extend(_logprobs(choice["logprobs"]) or [])
                     if choice.get("finish_reason"):
@@ -158,7 +177,42 @@ class OpenAIProvider(Provider):
             logprobs=logprobs or None,
             model=model,
             request_id=rid,
+            tool_calls=[_tool_call({"id": slot["id"], "function": {"name": slot["name"],
+                                                                   "arguments": "".join(slot["arguments"])}}, i)
+                        for i, slot in sorted(pending.items())] or None,
         )
+
+
+def _message(m: Message) -> dict[str, Any]:
+    """One message in OpenAI's shape (tool calls and tool results included)."""
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["content"] = m.content or None
+        out["tool_calls"] = [{"id": c.id, "type": "function",
+                              "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+                             for c in m.tool_calls]
+    if m.role == "tool" and m.tool_call_id:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def _tool_call(raw: Any, position: int) -> ToolCall:
+    """A ``tool_calls`` entry as a ToolCall; arguments that are not a JSON object are reported, not raised."""
+    fn = (raw.get("function") or {}) if isinstance(raw, dict) else {}
+    text = fn.get("arguments")
+    args: Any = {}
+    error = None
+    if isinstance(text, dict):
+        args = text
+    elif text:
+        try:
+            args = json.loads(text)
+        except ValueError:
+            args, error = {}, f"arguments are not valid JSON: {str(text)[:200]}"
+    if not isinstance(args, dict):
+        args, error = {}, "arguments are not a JSON object"
+    call_id = (raw.get("id") if isinstance(raw, dict) else None) or f"call_{position}"
+    return ToolCall(id=str(call_id), name=str(fn.get("name") or ""), arguments=args, arguments_error=error)
 
 
 def _content_text(content: Any) -> str:

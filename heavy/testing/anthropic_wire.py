@@ -5,9 +5,15 @@ Like the real API it rejects fields it does not know (so a client sending OpenAI
 ``{"type": "error", "error": {"type", "message"}}`` with a ``request-id`` header, and streams named
 events: ``message_start``, ``content_block_start``, ``ping``, ``content_block_delta``,
 ``content_block_stop``, ``message_delta``, ``message_stop`` (and ``error`` inside a 200 stream).
+
+Tool calls are ``tool_use`` blocks (``stop_reason: "tool_use"``), streamed as a ``content_block_start``
+with the id and name and an empty input, then ``input_json_delta`` pieces of the input's JSON;
+``tool_result`` blocks of a user turn reach the model as tool messages.
 """
 
 from __future__ import annotations
+
+import json
 
 from typing import Any, Literal
 
@@ -53,6 +59,11 @@ class _MessagesRequest(_Strict):
     service_tier: str | None = None
 
 
+def _has_text_block(c: Choice) -> bool:
+    """A reply that goes straight to a tool call has no text block (as with the real API)."""
+    return bool(c.tokens) or not c.tool_calls
+
+
 def _text(content: str | list[dict[str, Any]] | None) -> str:
     if isinstance(content, list):
         return "\n".join(str(b.get("text", "")) for b in content if b.get("type") == "text")
@@ -72,9 +83,15 @@ class AnthropicWire(Wire):
             loc, _, msg = first_error(exc)
             raise SimHTTPError(400, f"{loc}: {msg}", "invalid_request") from None
         messages = [("system", _text(r.system))] if r.system else []
-        messages += [(m.role, _text(m.content)) for m in r.messages]
+        for m in r.messages:
+            blocks = m.content if isinstance(m.content, list) else []
+            messages += [("tool", _text(b.get("content"))) for b in blocks if b.get("type") == "tool_result"]
+            text = _text(m.content)
+            if text or m.role == "assistant" or not any(b.get("type") == "tool_result" for b in blocks):
+                messages.append((m.role, text))
+        tools = [str(t.get("name")) for t in r.tools or [] if isinstance(t, dict)]
         return SimRequest(model=r.model, messages=messages, stream=bool(r.stream), stop=list(r.stop_sequences or []),
-                          max_tokens=r.max_tokens)
+                          max_tokens=r.max_tokens, tools=tools)
 
     def error_body(self, exc: SimHTTPError, request_id: str) -> dict:
         return {"type": "error", "error": {"type": error_type(exc.status), "message": exc.message},
@@ -82,6 +99,8 @@ class AnthropicWire(Wire):
 
     @staticmethod
     def _stop_reason(c: Choice) -> str:
+        if c.tool_calls:
+            return "tool_use"
         if c.finish_reason == "length":
             return "max_tokens"
         return "stop_sequence" if c.stop_sequence else "end_turn"
@@ -95,14 +114,17 @@ class AnthropicWire(Wire):
 
     def response(self, gen: Generation, request: SimRequest) -> dict:
         c = gen.choices[0]
-        return self._message(gen, [{"type": "text", "text": c.text}], self._stop_reason(c), c.stop_sequence,
-                             gen.completion_tokens)
+        content = [{"type": "text", "text": c.text}] if _has_text_block(c) else []
+        content += [{"type": "tool_use", "id": t["id"], "name": t["name"], "input": t["arguments"]}
+                    for t in c.tool_calls or []]
+        return self._message(gen, content, self._stop_reason(c), c.stop_sequence, gen.completion_tokens)
 
     def opening(self, gen: Generation, request: SimRequest) -> list[str]:
-        return [sse({"type": "message_start", "message": self._message(gen, [], None, None, 1)}, "message_start"),
-                sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                    "content_block_start"),
-                sse({"type": "ping"}, "ping")]
+        frames = [sse({"type": "message_start", "message": self._message(gen, [], None, None, 1)}, "message_start")]
+        if _has_text_block(gen.choices[0]):
+            frames.append(sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                              "content_block_start"))
+        return frames + [sse({"type": "ping"}, "ping")]
 
     def piece(self, gen: Generation, request: SimRequest, choice: Choice, begin: int, end: int) -> list[str]:
         delta = {"type": "text_delta", "text": "".join(choice.tokens[begin:end])}
@@ -111,10 +133,19 @@ class AnthropicWire(Wire):
     def closing(self, gen: Generation, request: SimRequest) -> list[str]:
         c = gen.choices[0]
         delta = {"stop_reason": self._stop_reason(c), "stop_sequence": c.stop_sequence}
-        return [sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-                sse({"type": "message_delta", "delta": delta, "usage": {"output_tokens": gen.completion_tokens}},
-                    "message_delta"),
-                sse({"type": "message_stop"}, "message_stop")]
+        frames = [sse({"type": "content_block_stop", "index": 0}, "content_block_stop")] if _has_text_block(c) else []
+        for i, t in enumerate(c.tool_calls or [], start=len(frames)):
+            args = json.dumps(t["arguments"])
+            cut = len(args) // 2
+            frames.append(sse({"type": "content_block_start", "index": i, "content_block": {
+                "type": "tool_use", "id": t["id"], "name": t["name"], "input": {}}}, "content_block_start"))
+            frames += [sse({"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta",
+                                                                                 "partial_json": piece}},
+                           "content_block_delta") for piece in (args[:cut], args[cut:])]
+            frames.append(sse({"type": "content_block_stop", "index": i}, "content_block_stop"))
+        return frames + [sse({"type": "message_delta", "delta": delta, "usage": {"output_tokens": gen.completion_tokens}},
+                             "message_delta"),
+                         sse({"type": "message_stop"}, "message_stop")]
 
     def stream_error(self, exc: SimHTTPError, request_id: str) -> list[str]:
         return [sse({"type": "error", "error": {"type": error_type(exc.status), "message": exc.message}}, "error")]

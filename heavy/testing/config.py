@@ -105,6 +105,7 @@ def apply_overrides(config: SimConfig, overrides: dict[str, str]) -> SimConfig:
 def load_dataset(path: str | Path) -> dict[str, str]:
     """Read a JSONL file of ``{"question": ..., "answer": ...}`` objects into ``{question: answer}``.
 
+    A code task has ``solution`` (and ``tests``) instead of ``answer`` (see :mod:`heavy.testing.codetasks`).
     A GSM8K-style answer (a worked solution ending ``#### 42``) is reduced to what follows ``####``,
     so the raw GSM8K files work as well as pre-extracted ones. Numbers are accepted as answers.
     Raises :class:`~heavy.errors.ConfigError` naming the line of the first malformed record.
@@ -122,13 +123,18 @@ def load_dataset(path: str | Path) -> dict[str, str]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        if isinstance(record, dict) and "answer" not in record and isinstance(record.get("solution"), str):
+            from .codetasks import code_gold  # a code task: the reference solution (and tests) is the gold
+
+            record = {**record, "answer": code_gold(record["solution"], str(record.get("tests") or ""))}
         if not isinstance(record, dict) or "question" not in record or "answer" not in record:
-            raise ConfigError(f"{path}:{number}: each line needs the fields 'question' and 'answer'")
+            raise ConfigError(f"{path}:{number}: each line needs the fields 'question' and 'answer' "
+                              "(or 'solution' for a code task)")
         question, answer = record["question"], record["answer"]
         if not isinstance(question, str) or not isinstance(answer, (str, int, float)) or isinstance(answer, bool):
             raise ConfigError(f"{path}:{number}: 'question' must be text and 'answer' text or a number")
         answer = str(answer)
-        if "####" in answer:
+        if "####" in answer and not answer.startswith("heavy-code-task:"):
             answer = answer.rsplit("####", 1)[1]
         dataset[question] = answer.strip()
     return dataset

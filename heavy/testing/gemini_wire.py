@@ -9,10 +9,14 @@ the real API it rejects unknown fields (``Unknown name "seed"``) and answers err
 ``SimConfig.gemini_block`` makes the answer blocked: ``SAFETY`` (or another ``blockReason``) blocks
 the prompt (``promptFeedback.blockReason``, no candidates); ``finish:SAFETY`` (or ``RECITATION``, …)
 returns a candidate stopped with that ``finishReason`` and no content.
+
+Tool calls are ``functionCall`` parts (``name``, ``args``, ``id``) of the last chunk, with finishReason
+``STOP`` as Gemini sends it; ``functionResponse`` parts of a user turn reach the model as tool messages.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -74,6 +78,12 @@ class _GenerateRequest(_Strict):
     cachedContent: str | None = None
 
 
+def _response_text(response: Any) -> str:
+    if isinstance(response, dict) and set(response) <= {"result", "output"}:
+        return str(response.get("result", response.get("output", "")))
+    return json.dumps(response)
+
+
 def _text(parts: list[dict[str, Any]]) -> str:
     return "\n".join(str(p["text"]) for p in parts if isinstance(p.get("text"), str) and not p.get("thought"))
 
@@ -94,11 +104,19 @@ class GeminiWire(Wire):
                 raise SimHTTPError(400, text + ": Cannot find field.", "invalid_argument") from None
             raise SimHTTPError(400, f"Invalid value at '{loc}': {msg}", "invalid_argument") from None
         messages = [("system", _text(r.systemInstruction.parts))] if r.systemInstruction else []
-        messages += [("assistant" if c.role == "model" else "user", _text(c.parts)) for c in r.contents]
+        for c in r.contents:
+            responses = [p["functionResponse"] for p in c.parts if isinstance(p.get("functionResponse"), dict)]
+            messages += [("tool", _response_text(fr.get("response"))) for fr in responses]
+            text = _text(c.parts)
+            if text or c.role == "model" or not responses:
+                messages.append(("assistant" if c.role == "model" else "user", text))
+        tools = [str(d.get("name")) for t in r.tools or [] if isinstance(t, dict)
+                 for d in t.get("functionDeclarations") or [] if isinstance(d, dict)]
         g = r.generationConfig or _GenerationConfig()
         return SimRequest(model=path_model, messages=messages, stream=stream, seed=g.seed,
                           stop=list(g.stopSequences or []), max_tokens=g.maxOutputTokens,
-                          logprobs=bool(g.responseLogprobs), top_logprobs=g.logprobs or 0, n=g.candidateCount or 1)
+                          logprobs=bool(g.responseLogprobs), top_logprobs=g.logprobs or 0, n=g.candidateCount or 1,
+                          tools=tools)
 
     def error_body(self, exc: SimHTTPError, request_id: str) -> dict:
         return {"error": {"code": exc.status, "message": exc.message, "status": error_status(exc.status)}}
@@ -112,7 +130,11 @@ class GeminiWire(Wire):
         return {**fields, "usageMetadata": usage, "modelVersion": gen.model, "responseId": gen.id}
 
     def _candidate(self, c: Choice, tokens: list[str], logprobs: list[dict] | None, finished: bool) -> dict:
-        out: dict[str, Any] = {"content": {"parts": [{"text": "".join(tokens)}], "role": "model"}}
+        parts: list[dict[str, Any]] = [{"text": "".join(tokens)}] if tokens or not c.tool_calls else []
+        if finished:
+            parts += [{"functionCall": {"name": t["name"], "args": t["arguments"], "id": t["id"]}}
+                      for t in c.tool_calls or []]
+        out: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
         if finished:
             out["finishReason"] = "MAX_TOKENS" if c.finish_reason == "length" else "STOP"
         if logprobs is not None:

@@ -1,6 +1,13 @@
-"""The OpenAI Chat Completions shape of the simulator (``POST /v1/chat/completions``)."""
+"""The OpenAI Chat Completions shape of the simulator (``POST /v1/chat/completions``).
+
+Tool calls are answered as ``message.tool_calls`` (arguments as a JSON string, ``finish_reason:
+"tool_calls"``), streamed as ``delta.tool_calls`` fragments: the id, type and name first, then the
+arguments in pieces, all keyed by ``index``.
+"""
 
 from __future__ import annotations
+
+import json
 
 from typing import Any, Literal
 
@@ -71,8 +78,11 @@ class OpenAIWire(Wire):
         if r.top_logprobs and not r.logprobs:
             raise SimHTTPError(400, "logprobs must be true when top_logprobs is set.", "invalid_value",
                                param="top_logprobs")
+        tools = [str((t.get("function") or {}).get("name")) for t in (r.model_extra or {}).get("tools") or []
+                 if isinstance(t, dict)]
         return SimRequest(
             model=r.model, messages=[(m.role, m.text()) for m in r.messages], stream=bool(r.stream), seed=r.seed,
+            tools=tools,
             stop=[r.stop] if isinstance(r.stop, str) else list(r.stop or []),
             max_tokens=r.max_completion_tokens or r.max_tokens, logprobs=bool(r.logprobs),
             top_logprobs=r.top_logprobs or 0, n=r.n or 1,
@@ -89,7 +99,7 @@ class OpenAIWire(Wire):
     def response(self, gen: Generation, request: SimRequest) -> dict:
         meta = self._meta(gen)
         return {"id": meta["id"], "object": "chat.completion", **meta, "choices": [
-            {"index": c.index, "message": {"role": "assistant", "content": c.text},
+            {"index": c.index, "message": _message(c),
              "logprobs": {"content": c.logprobs} if c.logprobs is not None else None,
              "finish_reason": c.finish_reason} for c in gen.choices], "usage": _usage(gen)}
 
@@ -111,7 +121,17 @@ class OpenAIWire(Wire):
         return [self._chunk(gen, request, [delta])]
 
     def closing(self, gen: Generation, request: SimRequest) -> list[str]:
-        frames = [self._chunk(gen, request, [{"index": c.index, "delta": {}, "logprobs": None,
+        frames = []
+        for c in gen.choices:
+            for i, call in enumerate(c.tool_calls or []):
+                args = json.dumps(call["arguments"])
+                cut = len(args) // 2
+                head = {"index": i, "id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": ""}}
+                frames += [self._chunk(gen, request, [{"index": c.index, "delta": {"tool_calls": [piece]},
+                                                       "logprobs": None, "finish_reason": None}])
+                           for piece in (head, {"index": i, "function": {"arguments": args[:cut]}},
+                                         {"index": i, "function": {"arguments": args[cut:]}})]
+        frames += [self._chunk(gen, request, [{"index": c.index, "delta": {}, "logprobs": None,
                                               "finish_reason": c.finish_reason}]) for c in gen.choices]
         if request.include_usage:
             meta = self._meta(gen)
@@ -121,6 +141,14 @@ class OpenAIWire(Wire):
 
     def stream_error(self, exc: SimHTTPError, request_id: str) -> list[str]:
         return [sse(self.error_body(exc, request_id))]
+
+
+def _message(c: Choice) -> dict:
+    if not c.tool_calls:
+        return {"role": "assistant", "content": c.text}
+    return {"role": "assistant", "content": c.text or None, "tool_calls": [
+        {"id": t["id"], "type": "function", "function": {"name": t["name"], "arguments": json.dumps(t["arguments"])}}
+        for t in c.tool_calls]}
 
 
 def _usage(gen: Generation) -> dict:

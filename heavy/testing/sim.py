@@ -45,6 +45,7 @@ from .config import OverrideError, SimConfig, apply_overrides, load_dataset, par
 from .gemini_wire import GeminiWire
 from .openai_wire import OpenAIWire
 from .solver import GoldIndex
+from .tooluse import follow_tools
 from .wire import Choice, Generation, SimHTTPError, SimRequest, Wire
 from .writer import Reply, answer_reply, derive_seed, judge_reply, synthesize_reply, token_logprobs, tokenize
 
@@ -262,7 +263,8 @@ class SimulatedLLM:
         choices = []
         for i in range(request.n):
             rng = random.Random(base if i == 0 else derive_seed(base, i))
-            reply = shared or answer_reply(question, config, self._index, rng)
+            reply = shared or follow_tools(request, config, self._index, rng) or answer_reply(
+                question, config, self._index, rng)
             text, finish, stop_sequence = _cut_at_stop(reply.text, request.stop)
             tokens = tokenize(text)
             if limit is not None and len(tokens) > limit:
@@ -272,7 +274,10 @@ class SimulatedLLM:
             while left > 0:  # OpenAI-like deltas: a few tokens each
                 pieces.append(min(left, rng.randint(1, 4)))
                 left -= pieces[-1]
-            choices.append(Choice(i, tokens, logprobs, finish, pieces, stop_sequence))
+            calls = [dict(c) for c in reply.tool_calls] or None
+            if calls:
+                finish = "tool_calls"
+            choices.append(Choice(i, tokens, logprobs, finish, pieces, stop_sequence, calls))
         shown_model = model if "simulated" in model.lower() else f"simulated/{model}"
         gen = Generation(id=uuid.uuid4().hex[:24], created=int(time.time()), model=shown_model, choices=choices,
                          prompt_tokens=request.prompt_tokens(), gemini_block=config.gemini_block)

@@ -16,7 +16,7 @@ from fractions import Fraction
 
 from ..answers import format_number, normalize_answer, parse_number
 
-__all__ = ["GoldIndex", "solve_arithmetic", "format_number", "wrong_answer", "format_like_gold"]
+__all__ = ["GoldIndex", "solve_arithmetic", "arithmetic_expression", "format_number", "wrong_answer", "format_like_gold"]
 
 # A dataset question must be at least this long to be recognised inside a longer prompt (a template
 # around it); shorter ones would match by accident.
@@ -146,6 +146,18 @@ def _try_expression(span: str) -> tuple[Fraction, str] | None:
 def solve_arithmetic(question: str) -> Fraction | None:
     """Value of the arithmetic expression in a short question such as "What is 17 * 24 + 3?" or
     "12 plus 7 times 3" (operator precedence as in mathematics), else ``None``."""
+    found = _expression(question)
+    return found[0] if found else None
+
+
+def arithmetic_expression(question: str) -> str | None:
+    """The arithmetic expression of a short question as Python source (``17 * 24 + 3``), else ``None``:
+    what the simulated model writes when it computes the answer with a program."""
+    found = _expression(question)
+    return " ".join(found[1].replace("#", "**").split()) if found else None
+
+
+def _expression(question: str) -> tuple[Fraction, str] | None:
     text = question.translate(_SYMBOLS)
     for pattern, replacement in _WORD_OPERATORS:
         text = pattern.sub(replacement, text)
@@ -162,7 +174,7 @@ def solve_arithmetic(question: str) -> Fraction | None:
     around = text.replace(best[1], " ", 1)
     if len(re.findall(r"[A-Za-z]+", around)) > _MAX_WORDS_AROUND_EXPRESSION:
         return None
-    return best[0]
+    return best
 
 
 def format_like_gold(gold: str) -> str:

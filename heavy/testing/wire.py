@@ -31,6 +31,9 @@ class SimRequest:
     top_logprobs: int = 0
     n: int = 1
     include_usage: bool = True  #: streams: send usage (OpenAI sends it only when asked)
+    tools: list[str] = field(default_factory=list)  #: names of the tools offered for native calls
+
+    # Tool results appear in ``messages`` with role "tool" (their text), whatever the wire's shape.
 
     def question(self) -> str:
         """The text the simulator answers: the last user message (or the last message)."""
@@ -49,6 +52,11 @@ class Choice:
     finish_reason: str  #: "stop" or "length" (each wire says it in its own words)
     pieces: list[int]  #: stream chunk sizes in tokens
     stop_sequence: str | None = None  #: the stop sequence that cut the text, if one did
+    tool_calls: list[dict] | None = None  #: native tool calls: {"id", "name", "arguments": dict}
+
+    @property
+    def tool_tokens(self) -> int:
+        return sum(len(json.dumps(c["arguments"]).split()) + 2 for c in self.tool_calls or [])
 
     @property
     def text(self) -> str:
@@ -66,7 +74,7 @@ class Generation:
 
     @property
     def completion_tokens(self) -> int:
-        return sum(len(c.tokens) for c in self.choices)
+        return sum(len(c.tokens) + c.tool_tokens for c in self.choices)
 
 
 class SimHTTPError(Exception):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from ..answers import final_answer, normalize_answer
 from ..prompts import parse_candidates
+from .codetasks import code_reply_text, mutant, parse_code_gold
 from .config import SimConfig
 from .followers import follow
 from .solver import GoldIndex, format_like_gold, wrong_answer
@@ -80,6 +81,7 @@ class Reply:
     confidence: float
     kind: str = "answer"
     correct: bool | None = None
+    tool_calls: tuple[dict, ...] = ()  #: native tool calls ({"id", "name", "arguments"}) instead of/after text
 
 
 def derive_seed(*parts: object) -> int:
@@ -122,6 +124,11 @@ def answer_reply(question: str, config: SimConfig, index: GoldIndex, rng: random
     gold = index.lookup(question)
     if gold is None:
         return Reply(UNKNOWN_TEXT, NEUTRAL)
+    code = parse_code_gold(gold)
+    if code is not None:  # a code task: the reference solution, or a mutant of it
+        correct = rng.random() < config.accuracy
+        solution = code[0] if correct else mutant(code[0], rng)
+        return Reply(code_reply_text(solution, rng), CONFIDENT if correct else UNSURE, "answer", correct)
     correct = rng.random() < config.accuracy
     value = format_like_gold(gold) if correct else wrong_answer(gold, rng)
     return Reply(worked_text(value, rng), CONFIDENT if correct else UNSURE, "answer", correct)
