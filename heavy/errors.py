@@ -7,7 +7,9 @@ Every error heavy raises on purpose derives from :class:`HeavyError`::
     │   ├── ModelSpecError          "provider:model" cannot be parsed or names no known provider
     │   ├── MissingKeyError         an API key is needed; names the environment variable to set
     │   ├── OptionsError            unknown/invalid strategy option or sampling parameter
-    │   └── StrategyNotFound        no strategy of that name is registered
+    │   ├── StrategyNotFound        no strategy of that name is registered
+    │   ├── ToolNotFound            (heavy.tools) no tool of that name is registered / configured
+    │   └── UnknownLocalModel, NotSetUp, PortInUse, ServerConflict   (heavy.local.errors)
     ├── ProviderError               a model API call failed (carries provider, model, status, request id)
     │   ├── ProviderConnectionError could not connect / connection dropped
     │   ├── ProviderTimeout         the call exceeded its timeout
@@ -15,6 +17,9 @@ Every error heavy raises on purpose derives from :class:`HeavyError`::
     │   │   └── FatalRequestError   400/401/403/404/422: same for every sibling, so the run stops
     │   ├── ProviderResponseError   2xx, but the body is not what the wire format promises
     │   └── StreamInterrupted       a stream broke after delivering text (re-sampled, not retried)
+    ├── LocalError                  (heavy.local.errors) the local model server could not be set up / started
+    │   ├── SetupError              build or download failed (names the log) — IntegrityError: bad sha256
+    │   └── ServerStartError        llama-server died at start-up (shows the log tail)
     └── RunError                    the run as a whole could not produce an answer
         ├── QuorumError             fewer hypotheses succeeded than required (carries every failure)
         ├── AggregationError        the judge/aggregator could not decide and no fallback applied

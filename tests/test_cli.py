@@ -130,3 +130,9 @@ def test_contract_unreachable_server_is_one_line(sim_server):
          "-n", "2", "What is 1 + 1?"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert len(out.stderr.strip().splitlines()) == 1 and "connection failed" in out.stderr
+
+
+def test_live_view_shows_tool_calls():
+    r = run("ask", "-m", SIM, "-n", "2", "--tools", "python", "--live", "What is 5 * 5?")
+    assert r.exit_code == 0 and r.stdout == "25\n"
+    assert "1 tool" in r.stderr, "each panel counts its hypothesis's tool calls"

@@ -14,8 +14,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..events import (AggregatorDelta, Event, HypothesisFailed, HypothesisFinished, HypothesisStarted,
-                      StageStarted, TokenDelta)
+from ..events import (AggregatorDelta, Event, HypothesisFailed, HypothesisFinished, HypothesisRestarted,
+                      HypothesisStarted, StageStarted, TokenDelta, ToolCallFinished, ToolCallStarted)
 from ..types import Result
 
 _TAIL_CHARS = 100
@@ -31,6 +31,7 @@ class _Row:
     tokens: int | None = None
     seconds: float | None = None
     answer: str | None = None
+    tool_calls: int = 0
 
 
 class LiveView:
@@ -69,6 +70,20 @@ class LiveView:
             row.answer = h.answer
             if h.ok:
                 row.tail = h.text[-_TAIL_CHARS:]
+        elif isinstance(event, ToolCallStarted):
+            row = self.rows.get(event.index)
+            if row:
+                row.tail = (row.tail + f" [running {event.tool}…] ")[-_TAIL_CHARS:]
+        elif isinstance(event, ToolCallFinished):
+            row = self.rows.get(event.index)
+            if row:
+                row.tool_calls += 1
+                mark = "ok" if event.ok else "failed"
+                row.tail = (row.tail + f" [{event.tool} {mark} in {event.seconds:.1f}s: {event.result[:40]}] ")[-_TAIL_CHARS:]
+        elif isinstance(event, HypothesisRestarted):
+            row = self.rows.get(event.index)
+            if row:
+                row.tail, row.pieces = "[stream broke; re-sampling] ", 0
         elif isinstance(event, StageStarted):
             self.stage = event.name
         elif isinstance(event, AggregatorDelta):
@@ -83,7 +98,7 @@ class LiveView:
             tokens = r.tokens if r.tokens is not None else r.pieces
             title = f"#{index} {r.model}"
             subtitle = f"{r.status.split(':')[0]} · {tokens} tok · {secs:.1f}s" + (
-                f" · answer {r.answer}" if r.answer else "")
+                f" · {r.tool_calls} tool" if r.tool_calls else "") + (f" · answer {r.answer}" if r.answer else "")
             body = Text(r.tail.replace("\n", " ").strip()[-_TAIL_CHARS:] or "…", overflow="fold")
             panels.append(Panel(body, title=title, subtitle=subtitle, border_style=style, width=40, height=5))
         header = Text(f"heavy · {self.stage} · {self.question}", style="bold")
