@@ -19,23 +19,23 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_sim(*args: str) -> Iterator[str]:
-    """Start `heavy sim --port P ARGS…`, wait for /health, yield its root URL, stop it by PID."""
+def running_heavy(command: str, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start `heavy COMMAND --port P ARGS…`, wait for /health, yield its root URL, stop it by PID."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "heavy.cli", "sim", "--port", str(port), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "heavy.cli", command, "--port", str(port), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(150):
             if proc.poll() is not None:
-                raise RuntimeError(f"heavy sim exited: {proc.stderr.read().decode()}")
+                raise RuntimeError(f"heavy {command} exited: {proc.stderr.read().decode()}")
             try:
                 if httpx.get(f"{base}/health", timeout=0.5).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
         else:
-            raise RuntimeError("heavy sim did not become healthy")
+            raise RuntimeError(f"heavy {command} did not become healthy")
         yield base
     finally:
         proc.terminate()
@@ -44,3 +44,10 @@ def running_sim(*args: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def running_sim(*args: str) -> Iterator[str]:
+    """`heavy sim` on a free port of 127.0.0.1 (see :func:`running_heavy`)."""
+    with running_heavy("sim", *args) as base:
+        yield base

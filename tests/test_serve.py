@@ -13,8 +13,6 @@ import asyncio
 import functools
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from contextlib import asynccontextmanager, contextmanager
@@ -28,7 +26,7 @@ from heavy.serve import create_app, is_loopback
 from heavy.serve.app import ServeSettings
 from heavy.testing import SimConfig, SimulatedLLM
 
-from helpers import free_port, running_sim
+from helpers import free_port, running_heavy, running_sim
 
 MODEL = "openai:heavy-simulated"
 Q = "What is 17 * 24 + 3?"  # 411
@@ -498,7 +496,6 @@ def test_binding_beyond_loopback_needs_a_key():
 @contextmanager
 def heavy_serve(upstream: str, *args: str, key: str | None = None, tmp_path=None):
     """`heavy serve --port P ARGS` as a subprocess whose environment points openai:* at *upstream*."""
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "OPENAI_BASE_URL"}
     env["OPENAI_BASE_URL"] = f"{upstream}/v1"
     config = tmp_path / "heavy.toml"
@@ -507,29 +504,8 @@ def heavy_serve(upstream: str, *args: str, key: str | None = None, tmp_path=None
     env.pop("HEAVY_SERVER_KEY", None)
     if key:
         env["HEAVY_SERVER_KEY"] = key
-    proc = subprocess.Popen([sys.executable, "-m", "heavy.cli", "serve", "--port", str(port), "--log-level",
-                             "warning", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            if proc.poll() is not None:
-                raise RuntimeError(f"heavy serve exited: {proc.stderr.read().decode()}")
-            try:
-                if httpx.get(f"{base}/health", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("heavy serve did not become healthy")
+    with running_heavy("serve", "--log-level", "warning", *args, env=env) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode is not None
 
 
 @pytest.fixture(scope="module")
