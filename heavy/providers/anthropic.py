@@ -31,14 +31,13 @@ What differs from OpenAI's format, and how heavy bridges it:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 from ..errors import ProviderError, ProviderResponseError
-from ..http import HTTPClient, Timeout, decode_json, request_id
+from ..http import Timeout, decode_json, request_id
 from ..types import Message, ToolCall, Usage
-from .base import Completion, CompletionRequest, Delta, Provider
+from .base import DATA_URL, Completion, CompletionRequest, Delta, HTTPProvider
 
 __all__ = ["AnthropicProvider", "ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS"]
 
@@ -53,10 +52,9 @@ _ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "bil
                  "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
                  "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
 _TRANSIENT = {"rate_limit_error", "api_error", "timeout_error", "overloaded_error"}
-_DATA_URL = re.compile(r"^data:(?P<mime>[^;,]+);base64,(?P<data>.*)$", re.DOTALL)
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(HTTPProvider):
     """The Anthropic Messages API at ``root_url`` (``https://api.anthropic.com`` or a compatible root)."""
 
     def __init__(
@@ -73,22 +71,10 @@ class AnthropicProvider(Provider):
     ) -> None:
         if default_max_tokens < 1:
             raise ValueError("default_max_tokens must be at least 1")
-        self.name = name
         self.default_max_tokens = default_max_tokens
-        headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION,
-                   **(extra_headers or {})}
-        if api_key:
-            headers["x-api-key"] = api_key
-        self._http = HTTPClient(
-            root_url, headers=headers, timeout=timeout, transport=transport, asgi_app=asgi_app, provider=name
-        )
-
-    @property
-    def base_url(self) -> str:
-        return self._http.base_url
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+        headers = {"anthropic-version": ANTHROPIC_VERSION, **({"x-api-key": api_key} if api_key else {})}
+        super().__init__(root_url, name=name, headers=headers, timeout=timeout, transport=transport,
+                         asgi_app=asgi_app, extra_headers=extra_headers)
 
     # --- request --------------------------------------------------------------------------------
 
@@ -283,7 +269,7 @@ def _image_block(part: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI ``image_url`` part as an Anthropic ``image`` block."""
     ref = part.get("image_url")
     url = str(ref.get("url", "")) if isinstance(ref, dict) else str(ref or "")
-    match = _DATA_URL.match(url)
+    match = DATA_URL.match(url)
     if match:
         return {"type": "image", "source": {"type": "base64", "media_type": match["mime"], "data": match["data"]}}
     return {"type": "image", "source": {"type": "url", "url": url}}

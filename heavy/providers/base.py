@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..types import Message, SamplingParams, TokenLogprob, ToolCall, ToolSpec, Usage
 
-__all__ = ["CompletionRequest", "Completion", "Delta", "Provider"]
+__all__ = ["CompletionRequest", "Completion", "Delta", "Provider", "HTTPProvider", "DATA_URL"]
 
 
 class CompletionRequest(BaseModel):
@@ -74,3 +75,31 @@ class Provider(ABC):
 
     async def aclose(self) -> None:
         """Release connections. Safe to call twice."""
+
+
+#: A ``data:`` URL holding base64 content (images sent inline), shared by the wire formats.
+DATA_URL = re.compile(r"^data:(?P<mime>[^;,]+);base64,(?P<data>.*)$", re.DOTALL)
+
+
+class HTTPProvider(Provider):
+    """A provider that talks HTTP through one pooled :class:`~heavy.http.HTTPClient`.
+
+    Subclasses build their auth/version headers and call ``super().__init__``; the client, its
+    lifetime and ``base_url`` are handled here.
+    """
+
+    def __init__(self, base_url: str, *, name: str, headers: dict[str, str], timeout: Any = None,
+                 transport: Any = None, asgi_app: Any = None, extra_headers: dict[str, str] | None = None) -> None:
+        from ..http import HTTPClient
+
+        self.name = name
+        self._http = HTTPClient(base_url, headers={"content-type": "application/json", **headers,
+                                                   **(extra_headers or {})},
+                                timeout=timeout, transport=transport, asgi_app=asgi_app, provider=name)
+
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -42,15 +42,14 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 from ..errors import ProviderError, ProviderResponseError
-from ..http import HTTPClient, Timeout, decode_json, request_id
+from ..http import Timeout, decode_json, request_id
 from ..types import Message, TokenLogprob, ToolCall, Usage
-from .base import Completion, CompletionRequest, Delta, Provider
+from .base import DATA_URL, Completion, CompletionRequest, Delta, HTTPProvider
 
 __all__ = ["GeminiProvider", "API_VERSION"]
 
@@ -60,10 +59,9 @@ _FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
 _BLOCKED = {"SAFETY", "RECITATION", "LANGUAGE", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
 #: Error statuses (google.rpc codes) worth retrying.
 _TRANSIENT = {"RESOURCE_EXHAUSTED", "UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED", "ABORTED"}
-_DATA_URL = re.compile(r"^data:(?P<mime>[^;,]+);base64,(?P<data>.*)$", re.DOTALL)
 
 
-class GeminiProvider(Provider):
+class GeminiProvider(HTTPProvider):
     """The Gemini API at ``root_url`` (``https://generativelanguage.googleapis.com`` or a compatible root)."""
 
     def __init__(
@@ -78,21 +76,9 @@ class GeminiProvider(Provider):
         asgi_app: Any = None,
         extra_headers: dict[str, str] | None = None,
     ) -> None:
-        self.name = name
         self.api_version = api_version.strip("/")
-        headers = {"content-type": "application/json", **(extra_headers or {})}
-        if api_key:
-            headers["x-goog-api-key"] = api_key
-        self._http = HTTPClient(
-            root_url, headers=headers, timeout=timeout, transport=transport, asgi_app=asgi_app, provider=name
-        )
-
-    @property
-    def base_url(self) -> str:
-        return self._http.base_url
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+        super().__init__(root_url, name=name, headers={"x-goog-api-key": api_key} if api_key else {},
+                         timeout=timeout, transport=transport, asgi_app=asgi_app, extra_headers=extra_headers)
 
     def path(self, model: str, *, stream: bool) -> str:
         """The request path (relative to the root) for *model*."""
@@ -353,7 +339,7 @@ def _parts(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _media(url: str) -> dict[str, Any]:
-    match = _DATA_URL.match(url)
+    match = DATA_URL.match(url)
     if match:
         return {"inlineData": {"mimeType": match["mime"], "data": match["data"]}}
     file_data: dict[str, Any] = {"fileUri": url}

@@ -21,14 +21,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..errors import ProviderError, ProviderResponseError
-from ..http import HTTPClient, Timeout, decode_json, request_id
+from ..http import Timeout, decode_json, request_id
 from ..types import Message, TokenLogprob, ToolCall, Usage
-from .base import Completion, CompletionRequest, Delta, Provider
+from .base import Completion, CompletionRequest, Delta, HTTPProvider
 
 __all__ = ["OpenAIProvider"]
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(HTTPProvider):
     """An OpenAI-compatible endpoint at ``base_url`` (ending in ``/v1`` for most servers)."""
 
     def __init__(
@@ -43,21 +43,9 @@ class OpenAIProvider(Provider):
         asgi_app: Any = None,
         extra_headers: dict[str, str] | None = None,
     ) -> None:
-        self.name = name
         self.max_tokens_field = max_tokens_field
-        headers = {"content-type": "application/json", **(extra_headers or {})}
-        if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
-        self._http = HTTPClient(
-            base_url, headers=headers, timeout=timeout, transport=transport, asgi_app=asgi_app, provider=name
-        )
-
-    @property
-    def base_url(self) -> str:
-        return self._http.base_url
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+        super().__init__(base_url, name=name, headers={"authorization": f"Bearer {api_key}"} if api_key else {},
+                         timeout=timeout, transport=transport, asgi_app=asgi_app, extra_headers=extra_headers)
 
     # --- request --------------------------------------------------------------------------------
 
