@@ -183,14 +183,15 @@ class HTTPClient:
                 self._urls[path] = url
         return url
 
-    async def _send(self, path: str, body: Any, headers: Mapping[str, str] | None,
-                    timeout: Timeout | None) -> httpx.Response:
-        request = httpx.Request(
-            "POST", self._url(path), content=json.dumps(body, ensure_ascii=False).encode(),
-            headers={**self._headers, "content-type": "application/json", **(headers or {})},
+    def _request(self, method: str, path: str, body: Any, headers: Mapping[str, str] | None,
+                 timeout: Timeout | None) -> httpx.Request:
+        extra = {"content-type": "application/json"} if body is not None else {}
+        return httpx.Request(
+            method, self._url(path),
+            content=json.dumps(body, ensure_ascii=False).encode() if body is not None else None,
+            headers={**self._headers, **extra, **(headers or {})},
             extensions={"timeout": _timeout_extension(timeout) if timeout else self._timeout},
         )
-        return await self._transport.handle_async_request(request)
 
     def _fail(self, exc: Exception, model: str | None) -> Exception:
         kind = type(exc).__name__
@@ -225,33 +226,8 @@ class HTTPClient:
             retry_after=retry_after(headers),
         )
 
-    async def post_json(
-        self, path: str, body: Any, *, headers: Mapping[str, str] | None = None, model: str | None = None,
-        timeout: Timeout | None = None,
-    ) -> HTTPResponse:
-        """POST *body* as JSON; return the response, raising ProviderHTTPError on a 4xx/5xx."""
-        try:
-            resp = await self._send(path, body, headers, timeout)
-            try:
-                raw = await resp.aread()
-            finally:
-                await resp.aclose()
-        except httpx.HTTPError as exc:
-            raise self._fail(exc, model) from None
-        out = HTTPResponse(resp.status_code, resp.headers, raw.decode("utf-8", "replace"))
-        self._raise_for_status(out.status, out.headers, out.text, model)
-        return out
-
-    async def get_json(
-        self, path: str, params: Mapping[str, Any] | None = None, *, headers: Mapping[str, str] | None = None,
-        model: str | None = None, timeout: Timeout | None = None,
-    ) -> HTTPResponse:
-        """GET *path* with query *params*; return the response, raising ProviderHTTPError on a 4xx/5xx."""
-        url = self._url(path)
-        if params:
-            url = url.copy_merge_params({k: str(v) for k, v in params.items()})
-        request = httpx.Request("GET", url, headers={**self._headers, **(headers or {})},
-                                extensions={"timeout": _timeout_extension(timeout) if timeout else self._timeout})
+    async def _complete(self, request: httpx.Request, model: str | None) -> HTTPResponse:
+        """Send *request*, read the whole body, and raise ProviderHTTPError on a 4xx/5xx."""
         try:
             resp = await self._transport.handle_async_request(request)
             try:
@@ -264,6 +240,23 @@ class HTTPClient:
         self._raise_for_status(out.status, out.headers, out.text, model)
         return out
 
+    async def post_json(
+        self, path: str, body: Any, *, headers: Mapping[str, str] | None = None, model: str | None = None,
+        timeout: Timeout | None = None,
+    ) -> HTTPResponse:
+        """POST *body* as JSON; return the response, raising ProviderHTTPError on a 4xx/5xx."""
+        return await self._complete(self._request("POST", path, body, headers, timeout), model)
+
+    async def get_json(
+        self, path: str, params: Mapping[str, Any] | None = None, *, headers: Mapping[str, str] | None = None,
+        model: str | None = None, timeout: Timeout | None = None,
+    ) -> HTTPResponse:
+        """GET *path* with query *params*; return the response, raising ProviderHTTPError on a 4xx/5xx."""
+        request = self._request("GET", path, None, headers, timeout)
+        if params:
+            request.url = request.url.copy_merge_params({k: str(v) for k, v in params.items()})
+        return await self._complete(request, model)
+
     @asynccontextmanager
     async def stream_sse(
         self, path: str, body: Any, *, headers: Mapping[str, str] | None = None, model: str | None = None,
@@ -271,7 +264,8 @@ class HTTPClient:
     ) -> AsyncIterator[tuple[Mapping[str, str], AsyncIterator[SSEEvent]]]:
         """POST *body* and yield ``(response headers, events)``; the connection closes on exit."""
         try:
-            resp = await self._send(path, body, {"accept": "text/event-stream", **(headers or {})}, timeout)
+            request = self._request("POST", path, body, {"accept": "text/event-stream", **(headers or {})}, timeout)
+            resp = await self._transport.handle_async_request(request)
         except httpx.HTTPError as exc:
             raise self._fail(exc, model) from None
         try:
