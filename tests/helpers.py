@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 import sys
@@ -51,3 +52,24 @@ def running_sim(*args: str) -> Iterator[str]:
     """`heavy sim` on a free port of 127.0.0.1 (see :func:`running_heavy`)."""
     with running_heavy("sim", *args) as base:
         yield base
+
+
+def arithmetic_questions(k: int, seed: int = 0) -> list[tuple[str, str]]:
+    """*k* reproducible "What is a * b + c?" questions with their answers (the simulator solves them)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(k):
+        a, b, c = rng.randint(11, 99), rng.randint(2, 19), rng.randint(1, 50)
+        out.append((f"What is {a} * {b} + {c}?", str(a * b + c)))
+    return out
+
+
+def sim_heavy(config=None, model="openai:heavy-simulated", base_url="http://sim.test/v1", **kw):
+    """A Heavy wired to an in-process simulator app (the network edge is the ASGI transport)."""
+    import httpx
+
+    from heavy import Heavy
+    from heavy.testing import SimConfig, SimulatedLLM
+
+    app = SimulatedLLM(config or SimConfig())
+    return Heavy(model=model, base_url=base_url, transport=httpx.ASGITransport(app=app), **kw), app

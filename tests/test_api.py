@@ -1,6 +1,5 @@
 """The library API as users call it: Heavy(...).ask / ask_sync / events, heavy.ask, messages."""
 
-import asyncio
 import json
 
 import httpx

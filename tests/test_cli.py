@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import httpx
 import pytest
 from click.testing import CliRunner
 

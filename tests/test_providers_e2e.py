@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from heavy.providers.gemini import GeminiProvider
 from heavy.providers.openai import OpenAIProvider
 from heavy.providers.wrappers import RetryPolicy
 from heavy.testing import SimConfig, SimulatedLLM
+from helpers import arithmetic_questions as arithmetic
 
 pytestmark = pytest.mark.anyio
 
@@ -52,15 +52,6 @@ def sim_heavy(wire, config=None, model="heavy-simulated", **kw):
     models = [f"{wire}:{m}" for m in ([model] if isinstance(model, str) else model)]
     h = Heavy(model=models, base_url=BASE[wire], transport=httpx.ASGITransport(app=app), **kw)
     return h, app
-
-
-def arithmetic(k, seed=0):
-    rng = random.Random(seed)
-    out = []
-    for _ in range(k):
-        a, b, c = rng.randint(11, 99), rng.randint(2, 19), rng.randint(1, 50)
-        out.append((f"What is {a} * {b} + {c}?", str(a * b + c)))
-    return out
 
 
 # --- strategies, streaming and not ---------------------------------------------------------------------

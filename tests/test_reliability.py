@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from heavy import Heavy
 from heavy.cli import cli
-from heavy.errors import FatalRequestError, OptionsError, ProviderHTTPError
+from heavy.errors import FatalRequestError, OptionsError
 from heavy.events import HypothesisRestarted
 from heavy.http import retry_after
 from heavy.providers.wrappers import RetryPolicy

@@ -1,6 +1,5 @@
 """Each strategy end to end on the simulated LLM, asserting its defining behaviour."""
 
-import random
 
 import httpx
 import pytest
@@ -10,25 +9,9 @@ from heavy.answers import normalize_answer
 from heavy.events import AggregatorDelta, StageStarted
 from heavy.prompts import SYNTHESIZE_INSTRUCTION
 from heavy.testing import SimConfig, SimulatedLLM
+from helpers import arithmetic_questions, sim_heavy
 
 pytestmark = pytest.mark.anyio
-
-
-def arithmetic_questions(k, seed=0):
-    rng = random.Random(seed)
-    out = []
-    for _ in range(k):
-        a, b, c = rng.randint(11, 99), rng.randint(2, 19), rng.randint(1, 50)
-        out.append((f"What is {a} * {b} + {c}?", str(a * b + c)))
-    return out
-
-
-def sim_heavy(config=None, **kw):
-    """A Heavy wired to an in-process simulator app (the network edge is the ASGI transport)."""
-    app = SimulatedLLM(config or SimConfig())
-    h = Heavy(model="openai:heavy-simulated", base_url="http://sim.test/v1",
-              transport=httpx.ASGITransport(app=app), **kw)
-    return h, app
 
 
 async def test_vote_beats_a_single_sample_at_accuracy_0_6():

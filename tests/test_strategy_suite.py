@@ -22,28 +22,13 @@ from heavy.testing.followers import follow
 from heavy.testing.solver import GoldIndex
 from heavy.types import Message
 from strategies.adaptive import beta_confidence, dirichlet_confidence
+from helpers import arithmetic_questions, sim_heavy
 
 pytestmark = pytest.mark.anyio
 
 SUITE = ["vote", "judge", "synthesize", "heavy", "adaptive", "confidence", "usc", "tournament", "moa", "debate",
          "rsa", "refine", "ranked"]
 NEW = SUITE[4:]
-
-
-def arithmetic_questions(k, seed=0):
-    rng = random.Random(seed)
-    out = []
-    for _ in range(k):
-        a, b, c = rng.randint(11, 99), rng.randint(2, 19), rng.randint(1, 50)
-        out.append((f"What is {a} * {b} + {c}?", str(a * b + c)))
-    return out
-
-
-def sim_heavy(config=None, model="openai:heavy-simulated", **kw):
-    """A Heavy wired to an in-process simulator app (the network edge is the ASGI transport)."""
-    app = SimulatedLLM(config or SimConfig())
-    h = Heavy(model=model, base_url="http://sim.test/v1", transport=httpx.ASGITransport(app=app), **kw)
-    return h, app
 
 
 async def accuracy(h, questions, *, single=False):

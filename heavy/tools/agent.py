@@ -32,7 +32,7 @@ from typing import Literal
 from ..errors import ConfigError
 from ..events import EventSink, ToolCallFinished, ToolCallStarted
 from ..providers.base import Completion
-from ..types import Message, ToolCall, ToolSpec, ToolStep, Usage
+from ..types import Message, ToolCall, ToolStep, Usage
 from . import Tool, ToolResult
 
 __all__ = ["AgentConfig", "TEXT_PROTOCOL_INSTRUCTION", "TEXT_PROTOCOL_PRESETS", "python_blocks", "Caller",
