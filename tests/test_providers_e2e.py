@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -29,6 +27,7 @@ from heavy.providers.openai import OpenAIProvider
 from heavy.providers.wrappers import RetryPolicy
 from heavy.testing import SimConfig, SimulatedLLM
 from helpers import arithmetic_questions as arithmetic
+from helpers import running_sim
 
 pytestmark = pytest.mark.anyio
 
@@ -343,31 +342,10 @@ async def test_contract_urls_and_key_headers_from_the_environment(wire, stream, 
 # --- the CLI against a real `heavy sim` server on 127.0.0.1 ------------------------------------------
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def sim_root():
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "heavy.cli", "sim", "--port", str(port), "--accuracy", "1",
-                             "--latency", "0.2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    root = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{root}/health", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"heavy sim did not start: {proc.stderr.read().decode()}")
+    with running_sim("--accuracy", "1", "--latency", "0.2") as root:
         yield root
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 CLI_KEYS = {"anthropic": ("ANTHROPIC_API_KEY", "sk-ant-cli-contract-0123456789"),
