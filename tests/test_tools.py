@@ -308,6 +308,27 @@ def test_cli_tools_python_with_the_simulated_model():
     assert r.exit_code == 1 and "unknown tool 'nosuch'" in r.stderr and "Traceback" not in r.output
 
 
+def test_eval_with_the_python_tool_turns_a_model_that_cannot_add_into_one_that_scores(tmp_path):
+    """`heavy eval --tools python`: every question's hypotheses run the interpreter, and it shows in the score."""
+    from helpers import arithmetic_questions
+
+    data = tmp_path / "arith.jsonl"
+    data.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in arithmetic_questions(4)))
+    model = "sim:heavy-simulated@accuracy=0"
+    runs = {}
+    for name, extra in (("plain", []), ("tools", ["--tools", "python", "--max-steps", "2"])):
+        out = tmp_path / f"{name}.jsonl"
+        r = CliRunner().invoke(cli, ["eval", str(data), "-m", model, "-s", "vote", "-n", "2", "--results", str(out),
+                                     *extra])
+        assert r.exit_code == 0, r.output
+        runs[name] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sum(row["correct"] for row in runs["plain"]) == 0
+    assert [row["correct"] for row in runs["tools"]] == [True] * 4
+    r = CliRunner().invoke(cli, ["eval", str(data), "-m", model, "--tools", "nosuch", "--results",
+                                 str(tmp_path / "x.jsonl")])
+    assert r.exit_code == 1 and "unknown tool 'nosuch'" in r.stderr and "Traceback" not in r.output
+
+
 def test_cli_contract_tools_python_as_a_real_process():
     done = subprocess.run([sys.executable, "-m", "heavy.cli", "ask", "--tools", "python", "-m", "sim",
                            "What is 17 * 24 + 3?"], capture_output=True, text=True, timeout=120)

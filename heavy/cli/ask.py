@@ -50,6 +50,25 @@ def heavy_kwargs(**flags: Any) -> dict[str, Any]:
     return kwargs
 
 
+def tool_flags(command: Any) -> Any:
+    """``--tools``, ``--tool-protocol``, ``--max-steps`` and ``--verify``: the same flags on `ask` and `eval`."""
+    flags = [
+        click.option("--tools", "tools", multiple=True, metavar="NAME[,NAME]",
+                     help="Let hypotheses run tools as agents (opt-in): python (sandboxed), web_search. "
+                          "See `heavy tools`."),
+        click.option("--tool-protocol", type=click.Choice(["native", "text", "auto"]), default=None,
+                     help="How tools are offered: native tool calls, the fenced-code text protocol, or auto "
+                          "[default: auto]."),
+        click.option("--max-steps", type=int, default=None, help="Tool runs allowed per hypothesis [default: 4]."),
+        click.option("--verify", type=click.Choice(["python"]), default=None,
+                     help="Check each numeric answer with a program the model writes; contradicted answers weigh "
+                          "less."),
+    ]
+    for flag in reversed(flags):
+        command = flag(command)
+    return command
+
+
 def read_question(question: str | None) -> str:
     if question in (None, "-"):
         if sys.stdin is None or sys.stdin.isatty():
@@ -82,13 +101,7 @@ def read_question(question: str | None) -> str:
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Strategy option (repeatable); KEY=@FILE reads the value from a file (-o tests=@tests.py).")
 @click.option("--base-url", default=None, help="Endpoint of the model's API: e.g. http://127.0.0.1:8080/v1 (OpenAI-compatible), or the API root "
                    "for anthropic:/gemini: models.")
-@click.option("--tools", "tools", multiple=True, metavar="NAME[,NAME]",
-              help="Let hypotheses run tools as agents (opt-in): python (sandboxed), web_search. See `heavy tools`.")
-@click.option("--tool-protocol", type=click.Choice(["native", "text", "auto"]), default=None,
-              help="How tools are offered: native tool calls, the fenced-code text protocol, or auto [default: auto].")
-@click.option("--max-steps", type=int, default=None, help="Tool runs allowed per hypothesis [default: 4].")
-@click.option("--verify", type=click.Choice(["python"]), default=None,
-              help="Check each numeric answer with a program the model writes; contradicted answers weigh less.")
+@tool_flags
 @click.option("--json", "as_json", is_flag=True, help="Print the whole Result as one JSON object.")
 @click.option("--live/--no-live", default=None, help="Live view on stderr (default: when stderr is a terminal).")
 def ask(question: str | None, models: tuple[str, ...], as_json: bool, live: bool | None, options: tuple[str, ...],

@@ -10,7 +10,7 @@ import click
 
 from .. import constants as C
 from . import fail, run_guarded
-from .ask import parse_options
+from .ask import parse_options, tool_flags
 
 
 def _csv(value: str | None, cast: Any = str) -> list[Any]:
@@ -45,13 +45,15 @@ def _csv(value: str | None, cast: Any = str) -> list[Any]:
 @click.option("--retry-errors", is_flag=True, help="Redo questions whose earlier result is an error.")
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
               help="Write an SVG of accuracy vs N and vs tokens.")
+@tool_flags
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def eval_command(dataset: str, models: tuple[str, ...], strategy_list: tuple[str, ...], strategies: str | None,
                  n: int, ns: str | None, results_path: str, concurrency: int, record_path: str | None,
                  replay_path: str | None, limit: int | None, offset: int, base_url: str | None,
                  aggregator_model: str | None, system: str | None, temperature: float, max_tokens: int | None,
                  seed: int | None, timeout: float | None, options: tuple[str, ...], retry_errors: bool,
-                 plot_path: str | None, as_json: bool) -> None:
+                 plot_path: str | None, tools: tuple[str, ...], tool_protocol: str | None, max_steps: int | None,
+                 verify: str | None, as_json: bool) -> None:
     """Run strategies over DATASET (JSONL: question, answer) and print accuracy with a 95 % interval."""
     names = list(strategy_list) + _csv(strategies) or [C.DEFAULT_STRATEGY]
     try:
@@ -83,7 +85,9 @@ def eval_command(dataset: str, models: tuple[str, ...], strategy_list: tuple[str
             fail(f"option(s) {', '.join(sorted(unknown))} are not accepted by {', '.join(names)}")
         heavy = Heavy(model=list(models) or "sim", n=max(n_values), strategy=names[0], base_url=base_url,
                       aggregator_model=aggregator_model, system=system, temperature=temperature,
-                      max_tokens=max_tokens, seed=seed, timeout=timeout, options=per_strategy[names[0]])
+                      max_tokens=max_tokens, seed=seed, timeout=timeout, options=per_strategy[names[0]],
+                      verify=verify, tools=",".join(tools) or None,
+                      **{k: v for k, v in (("tool_protocol", tool_protocol), ("max_steps", max_steps)) if v is not None})
         results = ResultsFile(results_path)
         runner = EvalRunner(heavy=heavy, strategies=names, ns=n_values, results=results, concurrency=concurrency,
                             record=Pool(record_path) if record_path else None,
