@@ -189,6 +189,30 @@ async def test_the_heavy_object_selects_n_strategy_models_aggregator_and_options
 
 
 @pytest.mark.anyio
+async def test_tools_are_the_operators_to_enable_and_a_request_may_only_narrow_them(monkeypatch):
+    weak = f"{MODEL}@accuracy=0"  # never right on its own; right with the interpreter
+    async with proxy(monkeypatch, defaults={"model": weak, "tools": "python"}) as (client, _, _, _):
+        body = {"model": "heavy/vote", "messages": user(), "n": 2}
+        r = await client.post("/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        h = r.json()["heavy"]
+        assert h["answer"] == "411" and all(x["tool_steps"] >= 1 for x in h["hypotheses"])
+        r = await client.post("/chat/completions", json={**body, "heavy": {"tools": []}})
+        assert r.status_code == 200 and r.json()["heavy"]["answer"] != "411"
+        assert all(x["tool_steps"] == 0 for x in r.json()["heavy"]["hypotheses"])
+        err = assert_openai_error(await client.post("/chat/completions", json={**body, "heavy": {"tools": [
+            "python", "web_search"]}}), 400, "invalid_value")
+        assert err["param"] == "heavy.tools" and "heavy serve --tools python,web_search" in err["message"]
+        err = assert_openai_error(await client.post("/chat/completions", json={**body, "tools": [
+            {"type": "function", "function": {"name": "f"}}]}), 400, "unsupported_parameter")
+        assert "heavy.tools" in err["message"]
+    async with proxy(monkeypatch, defaults={"model": weak}) as (client, _, _, _):
+        err = assert_openai_error(await client.post("/chat/completions", json={
+            "model": "heavy", "messages": user(), "heavy": {"tools": ["python"]}}), 400, "invalid_value")
+        assert "enables no tools" in err["message"]
+
+
+@pytest.mark.anyio
 async def test_model_name_with_colons_slashes_and_at_reaches_the_upstream(monkeypatch):
     async with proxy(monkeypatch) as (client, _, _llm, rec):
         name = f"heavy/vote/{MODEL}@accuracy=1,latency=0"
@@ -488,6 +512,8 @@ def test_binding_beyond_loopback_needs_a_key():
 
     r = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--port", "1"], env={"HEAVY_SERVER_KEY": ""})
     assert r.exit_code == 1 and "--api-key" in r.output
+    r = CliRunner().invoke(cli, ["serve", "--tools", "nosuch", "--port", "1"])
+    assert r.exit_code == 1 and "unknown tool 'nosuch'" in r.output and "Traceback" not in r.output
 
 
 # --- real servers on 127.0.0.1 ----------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from . import fail, run_guarded
+from .ask import tool_flags
 
 
 @click.command()
@@ -27,10 +28,11 @@ from . import fail, run_guarded
 @click.option("--max-concurrent", "max_concurrent_per_client", type=int, default=32, show_default=True,
               help="Requests in flight per client address (429 beyond).")
 @click.option("--max-n", type=int, default=64, show_default=True, help="Most hypotheses one request may ask for.")
+@tool_flags
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(host: str, port: int, api_key: str | None, models: tuple[str, ...], max_body_bytes: int,
-          max_concurrent_per_client: int, max_n: int, log_level: str, **flags: Any) -> None:
+          max_concurrent_per_client: int, max_n: int, log_level: str, tools: tuple[str, ...], **flags: Any) -> None:
     """Serve Heavy as an OpenAI-compatible API: POST /v1/chat/completions, GET /v1/models, GET /health.
 
     Model names: `heavy` (these defaults), `heavy/<strategy>`, `heavy/<strategy>/<provider:model>`.
@@ -57,7 +59,7 @@ def serve(host: str, port: int, api_key: str | None, models: tuple[str, ...], ma
         from ..serve.errors import APIError
 
         try:
-            app = create_app(heavy_kwargs(model=models, **flags), settings=settings)
+            app = create_app(heavy_kwargs(model=models, tools=",".join(tools) or None, **flags), settings=settings)
         except APIError as exc:  # the defaults do not make a valid run (e.g. an unknown strategy)
             fail(exc.message)
         server = app.state.heavy

@@ -65,6 +65,8 @@ class HeavyParams(_Strict):
     models: list[str] | None = Field(None, min_length=1, description="provider:model specs, round-robined")
     aggregator: str | None = Field(None, min_length=1, description="provider:model for judge/synthesis calls")
     options: dict[str, Any] | None = Field(None, description="options of the strategy (its own Options model)")
+    tools: list[str] | None = Field(None, description="heavy-side tools for this request: some of those the "
+                                    "server enables with `heavy serve --tools` ([] for none)")
 
 
 class _Message(BaseModel):
@@ -142,7 +144,9 @@ def parse_body(data: Any) -> ChatRequest:
         if unsupported:
             what = ", ".join(sorted({_UNSUPPORTED[k] for k in unsupported}))
             raise APIError(400, f"unsupported parameter(s) {', '.join(map(repr, unsupported))}: heavy serve does "
-                           f"not do {what}", "unsupported_parameter", param=unsupported[0])
+                           f"not do {what}"
+                           + (" for the client (its own tools run server-side: heavy.tools, `heavy serve --tools`)"
+                              if "tools" in unsupported else ""), "unsupported_parameter", param=unsupported[0])
         raise APIError(400, f"unknown parameter(s) {', '.join(map(repr, unknown))}. heavy serve honours "
                        f"{', '.join(HONOURED)} and ignores {', '.join(IGNORED)}", "unknown_parameter",
                        param=unknown[0])
@@ -279,6 +283,8 @@ class Planner:
             kwargs.pop("aggregator_model", None)  # a model chosen per request also judges its own candidates
         if hp.aggregator is not None:
             kwargs["aggregator_model"] = hp.aggregator
+        if hp.tools is not None:
+            kwargs["tools"] = self._tools(hp.tools)
         for key, value in (("temperature", req.temperature), ("top_p", req.top_p), ("max_tokens", max_tokens),
                            ("stop", req.stop)):
             if value is not None:
@@ -291,6 +297,18 @@ class Planner:
         return RunPlan(heavy_kwargs=kwargs, messages=messages, n=n, strategy=strategy, options=hp.options or {},
                        seed=req.seed, stream=bool(req.stream),
                        include_usage=bool(req.stream_options and req.stream_options.include_usage))
+
+    def _tools(self, wanted: list[str]) -> str | None:
+        """A request may narrow the server's tools, never widen them: running code or searching the web on
+        this machine is the operator's decision (`heavy serve --tools`), not a client's."""
+        enabled = [t.strip() for t in str(self.defaults.get("tools") or "").split(",") if t.strip()]
+        extra = [t for t in wanted if t not in enabled]
+        if extra:
+            where = f"this server enables {', '.join(enabled)}" if enabled else "this server enables no tools"
+            raise APIError(400, f"heavy.tools asks for {', '.join(extra)}, but {where} (its operator starts it "
+                           f"with `heavy serve --tools {','.join(enabled + extra)}` to allow them)", "invalid_value",
+                           param="heavy.tools")
+        return ",".join(dict.fromkeys(wanted)) or None
 
     def model_ids(self) -> list[str]:
         """The model names GET /v1/models lists."""
@@ -331,7 +349,8 @@ def summary(r: Result) -> dict[str, Any]:
         "strategy": r.strategy, "method": d.method, "path": d.path, "answer": r.answer, "votes": d.votes,
         "no_answer": d.no_answer, "winner": d.winner, "rationale": d.rationale,
         "hypotheses": [{"index": h.index, "model": h.model, "status": h.status, "answer": h.answer,
-                        "latency_s": round(h.latency_s, 3), "error_type": h.error_type} for h in r.hypotheses],
+                        "latency_s": round(h.latency_s, 3), "error_type": h.error_type,
+                        "tool_steps": len(h.steps or [])} for h in r.hypotheses],
         "counts": counts, "aggregator_calls": len(r.aggregator_calls), "stopped_early": r.stopped_early,
         "deadline_hit": r.deadline_hit, "budget_hit": r.budget_hit, "cost_usd": r.cost_usd,
         "timings": r.timings.model_dump(),
