@@ -69,7 +69,7 @@ SYNTHESIZE_INSTRUCTION = (
 )
 
 _CANDIDATE = re.compile(r'<candidate id="(?P<label>[A-Z]+)">\n(?P<body>.*?)\n</candidate>', re.S)
-_VERDICT = re.compile(r"(?i)verdict\s*[:：]\s*\**\s*(?:candidate\s+)?\(?\[?(?P<label>[A-Z]{1,2})\b")
+_VERDICT = re.compile(r"(?i)verdict\s*[:：]\s*[*`'\"<(\[\s]*(?:candidate\s+|response\s+)?[*`'\"<(\[]*(?P<label>[A-Z]{1,2})\b")
 
 
 def labels(n: int) -> list[str]:
@@ -121,6 +121,19 @@ def synthesize_messages(messages: Sequence[Message], candidates: Sequence[tuple[
         f"Candidates:\n\n{_candidates_block(candidates)}\n\n{SYNTHESIZE_INSTRUCTION}"
     )
     return [Message(role="system", content=SYNTHESIZE_SYSTEM), Message(role="user", content=body)]
+
+
+#: Follow-up when a judge-type reply holds no parseable decision (most often an analysis cut at max_tokens):
+#: asked in the same conversation, it costs a few output tokens instead of a whole new analysis.
+DECIDE_NOW = "Stop the analysis here. Reply with only your final decision, in the exact form:\n{form}"
+VERDICT_FORM = "VERDICT: <label>"
+RANKING_FORM = "FINAL RANKING:\n1. <label>\n2. <label>\n..."
+
+
+def decide_now_messages(prompt: Sequence[Message], reply: str, form: str) -> list[Message]:
+    """*prompt* continued with the undecided *reply* and a request for the decision line(s) alone."""
+    return [*prompt, Message(role="assistant", content=reply or "(no reply)"),
+            Message(role="user", content=DECIDE_NOW.format(form=form))]
 
 
 def parse_verdict(text: str, valid: Sequence[str]) -> str | None:

@@ -6,16 +6,18 @@ from __future__ import annotations
 import asyncio
 import copy
 import random
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from heavy.errors import OptionsError, QuorumError
-from heavy.prompts import labels, synthesize_messages
+from heavy.prompts import decide_now_messages, labels, synthesize_messages
 from heavy.sampler import ModelRef, SampleRun
 from heavy.strategy import AGGREGATOR_FAILURES, Context
 from heavy.tools.verify import verification_details
 from heavy.types import AggregatorCall, Decision, Hypothesis, Message, Result, SamplingParams
 from heavy.voting import Tally, tally
+
+T = TypeVar("T")
 
 
 async def sample_all(ctx: Context, *, early_stop: bool = False, params: SamplingParams | None = None) -> SampleRun:
@@ -230,3 +232,32 @@ def latest(previous: Sequence[Hypothesis], new: Sequence[Hypothesis]) -> list[Hy
 
 def answers_of(hypotheses: Sequence[Hypothesis]) -> list[str | None]:
     return [h.answer if h.ok else None for h in hypotheses]
+
+
+async def decide(ctx: Context, purpose: str, prompt: Sequence[Message], parse: Callable[[str], T | None], *,
+                 form: str, follow_ups: int = 1, ref: ModelRef | None = None,
+                 stream: bool | None = False) -> tuple[T | None, list[AggregatorCall], str]:
+    """A judge-type call whose reply must hold a parseable decision (a verdict, a ranking): ``(decision or
+    None, the calls made, why it failed)``.
+
+    A reply without one is followed up in the same conversation, asking only for the decision in *form*.
+    On small models the usual cause is an analysis cut at max_tokens: the follow-up costs a few output
+    tokens (and re-reads a prompt the server may have cached), where a fresh call would redo the analysis
+    and likely be cut again. *ref* makes the call as that model (no fallback models), as :func:`call_as`;
+    *stream* as in :meth:`Context.call` (None: the run's default, so a live view shows the analysis).
+    """
+    calls: list[AggregatorCall] = []
+    messages = list(prompt)
+    for attempt in range(1 + max(0, follow_ups)):
+        name = purpose if attempt == 0 else f"{purpose}-retry"
+        try:
+            call = await (ctx.call(name, messages, stream=stream if attempt == 0 else False) if ref is None
+                          else call_as(ctx, ref, name, messages))
+        except AGGREGATOR_FAILURES as exc:
+            return None, calls, f"{purpose} call failed ({type(exc).__name__})"
+        calls.append(call)
+        value = parse(call.text)
+        if value is not None:
+            return value, calls, ""
+        messages = decide_now_messages(prompt, calls[0].text, form)
+    return None, calls, f"{purpose} reply unparseable (no decision in it, even when asked for it alone)"

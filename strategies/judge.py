@@ -2,20 +2,21 @@
 to N self-generated candidates): an aggregator model sees the question and every candidate under neutral
 labels, in shuffled order, checks them, and picks one with a short rationale.
 
-An unparseable verdict is retried once; if it is still unparseable (or the judge call fails) the
-strategy falls back to the majority vote and says so in the Result.
+A reply with no parseable verdict (on small models, usually an analysis cut at max_tokens) is followed
+up once in the same conversation, asking for the verdict line alone; if there is still none (or the judge
+call fails) the strategy falls back to the majority vote and says so in the Result.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from heavy.prompts import judge_messages, parse_verdict
-from heavy.strategy import AGGREGATOR_FAILURES, Context, Strategy
+from heavy.prompts import VERDICT_FORM, judge_messages, parse_verdict
+from heavy.strategy import Context, Strategy
 from heavy.types import Decision, Result
 from heavy.voting import tally
 
-from ._common import shuffle_seed, labelled, sample_all, vote_result
+from ._common import decide, labelled, sample_all, shuffle_seed, vote_result
 
 
 class JudgeOptions(BaseModel):
@@ -26,7 +27,7 @@ class JudgeOptions(BaseModel):
     shuffle_seed: int | None = None
     """Seed of that order (default: the run's sampling seed, so seeded runs give reproducible prompts)."""
     retries: int = 1
-    """Extra judge calls when the verdict cannot be parsed."""
+    """Follow-ups asking for the verdict alone when a reply holds none (e.g. an analysis cut at max_tokens)."""
 
 
 class Judge(Strategy):
@@ -50,26 +51,16 @@ class Judge(Strategy):
         by_label = dict(cands)
         prompt = judge_messages(ctx.messages, [(label, h.text) for label, h in cands])
         ctx.stage("judge", candidates=len(cands), model=ctx.aggregator.label)
-        verdict = None
-        failure = ""
-        for attempt in range(1 + max(0, self.options.retries)):
-            try:
-                call = await ctx.call("judge" if attempt == 0 else "judge-retry", prompt)
-            except AGGREGATOR_FAILURES as exc:
-                failure = f"judge call failed ({type(exc).__name__})"
-                break
-            verdict = parse_verdict(call.text, list(by_label))
-            if verdict is not None:
-                break
-            failure = "judge verdict unparseable"
+        verdict, calls, failure = await decide(ctx, "judge", prompt, lambda text: parse_verdict(text, list(by_label)),
+                                               form=VERDICT_FORM, follow_ups=self.options.retries, stream=None)
         if verdict is None:
             return vote_result(ctx, run, strategy=self.name, path=["sample", "judge", "vote"],
-                               why=f"{failure} after {len(ctx.calls)} call(s); fell back to the vote.")
+                               why=f"{failure} after {len(calls)} call(s); fell back to the vote.")
         chosen = by_label[verdict]
         decision = Decision(
             method="judge", path=["sample", "judge"], winner=chosen.index, votes=dict(t.counts), no_answer=t.no_answer,
             rationale=f"{ctx.aggregator.label} picked candidate {verdict} (hypothesis #{chosen.index}): "
-                      + _rationale(ctx.calls[-1].text),
+                      + _rationale(calls[0].text),
             details={"labels": {label: h.index for label, h in cands}, "verdict": verdict},
         )
         return ctx.result(strategy=self.name, answer=chosen.answer, text=chosen.text, decision=decision,

@@ -23,13 +23,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from heavy.prompts import chairman_messages, labels, parse_ranking, rank_messages
+from heavy.prompts import RANKING_FORM, chairman_messages, labels, parse_ranking, rank_messages
 from heavy.sampler import ModelRef
 from heavy.strategy import AGGREGATOR_FAILURES, Context, Strategy
 from heavy.types import Decision, Hypothesis, Result
 from heavy.voting import tally
 
-from ._common import int_votes, budget_note, budget_spent, call_as, decide_by_vote, sample_all, shuffle_seed
+from ._common import budget_note, budget_spent, decide, decide_by_vote, int_votes, sample_all, shuffle_seed
 
 
 class RankedOptions(BaseModel):
@@ -148,12 +148,10 @@ class Ranked(Strategy):
         order = list(shown)
         random.Random(None if seed is None else seed * 31_337 + n).shuffle(order)
         named = list(zip(labels(len(order)), order))
-        try:
-            call = await call_as(ctx, ref, f"rank by {who}", rank_messages(ctx.messages, [(lb, h.text) for lb, h in named]))
-        except AGGREGATOR_FAILURES as exc:
-            return None, f"ranking call failed ({type(exc).__name__})"
-        ranking = parse_ranking(call.text, [lb for lb, _ in named])
+        valid = [lb for lb, _ in named]
+        ranking, calls, failure = await decide(ctx, f"rank by {who}", rank_messages(ctx.messages, [
+            (lb, h.text) for lb, h in named]), lambda text: parse_ranking(text, valid), form=RANKING_FORM, ref=ref)
         if ranking is None:
-            return None, "no FINAL RANKING section"
+            return None, failure
         by_label = dict(named)
         return [by_label[lb].index for lb in ranking], None

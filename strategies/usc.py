@@ -3,20 +3,20 @@ Model Generation"): the aggregator reads all N responses and picks the one most 
 others. Unlike the vote it needs no answer extraction, so it works for free-form answers (summaries,
 explanations, code) where no two responses are written alike.
 
-Responses are shown under neutral labels in a shuffled order. An unparseable choice is retried once;
-then (or if the aggregator fails) the strategy falls back to the vote, then to the first success.
+Responses are shown under neutral labels in a shuffled order. A reply with no parseable choice is followed
+up once, asking for the choice alone; then (or if the aggregator fails) the strategy falls back to the vote, then to the first success.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from heavy.prompts import consistency_messages, parse_verdict
-from heavy.strategy import AGGREGATOR_FAILURES, Context, Strategy
+from heavy.prompts import VERDICT_FORM, consistency_messages, parse_verdict
+from heavy.strategy import Context, Strategy
 from heavy.types import Decision, Result
 from heavy.voting import tally
 
-from ._common import int_votes, labelled, sample_all, shuffle_seed, vote_result
+from ._common import decide, int_votes, labelled, sample_all, shuffle_seed, vote_result
 
 
 class USCOptions(BaseModel):
@@ -27,7 +27,7 @@ class USCOptions(BaseModel):
     shuffle_seed: int | None = None
     """Seed of that order (default: the run's sampling seed)."""
     retries: int = 1
-    """Extra calls when the choice cannot be parsed."""
+    """Follow-ups asking for the choice alone when a reply holds none (e.g. an analysis cut at max_tokens)."""
 
 
 class USC(Strategy):
@@ -51,21 +51,11 @@ class USC(Strategy):
         by_label = dict(cands)
         prompt = consistency_messages(ctx.messages, [(label, h.text) for label, h in cands])
         ctx.stage("select most consistent", candidates=len(cands), model=ctx.aggregator.label)
-        verdict, failure, calls = None, "", 0
-        for attempt in range(1 + max(0, self.options.retries)):
-            try:
-                call = await ctx.call("usc" if attempt == 0 else "usc-retry", prompt, stream=False)
-            except AGGREGATOR_FAILURES as exc:
-                failure = f"aggregator call failed ({type(exc).__name__})"
-                break
-            calls += 1
-            verdict = parse_verdict(call.text, list(by_label))
-            if verdict is not None:
-                break
-            failure = "choice unparseable"
+        verdict, calls, failure = await decide(ctx, "usc", prompt, lambda text: parse_verdict(text, list(by_label)),
+                                               form=VERDICT_FORM, follow_ups=self.options.retries)
         if verdict is None:
             return vote_result(ctx, run, strategy=self.name, path=["sample", "usc", "vote"],
-                               why=f"{failure} after {calls} call(s); fell back to the vote.")
+                               why=f"{failure} after {len(calls)} call(s); fell back to the vote.")
         chosen = by_label[verdict]
         agreeing = t.count_of(chosen.answer) if chosen.answer else 0
         decision = Decision(

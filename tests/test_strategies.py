@@ -97,6 +97,25 @@ async def test_judge_unparseable_verdict_retries_once_then_votes():
     assert r.answer == "93"
 
 
+@pytest.mark.parametrize("strategy, path", [("judge", ["sample", "judge"]), ("usc", ["sample", "select most consistent"]),
+                                            ("ranked", ["sample", "rank", "borda", "chairman"])])
+async def test_a_decision_cut_at_max_tokens_is_asked_for_alone_not_lost(strategy, path):
+    """Small models run out of max_tokens mid-analysis: the follow-up asks for the decision line(s) only."""
+    config = SimConfig(judge_mode="verbose", accuracy=0.5, judge_accuracy=1.0, seed=2)
+    h, _ = sim_heavy(config, n=6, strategy=strategy, max_tokens=150)
+    r = await h.ask("What is 31 * 3?", seed=3)
+    assert r.decision.path == path and r.answer == "93"
+    firsts = [c for c in r.aggregator_calls if not c.purpose.endswith("-retry") and c.purpose != "chairman"]
+    follow_ups = [c for c in r.aggregator_calls if c.purpose.endswith("-retry")]
+    assert firsts and len(follow_ups) == len(firsts)  # every analysis was cut, every decision still arrived
+    assert all(c.usage.completion_tokens == 150 for c in firsts)
+    assert all(c.usage.completion_tokens < 20 for c in follow_ups)  # the decision alone, not a new analysis
+    if strategy != "ranked":
+        h, _ = sim_heavy(config, n=6, strategy=strategy, max_tokens=150, retries=0)
+        r = await h.ask("What is 31 * 3?", seed=3)
+        assert r.decision.path[-1] == "vote"  # without the follow-up the cut verdict is lost
+
+
 async def test_synthesize_streams_the_final_answer_and_counts_its_usage():
     events = []
     h, _ = sim_heavy(SimConfig(accuracy=0.5, seed=2), n=6, strategy="synthesize", on_event=events.append)

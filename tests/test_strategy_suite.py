@@ -445,3 +445,12 @@ async def test_a_spent_budget_ends_every_multi_round_strategy_with_an_answer_and
     assert "budget" in r.decision.rationale or "fell back" in r.decision.rationale, r.decision.rationale
     rounds_after_sampling = [x for x in r.hypotheses if x.ok and x.index >= 4]
     assert not rounds_after_sampling, "no new round starts once the budget is spent"
+
+
+@pytest.mark.parametrize("text, label", [
+    ("VERDICT: B", "B"), ("VERDICT: `B`", "B"), ("**VERDICT:** C", "C"), ("VERDICT: <A>", "A"),
+    ("Verdict: Candidate D", "D"), ("VERDICT: (B)", "B"), ("VERDICT: [A]", "A"), ('VERDICT: "B"', "B"),
+    ("verdict: response C.", "C"), ("VERDICT: A\n...\nVERDICT: C", "C"), ("VERDICT: Z", None),
+    ("I pick B.", None), ("VERDICT:", None)])
+def test_verdict_lines_as_small_models_write_them(text, label):
+    assert parse_verdict(text, ["A", "B", "C", "D"]) == label

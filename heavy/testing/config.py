@@ -41,7 +41,9 @@ class SimConfig(BaseModel):
                                      "stops the candidate with that finishReason")
     dataset: dict[str, str] = Field(default_factory=dict, description="question -> gold answer")
     judge_accuracy: float = Field(1.0, ge=0.0, le=1.0, description="probability a judge picks the gold answer")
-    judge_mode: Literal["normal", "garbage"] = Field("normal", description="'garbage': judge gives no verdict")
+    judge_mode: Literal["normal", "garbage", "verbose"] = Field(
+        "normal", description="'garbage': judge gives no verdict; 'verbose': a long analysis comes first (so a "
+                              "small max_tokens cuts the verdict off, as with small real models)")
     seed: int | None = Field(None, description="makes the whole server reproducible")
     model_name: str = Field("heavy-simulated", min_length=1, description="id listed by /v1/models")
 

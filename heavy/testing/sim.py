@@ -38,7 +38,7 @@ from urllib.parse import parse_qs
 
 from ..constants import SIM_PORT
 from ..errors import ConfigError
-from ..prompts import JUDGE_INSTRUCTION, SYNTHESIZE_INSTRUCTION
+from ..prompts import DECIDE_NOW, JUDGE_INSTRUCTION, SYNTHESIZE_INSTRUCTION
 from .anthropic_wire import AnthropicWire
 from .asgi import headers, read_body, send_json, sleep_until, watch_disconnect
 from .config import OverrideError, SimConfig, apply_overrides, load_dataset, parse_model_overrides
@@ -47,7 +47,8 @@ from .openai_wire import OpenAIWire
 from .solver import GoldIndex
 from .tooluse import follow_tools
 from .wire import Choice, Generation, SimHTTPError, SimRequest, Wire
-from .writer import Reply, answer_reply, derive_seed, judge_reply, synthesize_reply, token_logprobs, tokenize
+from .writer import (Reply, answer_reply, decision_only, derive_seed, judge_reply, synthesize_reply, token_logprobs,
+                     tokenize, verbose)
 
 __all__ = ["SimulatedLLM", "SimConfig", "SimStats", "load_dataset", "serve", "OWNED_BY"]
 
@@ -250,6 +251,11 @@ class SimulatedLLM:
 
     def _generate(self, request: SimRequest, config: SimConfig, model: str) -> tuple[Generation, str]:
         question = request.question()
+        users = [text for role, text in request.messages if role == "user"]
+        # "Decide now" after an undecided reply: decide on the conversation's original prompt, say only that.
+        decide_now = question.startswith(DECIDE_NOW.partition("\n")[0]) and len(users) >= 2
+        if decide_now:
+            question = users[-2]
         if request.seed is not None:
             base = derive_seed(config.seed, request.seed, question, model)
         else:
@@ -265,6 +271,10 @@ class SimulatedLLM:
             rng = random.Random(base if i == 0 else derive_seed(base, i))
             reply = shared or follow_tools(request, config, self._index, rng) or answer_reply(
                 question, config, self._index, rng)
+            if decide_now:
+                reply = decision_only(reply)
+            elif config.judge_mode == "verbose" and reply.kind == "judge":
+                reply = verbose(reply)
             text, finish, stop_sequence = _cut_at_stop(reply.text, request.stop)
             tokens = tokenize(text)
             if limit is not None and len(tokens) > limit:

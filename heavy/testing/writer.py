@@ -16,7 +16,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..answers import final_answer, normalize_answer
 from ..prompts import parse_candidates
@@ -82,6 +82,25 @@ class Reply:
     kind: str = "answer"
     correct: bool | None = None
     tool_calls: tuple[dict, ...] = ()  #: native tool calls ({"id", "name", "arguments"}) instead of/after text
+
+
+_RECHECK = ("Before deciding I redo the arithmetic of every response line by line, restating each quantity, "
+            "each operation and each intermediate result, and comparing it with the question's numbers. ")
+
+
+def verbose(reply: Reply) -> Reply:
+    """A judge-type reply preceded by a long re-derivation (``judge_mode="verbose"``): some 200 tokens
+    before the decision, which a small ``max_tokens`` cuts off as it does with small real models."""
+    return replace(reply, text=_RECHECK * 6 + "\n\n" + reply.text)
+
+
+def decision_only(reply: Reply) -> Reply:
+    """What a model says when asked for its decision alone after an undecided reply: the reply's own
+    ``VERDICT:`` line or ``FINAL RANKING:`` section, or (if it had none) a refusal to pick."""
+    text = reply.text
+    at = max(text.upper().rfind("VERDICT:"), text.upper().rfind("FINAL RANKING"))
+    decided = text[at:].strip() if at >= 0 else "I would rather not single one out."
+    return replace(reply, text=decided, tool_calls=())
 
 
 def derive_seed(*parts: object) -> int:
