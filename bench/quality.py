@@ -110,6 +110,9 @@ def report(model: str) -> str:
         "Samples at temperature 0.7, max_tokens 512, recorded once (`pool-gsm8k-8.jsonl`); every strategy is "
         "replayed on that pool (its first N samples), so rows differ only in how they choose. Later phases "
         "run on the first questions only: compare a row with its 'vote@N, same questions' column.\n\n"
+        "judge@4 first ran before its follow-up existed: on 10 of 40 questions its analysis was cut at "
+        "max_tokens twice and it fell back to the vote; those 10 rows were moved to "
+        "`replay-judge-cut-v1.jsonl` and re-run with the follow-up (the other 30 are unchanged by it).\n\n"
         f"{table}\n", encoding="utf-8")
     return table
 
