@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 from html import escape
 
-__all__ = ["line_chart", "side_by_side"]
+__all__ = ["line_chart", "side_by_side", "accuracy_svg"]
 
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 W, H, PAD_L, PAD_R, PAD_T, PAD_B = 460, 320, 56, 130, 36, 48
@@ -74,3 +75,17 @@ def side_by_side(*charts: str) -> str:
     body = "".join(f'<g transform="translate({i * W},0)">{c}</g>' for i, c in enumerate(charts))
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W * len(charts)}" height="{H}" '
             f'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>{body}</svg>\n')
+
+
+def accuracy_svg(summary: Sequence[Any]) -> str:
+    """Accuracy vs N and accuracy vs tokens per question, one line per strategy, side by side; *summary*
+    holds rows with ``strategy``, ``n``, ``accuracy`` and ``tokens_per_question`` (``heavy eval``'s)."""
+    by_n: dict[str, list[tuple[float, float]]] = {}
+    by_tokens: dict[str, list[tuple[float, float]]] = {}
+    for s in summary:
+        by_n.setdefault(s.strategy, []).append((s.n, s.accuracy))
+        by_tokens.setdefault(s.strategy, []).append((s.tokens_per_question, s.accuracy))
+    return side_by_side(
+        line_chart(by_n, title="accuracy vs N", xlabel="N (hypotheses)", ylabel="accuracy", log2_x=True),
+        line_chart(by_tokens, title="accuracy vs tokens", xlabel="tokens per question", ylabel="accuracy"),
+    )

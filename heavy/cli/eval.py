@@ -157,17 +157,8 @@ def _print_table(summary: list[Any]) -> None:
 
 
 def _plot(summary: list[Any], path: str) -> None:
-    from ..plot import line_chart, side_by_side
+    from ..plot import accuracy_svg
 
-    by_n: dict[str, list[tuple[float, float]]] = {}
-    by_tokens: dict[str, list[tuple[float, float]]] = {}
-    for s in summary:
-        by_n.setdefault(s.strategy, []).append((s.n, s.accuracy))
-        by_tokens.setdefault(s.strategy, []).append((s.tokens_per_question, s.accuracy))
-    svg = side_by_side(
-        line_chart(by_n, title="accuracy vs N", xlabel="N (hypotheses)", ylabel="accuracy", log2_x=True),
-        line_chart(by_tokens, title="accuracy vs tokens", xlabel="tokens per question", ylabel="accuracy"),
-    )
     with open(path, "w", encoding="utf-8") as f:
-        f.write(svg)
+        f.write(accuracy_svg(summary))
     click.echo(f"heavy eval: plot written to {path}", err=True)
