@@ -47,7 +47,7 @@ PHASES: list[tuple[str, str, str, int, tuple[str, ...]]] = [
     ("replay", "vote", "1,2,4,8", 40, ()),
     ("replay-select", "adaptive,confidence", "4,8", 40, ()),
     ("replay", "judge,synthesize,heavy", "4", 40, ()),
-    ("replay-select", "usc,tournament", "4", 20, ()),
+    ("replay-select", "usc,tournament", "4", 12, ()),
     ("fresh", "ranked,refine,debate,rsa,moa", "4", 6, ()),
     ("replay", "judge,synthesize,heavy", "8", 20, ()),
 ]
