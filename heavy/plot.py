@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 from html import escape
+from typing import Any
 
 __all__ = ["line_chart", "side_by_side", "accuracy_svg"]
 
