@@ -227,8 +227,9 @@ class Heavy:
         """Run the strategy on *prompt* (a question, a message or a message list) and return the Result.
 
         Per-call overrides: ``n``, ``seed``, ``system``, ``strategy`` and its ``options``. ``pool`` replays
-        recorded hypotheses of this prompt before sampling live (``live=False``: never sample live), so
-        strategies can be compared on identical samples.
+        recorded hypotheses of this prompt before sampling live (``live=False``: never sample this prompt
+        beyond the pool; later rounds of generating strategies are still sampled), so strategies can be
+        compared on identical samples.
         """
         messages = self._messages(prompt, system)
         emit = fanout(self.on_event, on_event)

@@ -239,7 +239,8 @@ class Sampler:
 
 class ReplaySampler(Sampler):
     """A sampler that first serves recorded hypotheses of the same question, in order, and samples live
-    only once the pool is used up (or for other prompts, e.g. a debate round).
+    only once the pool is used up (``live=False``: never for that prompt) or for other prompts: the later
+    rounds of generating strategies (a debate round, a revision) are new work, like a judge's call.
 
     This is how strategies are compared on identical samples, and how accuracy-vs-N curves cost no new
     sampling calls: every strategy sees the same pool, and only judge/aggregator calls are made.
@@ -262,7 +263,7 @@ class ReplaySampler(Sampler):
             self.emit(HypothesisStarted(index=index, model=h.model, stage=stage))
             self.emit(HypothesisFinished(hypothesis=h) if h.ok else HypothesisFailed(hypothesis=h))
             return h
-        if not self.live:
+        if not self.live and messages == self._pool_messages:
             h = Hypothesis(index=index, model=ref.label, status="failed", error="the recorded pool has no more "
                            "hypotheses for this prompt and live sampling is off", error_type="PoolExhausted")
             self.emit(HypothesisFailed(hypothesis=h))

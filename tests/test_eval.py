@@ -147,6 +147,16 @@ async def test_replay_decides_on_the_recorded_pool_without_sampling(tmp_path, gs
     table = {(s.strategy, s.n): s for s in summarize(results)}
     assert table[("vote", 4)].total == 8 and table[("judge", 1)].calls_per_question == 1.0
 
+    # A generating strategy replays its first round and samples its later rounds live; the question
+    # itself is never sampled again.
+    before = app.stats.chat_requests
+    debate = EvalRunner(heavy=heavy(), strategies=["debate"], ns=[4], results=ResultsFile(tmp_path / "r3.jsonl"),
+                        replay=Pool(tmp_path / "pool.jsonl"), options={"debate": {"stop_on_consensus": False}})
+    await debate.run(items)
+    rows3 = read_rows(tmp_path / "r3.jsonl")
+    assert all("round 1" in r["path"] and not r.get("error") for r in rows3), rows3
+    assert app.stats.chat_requests - before == sum(r["calls"] - 4 for r in rows3) > 0
+
 
 def test_eval_cli_compares_strategies_and_plots(tmp_path, small_dataset, monkeypatch):
     monkeypatch.setenv("HEAVY_SIM_DATASET", str(small_dataset))

@@ -30,7 +30,8 @@ def _csv(value: str | None, cast: Any = str) -> list[Any]:
 @click.option("--record", "record_path", default=None, type=click.Path(dir_okay=False),
               help="Store every hypothesis here (and reuse what is already stored).")
 @click.option("--replay", "replay_path", default=None, type=click.Path(dir_okay=False, exists=True),
-              help="Decide on recorded hypotheses only: no new sampling calls.")
+              help="Decide on recorded hypotheses: the question is never sampled again (judge calls and the "
+                   "later rounds of debate, refine, … are the only new calls).")
 @click.option("--limit", type=int, default=None, help="Only the first K questions (after --offset).")
 @click.option("--offset", type=int, default=0)
 @click.option("--base-url", default=None)
