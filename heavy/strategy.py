@@ -17,8 +17,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from functools import lru_cache
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from . import constants as C
 from .errors import BudgetExceeded, OptionsError, ProviderError, StrategyNotFound, describe_validation
 from .events import AggregatorDelta, EventSink, StageStarted
+from .registry import load, registered
 from .run import RunState, collecting_notes
 from .sampler import ModelRef, Sampler, call_model
 from .types import AggregatorCall, Decision, Hypothesis, Message, Result, SamplingParams, Timings, Usage
@@ -184,23 +184,11 @@ class Strategy(ABC):
         """Decide one answer for ``ctx.messages``."""
 
 
-@lru_cache(maxsize=1)
-def _entry_points() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def registered_strategies() -> dict[str, EntryPoint]:
     """Name → entry point of every installed strategy (nothing is imported)."""
-    return dict(sorted(_entry_points().items()))
+    return registered(ENTRY_POINT_GROUP)
 
 
 def load_strategy(name: str) -> type[Strategy]:
     """Import and return the strategy class registered as *name*."""
-    eps = _entry_points()
-    if name not in eps:
-        known = ", ".join(sorted(eps)) or "none (is heavy installed? `pip install -e .`)"
-        raise StrategyNotFound(f"unknown strategy {name!r}; registered: {known}")
-    cls = eps[name].load()
-    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
-        raise StrategyNotFound(f"entry point {name!r} ({eps[name].value}) is not a heavy Strategy subclass")
-    return cls
+    return load(ENTRY_POINT_GROUP, name, Strategy, StrategyNotFound)

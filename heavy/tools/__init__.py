@@ -27,13 +27,13 @@ Tools are opt-in: nothing is offered to a model unless asked (``heavy ask --tool
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from functools import lru_cache
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ConfigError, describe_validation
+from ..registry import load, registered
 from ..types import ToolSpec
 
 __all__ = ["Tool", "ToolResult", "ToolNotFound", "load_tool", "registered_tools", "make_tools", "ENTRY_POINT_GROUP"]
@@ -87,26 +87,14 @@ class Tool(ABC):
         """Release resources (connections). Safe to call twice."""
 
 
-@lru_cache(maxsize=1)
-def _entry_points() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def registered_tools() -> dict[str, EntryPoint]:
     """Name → entry point of every installed tool (nothing is imported)."""
-    return dict(sorted(_entry_points().items()))
+    return registered(ENTRY_POINT_GROUP)
 
 
 def load_tool(name: str) -> type[Tool]:
     """Import and return the tool class registered as *name*."""
-    eps = _entry_points()
-    if name not in eps:
-        known = ", ".join(sorted(eps)) or "none (is heavy installed? `pip install -e .`)"
-        raise ToolNotFound(f"unknown tool {name!r}; registered: {known}")
-    cls = eps[name].load()
-    if not (isinstance(cls, type) and issubclass(cls, Tool)):
-        raise ToolNotFound(f"entry point {name!r} ({eps[name].value}) is not a heavy Tool subclass")
-    return cls
+    return load(ENTRY_POINT_GROUP, name, Tool, ToolNotFound)
 
 
 def make_tools(tools: Any, options: dict[str, dict[str, Any]] | None = None) -> list[Tool]:
