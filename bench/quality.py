@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from heavy.evaluation import summarize, wilson  # noqa: E402
+from heavy.evaluation import is_correct, summarize, wilson  # noqa: E402
 from heavy.plot import accuracy_svg  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "gsm8k-train-300.jsonl"
@@ -76,20 +76,15 @@ def rows_of(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def oracle(ids: set[str], n: int) -> int:
+def oracle(pool: list[dict], ids: set[str], n: int) -> int:
     """Questions on which at least one of the first n pooled samples is right (the ceiling of selection)."""
-    from heavy.evaluation import is_correct
-
-    hits = 0
-    for row in rows_of(POOL):
-        if row["id"] in ids and any(h.get("status") == "ok" and is_correct(h.get("answer"), row["gold"])
-                                    for h in row["hypotheses"][:n]):
-            hits += 1
-    return hits
+    return sum(1 for row in pool if row["id"] in ids and any(
+        h.get("status") == "ok" and is_correct(h.get("answer"), row["gold"]) for h in row["hypotheses"][:n]))
 
 
 def report(model: str) -> str:
     """The quality table over every results file, with vote@N on the same questions as each row."""
+    pool = rows_of(POOL)
     vote = {(r["id"], r["n"]): r for r in rows_of(OUT / "replay.jsonl") if r.get("strategy") == "vote"}
     sources = [("greedy (t=0)", OUT / "greedy.jsonl")] + [
         (None, OUT / f"{name}.jsonl") for name in dict.fromkeys(p[0] for p in PHASES)] + [
@@ -106,10 +101,10 @@ def report(model: str) -> str:
             lo, hi = wilson(s.correct, s.total)
             lines.append(f"| {label or s.strategy} | {s.n} | {s.total} | {s.correct}/{s.total} = {s.accuracy:.1%} "
                          f"| {lo:.0%}–{hi:.0%} | {ref} | {s.tokens_per_question:,.0f} | {s.calls_per_question:.1f} "
-                         f"| {oracle(ids, s.n)}/{len(ids)} |")
+                         f"| {oracle(pool, ids, s.n)}/{len(ids)} |")
     table = "\n".join(lines)
     # The curve: every strategy measured on all the pool's questions (greedy as its own point at N=1).
-    whole = len(rows_of(POOL))
+    whole = len(pool)
     full = [replace(s, strategy="greedy (t=0)") for s in summarize(rows_of(OUT / "greedy.jsonl"))] + [
         s for path in (OUT / "replay.jsonl", OUT / "replay-select.jsonl") for s in summarize(rows_of(path))]
     (OUT / "quality.svg").write_text(accuracy_svg([s for s in full if s.total == whole]), encoding="utf-8")
