@@ -178,3 +178,26 @@ def test_eval_rejects_options_no_strategy_takes(tmp_path, small_dataset):
     r = CliRunner().invoke(cli, ["eval", str(small_dataset), "-s", "vote", "-o", "bogus=1",
                                  "--results", str(tmp_path / "r.jsonl")])
     assert r.exit_code == 1 and "bogus" in r.stderr
+
+
+def test_eval_records_logprobs_so_confidence_can_be_replayed(tmp_path, small_dataset, monkeypatch):
+    """Without --logprobs a pool has no token logprobs and `confidence` replayed on it falls back to the vote;
+    with --logprobs K the pool keeps them and `confidence` weighs the recorded traces."""
+    monkeypatch.setenv("HEAVY_SIM_DATASET", str(small_dataset))
+    common = ["-m", "sim:heavy-simulated@accuracy=0.5", "-n", "4", "--seed", "3", "--limit", "3", "--json"]
+    for flag, name in (([], "plain"), (["--logprobs", "2"], "lp")):
+        r = CliRunner().invoke(cli, ["eval", str(small_dataset), *common, *flag, "-s", "vote",
+                                     "--results", str(tmp_path / f"rec-{name}.jsonl"),
+                                     "--record", str(tmp_path / f"pool-{name}.jsonl")])
+        assert r.exit_code == 0, r.output
+        r = CliRunner().invoke(cli, ["eval", str(small_dataset), *common, "-s", "confidence",
+                                     "--results", str(tmp_path / f"conf-{name}.jsonl"),
+                                     "--replay", str(tmp_path / f"pool-{name}.jsonl")])
+        assert r.exit_code == 0, r.output
+    hyps = [h for row in read_rows(tmp_path / "pool-lp.jsonl") for h in row["hypotheses"]]
+    assert len(hyps) == 12 and all(h["logprobs"] and len(h["logprobs"][0]["top"]) <= 2 for h in hyps)
+    assert all(row["params"]["logprobs"] is True for row in read_rows(tmp_path / "pool-lp.jsonl"))
+    assert not any(h.get("logprobs") for row in read_rows(tmp_path / "pool-plain.jsonl") for h in row["hypotheses"])
+    assert all("no logprobs" in row["path"] for row in read_rows(tmp_path / "conf-plain.jsonl"))
+    assert all("no logprobs" not in row["path"] and row["method"] != "vote"
+               for row in read_rows(tmp_path / "conf-lp.jsonl"))

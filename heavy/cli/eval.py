@@ -41,6 +41,9 @@ def _csv(value: str | None, cast: Any = str) -> list[Any]:
 @click.option("--max-tokens", type=int, default=None)
 @click.option("--seed", type=int, default=None)
 @click.option("--timeout", type=float, default=None, help="Seconds allowed for each hypothesis.")
+@click.option("--logprobs", "top_logprobs", type=click.IntRange(0, 20), default=None, metavar="K",
+              help="Ask for token logprobs (and the top K alternatives) with every sample, so a --record pool "
+                   "can be replayed by `confidence`.")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="Strategy option, applied to every strategy that accepts it.")
 @click.option("--retry-errors", is_flag=True, help="Redo questions whose earlier result is an error.")
@@ -52,7 +55,7 @@ def eval_command(dataset: str, models: tuple[str, ...], strategy_list: tuple[str
                  n: int, ns: str | None, results_path: str, concurrency: int, record_path: str | None,
                  replay_path: str | None, limit: int | None, offset: int, base_url: str | None,
                  aggregator_model: str | None, system: str | None, temperature: float, max_tokens: int | None,
-                 seed: int | None, timeout: float | None, options: tuple[str, ...], retry_errors: bool,
+                 seed: int | None, timeout: float | None, top_logprobs: int | None, options: tuple[str, ...], retry_errors: bool,
                  plot_path: str | None, tools: tuple[str, ...], tool_protocol: str | None, max_steps: int | None,
                  verify: str | None, as_json: bool) -> None:
     """Run strategies over DATASET (JSONL: question, answer) and print accuracy with a 95 % interval."""
@@ -87,6 +90,7 @@ def eval_command(dataset: str, models: tuple[str, ...], strategy_list: tuple[str
         heavy = Heavy(model=list(models) or "sim", n=max(n_values), strategy=names[0], base_url=base_url,
                       aggregator_model=aggregator_model, system=system, temperature=temperature,
                       max_tokens=max_tokens, seed=seed, timeout=timeout, options=per_strategy[names[0]],
+                      logprobs=top_logprobs is not None, top_logprobs=top_logprobs or None,
                       verify=verify, tools=",".join(tools) or None,
                       **{k: v for k, v in (("tool_protocol", tool_protocol), ("max_steps", max_steps)) if v is not None})
         results = ResultsFile(results_path)
