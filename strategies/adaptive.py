@@ -10,7 +10,9 @@ Two published stopping rules, over samples drawn in small waves up to the run's 
   Sampling stops when it reaches ``threshold``.
 * Early-stopping self-consistency (ESC; Li et al., 2024, "Escape Sky-high Cost: Early-stopping
   Self-Consistency for Multi-step Reasoning"): stop as soon as a window of ``window`` consecutive samples
-  all give the same answer (zero entropy in the window).
+  all give the same answer (zero entropy in the window). This is the default, with waves of 2 and W = 2:
+  replayed in 50 orders of a recorded real-model pool (``bench/adaptive.py``), it used 4.3 of 8 samples
+  at 0.3 points under vote@8, where the Beta/Dirichlet rule at 0.95 used 6.8 for the same accuracy.
 
 The decision reports the samples used against the maximum, the samples saved, and the stopping
 probability after each wave.
@@ -37,13 +39,15 @@ class AdaptiveOptions(BaseModel):
 
     wave: int = Field(default=2, ge=1, le=64)
     """Samples drawn in parallel per wave (the stopping rule is checked after each wave)."""
-    rule: Literal["auto", "beta", "dirichlet", "window"] = "auto"
-    """Stopping rule: "beta" (top two answers), "dirichlet" (all answers), "auto" (beta while at most two
-    distinct answers were seen, dirichlet after), or ESC's "window"."""
+    rule: Literal["auto", "beta", "dirichlet", "window"] = "window"
+    """Stopping rule: ESC's "window" (the default), "beta" (top two answers), "dirichlet" (all answers), or
+    "auto" (beta while at most two distinct answers were seen, dirichlet after). The default is the rule
+    that saved the most samples within a point of vote@8's accuracy on the real local model
+    (`bench/adaptive.py`: 47 % fewer samples at -0.3 points, against 15 % for auto at 0.95)."""
     threshold: float = Field(default=0.95, gt=0.5, lt=1.0)
     """Stop once the probability that the leading answer is the true majority reaches this (beta/dirichlet)."""
     window: int | None = Field(default=None, ge=2, le=64)
-    """ESC window size W: stop when the last W samples agree (default: max(wave, 4))."""
+    """ESC window size W: stop when the last W samples agree (default: the wave size, at least 2)."""
     draws: int = Field(default=2000, ge=100, le=100_000)
     """Monte Carlo draws of the Dirichlet rule."""
     seed: int = 0
@@ -96,7 +100,7 @@ class Adaptive(Strategy):
     async def run(self, ctx: Context) -> Result:
         o = self.options
         max_n = ctx.n
-        window = o.window or max(o.wave, 4)
+        window = o.window or max(o.wave, 2)
         hyps: list[Hypothesis] = []
         waves: list[dict] = []
         stopped, why, deadline_hit = "max samples reached", "", False

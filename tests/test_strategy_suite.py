@@ -100,7 +100,8 @@ def test_stopping_rules():
 
 async def test_adaptive_uses_far_fewer_samples_at_equal_accuracy_when_accuracy_is_high():
     questions = arithmetic_questions(25, seed=3)
-    adaptive, _, ra = await accuracy(sim_heavy(SimConfig(accuracy=0.9, seed=1), n=16, strategy="adaptive")[0], questions)
+    adaptive, _, ra = await accuracy(sim_heavy(SimConfig(accuracy=0.9, seed=1), n=16, strategy="adaptive",
+                                               rule="auto")[0], questions)
     vote, _, rv = await accuracy(sim_heavy(SimConfig(accuracy=0.9, seed=1), n=16, strategy="vote")[0], questions)
     used = sum(r.decision.details["samples_used"] for r in ra) / len(ra)
     assert adaptive >= vote - 0.04, (adaptive, vote)
@@ -119,6 +120,14 @@ async def test_adaptive_esc_window_and_stage_per_wave():
     assert r.decision.details["samples_used"] == 4 and r.decision.details["samples_saved"] == 16
     assert "ESC window" in r.decision.details["stopped"]
     assert stages(events) == ["wave 1", "vote"]
+
+
+async def test_adaptive_default_stops_when_a_wave_of_two_agrees():
+    """The default (chosen from bench/adaptive.py on the real model) is ESC's window rule, W = 2, waves of 2."""
+    h, _ = sim_heavy(SimConfig(accuracy=1.0), n=8, strategy="adaptive")
+    r = await h.ask("What is 12 * 12?")
+    d = r.decision.details
+    assert (r.answer, d["rule"], d["window"], d["samples_used"], d["samples_saved"]) == ("144", "window", 2, 2, 6)
 
 
 async def test_adaptive_goes_to_the_maximum_when_answers_stay_split():
