@@ -230,6 +230,12 @@ def latest(previous: Sequence[Hypothesis], new: Sequence[Hypothesis]) -> list[Hy
     return [n if n.ok else p for p, n in zip(previous, new)]
 
 
+def unanimous(hypotheses: Sequence[Hypothesis]) -> bool:
+    """Two or more answered hypotheses, every one with an extracted answer, all equivalent."""
+    t = tally(hypotheses)
+    return len(t.counts) == 1 and t.no_answer == 0 and t.total > 1
+
+
 def answers_of(hypotheses: Sequence[Hypothesis]) -> list[str | None]:
     return [h.answer if h.ok else None for h in hypotheses]
 

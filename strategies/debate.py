@@ -21,10 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from heavy.prompts import debate_messages, labels
 from heavy.strategy import Context, Strategy
 from heavy.types import Hypothesis, Result
-from heavy.voting import tally
 
 from ._common import (agent_models, answers_of, budget_note, budget_spent, decide_by_vote, latest, sample_each,
-                      shuffle_seed, synthesize_over)
+                      shuffle_seed, synthesize_over, unanimous)
 
 
 class DebateOptions(BaseModel):
@@ -40,11 +39,6 @@ class DebateOptions(BaseModel):
     """Show each agent the others' answers in a random order (position-bias guard)."""
     shuffle_seed: int | None = None
     """Seed of those orders (default: the run's sampling seed)."""
-
-
-def _consensus(hyps: list[Hypothesis]) -> bool:
-    t = tally(hyps)
-    return len(t.counts) == 1 and t.no_answer == 0 and t.total > 1
 
 
 class Debate(Strategy):
@@ -66,7 +60,7 @@ class Debate(Strategy):
         current = [h for _, h in agents]
         history = [{"round": 0, "answers": answers_of(current)}]
         stopped, note = f"all {o.rounds} rounds done", ""
-        consensus = _consensus(current)
+        consensus = unanimous(current)
         for rnd in range(1, o.rounds + 1):
             if o.stop_on_consensus and consensus:
                 break
@@ -86,7 +80,7 @@ class Debate(Strategy):
             current = latest(current, new)
             history.append({"round": rnd, "answers": answers_of(current),
                             "failed": [agent for (agent, _), h in zip(agents, new) if not h.ok] or None})
-            consensus = _consensus(current)
+            consensus = unanimous(current)
         if consensus:
             stopped = f"consensus after round {history[-1]['round']}"
         details = {"agents": [{"agent": agent, "model": models[agent].label} for agent, _ in agents],

@@ -12,7 +12,8 @@ the aggregate ranking and writes the final answer.
 If the chairman fails, the top-ranked answer is returned; if no ballot could be parsed either, the vote
 decides. The ranking matrix (ranker × response → place) is in ``decision.details["matrix"]``.
 
-Cost: N samples + one ranking call per ranker (models or seats) + 1 chairman call.
+Cost: N samples + one ranking call per ranker (models or seats) + 1 chairman call; N alone when every
+answer agrees (``skip_unanimous``, as the tournament skips equal pairs and the debate stops on consensus).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from heavy.strategy import AGGREGATOR_FAILURES, Context, Strategy
 from heavy.types import Decision, Hypothesis, Result
 from heavy.voting import tally
 
-from ._common import budget_note, budget_spent, decide, decide_by_vote, int_votes, sample_all, shuffle_seed
+from ._common import (budget_note, budget_spent, decide, decide_by_vote, int_votes, sample_all, shuffle_seed,
+                      unanimous)
 
 
 class RankedOptions(BaseModel):
@@ -40,6 +42,9 @@ class RankedOptions(BaseModel):
     "auto" (models when there are several, else seats)."""
     shuffle_seed: int | None = None
     """Seed of each ranker's response order (default: the run's sampling seed)."""
+    skip_unanimous: bool = True
+    """When every answer has the same final answer, skip the council (ranking identical answers cannot
+    change the answer, and costs N + 1 calls): the vote decides."""
 
 
 class Ranked(Strategy):
@@ -78,6 +83,11 @@ class Ranked(Strategy):
             return decide_by_vote(ctx, run.hypotheses, strategy=self.name, path=["sample", "budget spent", "vote"],
                                   why=budget_note(spent, "before the ranking"), stopped_early=run.stopped_early,
                                   deadline_hit=run.deadline_hit)
+        if self.options.skip_unanimous and unanimous(run.hypotheses):
+            return decide_by_vote(ctx, run.hypotheses, strategy=self.name, path=["sample", "unanimous", "vote"],
+                                  why=f"all {len(cands)} answers agree; no ranking needed "
+                                      "(-o skip_unanimous=false ranks them anyway).",
+                                  stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
         mode, ballots = self._ballots(ctx, cands)
         seed = shuffle_seed(ctx, self.options.shuffle_seed)
         ctx.stage("rank", rankers=len(ballots), mode=mode)

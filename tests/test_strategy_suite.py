@@ -387,6 +387,15 @@ async def test_ranked_with_one_model_ranks_by_seat_and_helps_a_weak_sampler():
     assert stages(events)[:3] == ["sample", "rank", "chairman"]
 
 
+async def test_ranked_skips_the_council_when_every_answer_agrees_unless_told_not_to():
+    h, _ = sim_heavy(SimConfig(accuracy=1.0), n=4, strategy="ranked")
+    r = await h.ask("What is 12 * 12?")
+    assert (r.answer, r.decision.path, r.aggregator_calls) == ("144", ["sample", "unanimous", "vote"], [])
+    assert "all 4 answers agree" in r.decision.rationale
+    r = await h.ask("What is 12 * 12?", options={"skip_unanimous": False})
+    assert r.decision.path[-1] == "chairman" and len(r.aggregator_calls) == 5  # 4 seats rank, 1 chairman
+
+
 # --- fallbacks when every judge/aggregator call fails -----------------------------------------------
 
 _AGGREGATOR_MARKERS = [m.encode() for m in (PAIRWISE_INSTRUCTION, CONSISTENCY_INSTRUCTION, RANK_INSTRUCTION,
