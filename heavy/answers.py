@@ -47,7 +47,8 @@ __all__ = [
 ]
 
 _ANSWER_IS = re.compile(
-    r"(?i)(?:final\s+answer|the\s+answer|answer)\s*(?:is|:|=)\s*:?\s*(?P<ans>[^\n]+)"
+    # "\text{The answer is } 3", "\textbf{Answer:} 3": the phrase may close a LaTeX text group.
+    r"(?i)(?:final\s+answer|the\s+answer|answer)\s*(?:is|:|=)\s*\}?\s*:?\s*(?P<ans>[^\n]+)"
 )
 _HASHES = re.compile(r"####\s*(?P<ans>[^\n]+)")
 _NUMBER = re.compile(r"[-−]?\$?\s?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?|[-−]?\.\d+")

@@ -259,7 +259,11 @@ class ReplaySampler(Sampler):
         if messages == self._pool_messages and self.replayed < len(self._pool):
             recorded = self._pool[self.replayed]
             self.replayed += 1
-            h = recorded.model_copy(update={"index": index})
+            # The answer is extracted again: a pool keeps the text, and extraction may have improved since.
+            update: dict[str, Any] = {"index": index}
+            if recorded.ok:
+                update["answer"] = self.extract(recorded.text)
+            h = recorded.model_copy(update=update)
             self.emit(HypothesisStarted(index=index, model=h.model, stage=stage))
             self.emit(HypothesisFinished(hypothesis=h) if h.ok else HypothesisFailed(hypothesis=h))
             return h

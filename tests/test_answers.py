@@ -28,6 +28,9 @@ TABLE = [
     ("\\boxed{\\dfrac{1}{2}}", "0.5"),
     ("Nested \\boxed{\\text{12 apples}} then more text", "12"),
     ("First I thought \\boxed{5} but actually \\boxed{6}", "6"),
+    # Real replies of the local 1.5B model: the phrase inside a LaTeX text group, the answer after it.
+    ("So 300 cents is 3 dollars:\n   \\[\n   \\text{The answer is } 3 \\text{ dollars}\n   \\]", "3"),
+    ("\\textbf{Final Answer:} $42$", "42"),
     ("Answer: (C) Paris", "C"),
     ("The correct option is B.\nAnswer: B", "B"),
     ("The answer is (d).", "D"),

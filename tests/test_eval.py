@@ -201,3 +201,18 @@ def test_eval_records_logprobs_so_confidence_can_be_replayed(tmp_path, small_dat
     assert all("no logprobs" in row["path"] for row in read_rows(tmp_path / "conf-plain.jsonl"))
     assert all("no logprobs" not in row["path"] and row["method"] != "vote"
                for row in read_rows(tmp_path / "conf-lp.jsonl"))
+
+
+@pytest.mark.anyio
+async def test_replay_extracts_answers_again_from_the_recorded_text():
+    """A pool stores texts and the answers extracted when it was recorded; replay extracts again, so a pool
+    recorded before an extraction fix is decided with the fix (here a real reply of the local model)."""
+    from heavy.types import Hypothesis
+
+    text = "So 300 cents is 3 dollars:\n   \\[\n   \\text{The answer is } 3 \\text{ dollars}\n   \\]"
+    stale = [Hypothesis(index=i, model="openai:heavy-simulated", status="ok", text=text, answer="}3dollars")
+             for i in range(2)]
+    h = Heavy(model="openai:heavy-simulated", base_url="http://sim.test/v1",
+              transport=httpx.ASGITransport(app=SimulatedLLM(SimConfig())), n=2)
+    r = await h.ask("How much for 15 brown socks?", pool=stale, live=False)
+    assert r.answer == "3" and [x.answer for x in r.hypotheses] == ["3", "3"]
