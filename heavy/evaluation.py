@@ -12,12 +12,14 @@
 * **Sample pools**: ``record`` stores every hypothesis of every question (one line per question), and
   is reused on the next run; ``replay`` re-runs strategies on a pool with no new sampling calls (only
   judge/aggregator calls), so strategies are compared on identical samples and accuracy-vs-N curves
-  (prefixes of the pool) cost nothing extra.
+  (prefixes of the pool) cost nothing extra. A pool named ``*.gz`` is read through gzip (pools with
+  token logprobs are large); it can be replayed, not recorded into.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import json
 import math
@@ -118,7 +120,9 @@ class _JsonlAppender:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = []
-        if self.path.exists():
+        if self.path.suffix == ".gz":
+            self._read_gzip()
+        elif self.path.exists():
             data = self.path.read_bytes()
             keep = data if data.endswith(b"\n") or not data else data[: data.rfind(b"\n") + 1]
             if len(keep) != len(data):
@@ -133,7 +137,18 @@ class _JsonlAppender:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
+    def _read_gzip(self) -> None:
+        try:
+            with gzip.open(self.path, "rt", encoding="utf-8") as f:
+                self.rows = [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            raise ConfigError(f"{self.path}: no such file (a .gz file can be read, not created)") from None
+        except (OSError, EOFError, ValueError) as exc:
+            raise ConfigError(f"{self.path}: not a readable gzip JSONL file ({exc}); gunzip it and check it") from None
+
     def append(self, row: dict[str, Any]) -> None:
+        if self.path.suffix == ".gz":
+            raise ConfigError(f"{self.path} is compressed and read-only: gunzip it to record into it")
         line = json.dumps(row, ensure_ascii=False) + "\n"
         with self.path.open("a", encoding="utf-8") as f:
             f.write(line)

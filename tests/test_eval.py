@@ -216,3 +216,26 @@ async def test_replay_extracts_answers_again_from_the_recorded_text():
               transport=httpx.ASGITransport(app=SimulatedLLM(SimConfig())), n=2)
     r = await h.ask("How much for 15 brown socks?", pool=stale, live=False)
     assert r.answer == "3" and [x.answer for x in r.hypotheses] == ["3", "3"]
+
+
+def test_a_gzipped_pool_replays_and_cannot_be_recorded_into(tmp_path, small_dataset, monkeypatch):
+    import gzip
+
+    monkeypatch.setenv("HEAVY_SIM_DATASET", str(small_dataset))
+    common = ["-m", "sim:heavy-simulated@accuracy=0.5", "-n", "4", "--seed", "3", "--limit", "3", "-s", "vote"]
+    r = CliRunner().invoke(cli, ["eval", str(small_dataset), *common, "--results", str(tmp_path / "a.jsonl"),
+                                 "--record", str(tmp_path / "pool.jsonl")])
+    assert r.exit_code == 0, r.output
+    gz = tmp_path / "pool.jsonl.gz"
+    gz.write_bytes(gzip.compress((tmp_path / "pool.jsonl").read_bytes()))
+    r = CliRunner().invoke(cli, ["eval", str(small_dataset), *common, "--results", str(tmp_path / "b.jsonl"),
+                                 "--replay", str(gz)])
+    assert r.exit_code == 0, r.output
+    assert [x["answer"] for x in read_rows(tmp_path / "b.jsonl")] == [x["answer"] for x in read_rows(tmp_path / "a.jsonl")]
+    r = CliRunner().invoke(cli, ["eval", str(small_dataset), *common, "--results", str(tmp_path / "c.jsonl"),
+                                 "--record", str(gz)])
+    assert r.exit_code == 1 and "plain JSONL" in r.stderr and "Traceback" not in r.output
+    (tmp_path / "bad.jsonl.gz").write_bytes(b"not gzip")
+    r = CliRunner().invoke(cli, ["eval", str(small_dataset), *common, "--results", str(tmp_path / "d.jsonl"),
+                                 "--replay", str(tmp_path / "bad.jsonl.gz")])
+    assert r.exit_code == 1 and "gzip" in r.stderr and "Traceback" not in r.output

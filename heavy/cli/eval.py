@@ -31,7 +31,7 @@ def _csv(value: str | None, cast: Any = str) -> list[Any]:
               help="Store every hypothesis here (and reuse what is already stored).")
 @click.option("--replay", "replay_path", default=None, type=click.Path(dir_okay=False, exists=True),
               help="Decide on recorded hypotheses: the question is never sampled again (judge calls and the "
-                   "later rounds of debate, refine, … are the only new calls).")
+                   "later rounds of debate, refine, … are the only new calls). A .gz pool is read through gzip.")
 @click.option("--limit", type=int, default=None, help="Only the first K questions (after --offset).")
 @click.option("--offset", type=int, default=0)
 @click.option("--base-url", default=None)
@@ -68,6 +68,8 @@ def eval_command(dataset: str, models: tuple[str, ...], strategy_list: tuple[str
         fail("N and --concurrency must be at least 1")
     if record_path and replay_path:
         fail("use --record or --replay, not both (--record already reuses what it has stored)")
+    if record_path and record_path.endswith(".gz"):
+        fail(f"--record {record_path}: pools are recorded as plain JSONL (gzip one afterwards to replay it compressed)")
     strategy_options = parse_options(options)
 
     def go() -> None:
