@@ -115,19 +115,20 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 class _JsonlAppender:
-    """Append-only JSONL; on open a torn last line (crash mid-write) is cut off so appends stay valid."""
+    """Append-only JSONL; a torn last line (crash mid-write) is skipped, and cut off before the first append."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = []
+        self._cut_at: int | None = None
         if self.path.suffix == ".gz":
             self._read_gzip()
         elif self.path.exists():
             data = self.path.read_bytes()
             keep = data if data.endswith(b"\n") or not data else data[: data.rfind(b"\n") + 1]
-            if len(keep) != len(data):
-                with self.path.open("r+b") as f:
-                    f.truncate(len(keep))
+            # Cut only before the first append: reading (a replay, a report) never changes the file, even
+            # while another process is recording into it.
+            self._cut_at = len(keep) if len(keep) != len(data) else None
             for line in keep.decode("utf-8").splitlines():
                 if line.strip():
                     try:
@@ -150,6 +151,10 @@ class _JsonlAppender:
         if self.path.suffix == ".gz":
             raise ConfigError(f"{self.path} is compressed and read-only: gunzip it to record into it")
         line = json.dumps(row, ensure_ascii=False) + "\n"
+        if self._cut_at is not None:
+            with self.path.open("r+b") as f:
+                f.truncate(self._cut_at)
+            self._cut_at = None
         with self.path.open("a", encoding="utf-8") as f:
             f.write(line)
             f.flush()

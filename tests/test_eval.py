@@ -62,8 +62,10 @@ def test_load_items_forms(tmp_path):
 def test_torn_last_line_is_cut_and_appends_stay_valid(tmp_path):
     p = tmp_path / "r.jsonl"
     p.write_text('{"id": "a", "strategy": "vote", "n": 1, "correct": true}\n{"id": "b", "strat')
+    before = p.read_bytes()
     f = ResultsFile(p)
     assert f.done() == {("a", "vote", 1)}
+    assert Pool(p).rows and p.read_bytes() == before, "reading alone never changes the file"
     f.append({"id": "b", "strategy": "vote", "n": 1, "correct": False})
     assert [r["id"] for r in read_rows(p)] == ["a", "b"]
 
