@@ -44,7 +44,7 @@ class RankedOptions(BaseModel):
     """Seed of each ranker's response order (default: the run's sampling seed)."""
     skip_unanimous: bool = True
     """When every answer has the same final answer, skip the council (ranking identical answers cannot
-    change the answer, and costs N + 1 calls): the vote decides."""
+    change the answer, and costs a call per ranker plus the chairman's): the vote decides."""
 
 
 class Ranked(Strategy):

@@ -55,9 +55,9 @@ def eval_command(dataset: str, models: tuple[str, ...], strategy_list: tuple[str
                  n: int, ns: str | None, results_path: str, concurrency: int, record_path: str | None,
                  replay_path: str | None, limit: int | None, offset: int, base_url: str | None,
                  aggregator_model: str | None, system: str | None, temperature: float, max_tokens: int | None,
-                 seed: int | None, timeout: float | None, top_logprobs: int | None, options: tuple[str, ...], retry_errors: bool,
-                 plot_path: str | None, tools: tuple[str, ...], tool_protocol: str | None, max_steps: int | None,
-                 verify: str | None, as_json: bool) -> None:
+                 seed: int | None, timeout: float | None, top_logprobs: int | None, options: tuple[str, ...],
+                 retry_errors: bool, plot_path: str | None, tools: tuple[str, ...], tool_protocol: str | None,
+                 max_steps: int | None, verify: str | None, as_json: bool) -> None:
     """Run strategies over DATASET (JSONL: question, answer) and print accuracy with a 95 % interval."""
     names = list(strategy_list) + _csv(strategies) or [C.DEFAULT_STRATEGY]
     try:
