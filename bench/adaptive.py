@@ -21,20 +21,20 @@ import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from quality import ROOT, SYSTEM
+
 sys.path.insert(0, str(ROOT))
 
 from heavy import Heavy  # noqa: E402
 from heavy.evaluation import Pool, is_correct  # noqa: E402
+from heavy.types import Hypothesis  # noqa: E402
 
-SYSTEM = "Solve the math word problem step by step. End with a final line of the form 'The answer is N.'"
-
-# (label, adaptive options): the default, the published rules at a few settings, cheapest last.
+# (label, adaptive options), every rule spelled out (the default has changed once already), cheapest last.
 RULES: list[tuple[str, dict]] = [
-    ("default (auto, p>=0.95, wave 2)", {}),
-    ("auto, p>=0.9, wave 1", {"threshold": 0.9, "wave": 1}),
-    ("auto, p>=0.85, wave 1", {"threshold": 0.85, "wave": 1}),
-    ("auto, p>=0.8, wave 1", {"threshold": 0.8, "wave": 1}),
+    ("auto, p>=0.95, wave 2 (the default until this measurement)", {"rule": "auto", "threshold": 0.95, "wave": 2}),
+    ("auto, p>=0.9, wave 1", {"rule": "auto", "threshold": 0.9, "wave": 1}),
+    ("auto, p>=0.85, wave 1", {"rule": "auto", "threshold": 0.85, "wave": 1}),
+    ("auto, p>=0.8, wave 1", {"rule": "auto", "threshold": 0.8, "wave": 1}),
     ("beta, p>=0.85, wave 1", {"rule": "beta", "threshold": 0.85, "wave": 1}),
     ("beta, p>=0.8, wave 1", {"rule": "beta", "threshold": 0.8, "wave": 1}),
     ("ESC window 4, wave 4", {"rule": "window", "window": 4, "wave": 4}),
@@ -51,16 +51,24 @@ async def measure(pool: Pool, orders: int, n: int) -> list[tuple[str, int, float
     configs += [(f"adaptive: {label}", n, opts) for label, opts in RULES]
     configs += [(f"adaptive: {label}", k, opts) for label, opts in RULES[-1:] for k in (4, 6) if k < n]
     out: list[tuple[str, int, float, list[float]]] = []
+    # Each question's samples in each order, drawn once: every configuration replays the very same orders.
+    ordered: list[tuple[dict, list[list[Hypothesis]]]] = []
+    for row in pool.rows:
+        ok = [x for x in pool.hypotheses(row["id"]) or [] if x.status == "ok"][:n]
+        shuffles = []
+        for k in range(orders):
+            hyps = list(ok)
+            random.Random(f"{row['id']}/{k}").shuffle(hyps)
+            shuffles.append(hyps)
+        ordered.append((row, shuffles))
     async with Heavy(["local"], base_url="http://127.0.0.1:9/v1", n=n) as h:
         for label, max_n, opts in configs:
             used: list[int] = []
             acc: list[float] = []
             for k in range(orders):
                 right = 0
-                for row in pool.rows:
-                    hyps = [x for x in pool.hypotheses(row["id"]) or [] if x.status == "ok"][:n]
-                    random.Random(f"{row['id']}/{k}").shuffle(hyps)  # the same order for every configuration
-                    hyps = hyps[:max_n]
+                for row, shuffles in ordered:
+                    hyps = shuffles[k][:max_n]
                     r = await h.ask(row["question"], system=SYSTEM, n=max_n, pool=hyps, live=False,
                                     strategy="vote" if opts is None else "adaptive", options=opts)
                     right += is_correct(r.answer, row["gold"])

@@ -47,15 +47,14 @@ def pool_path() -> Path:
 def separation(pool: Pool) -> list[str]:
     """AUROC of each trace-confidence measure for "this sample's answer is right" over every sample."""
     o = ConfidenceOptions()
+    graded = [(h.logprobs, is_correct(final_answer(h.text), row["gold"]))  # parsed and graded once
+              for row in pool.rows for h in pool.hypotheses(row["id"]) or [] if h.ok and h.logprobs]
     lines = ["| measure | right samples | wrong samples | AUROC (0.5 = no signal) |", "|---|---:|---:|---:|"]
     for measure in ("mean", "bottom10", "lowest", "tail"):
         right: list[float] = []
         wrong: list[float] = []
-        for row in pool.rows:
-            for h in pool.hypotheses(row["id"]) or []:
-                if h.ok and h.logprobs:
-                    c = trace_confidence(h.logprobs, measure, o.window, o.tail)
-                    (right if is_correct(final_answer(h.text), row["gold"]) else wrong).append(c)
+        for logprobs, correct in graded:
+            (right if correct else wrong).append(trace_confidence(logprobs, measure, o.window, o.tail))
         if right and wrong:
             auc = sum((r > w) + 0.5 * (r == w) for r in right for w in wrong) / (len(right) * len(wrong))
             lines.append(f"| {measure} | {len(right)} | {len(wrong)} | {auc:.2f} |")

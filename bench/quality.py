@@ -57,7 +57,7 @@ PHASES: list[tuple[str, str, str, int, tuple[str, ...]]] = [
 ADAPTIVE_VARIANTS = {
     "window2": ("-o", "rule=window", "-o", "window=2", "-o", "wave=2"),
     "beta85": ("-o", "rule=beta", "-o", "threshold=0.85", "-o", "wave=1"),
-    "auto80": ("-o", "threshold=0.8", "-o", "wave=1"),
+    "auto80": ("-o", "rule=auto", "-o", "threshold=0.8", "-o", "wave=1"),
 }
 
 
