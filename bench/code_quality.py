@@ -11,7 +11,7 @@ Against one model (default: the local model, `heavy local start`; any heavy mode
    - ``execute-given``: the ``execute`` strategy with the task's tests;
    - ``execute-codet``: ``execute`` without them: the model writes tests (CodeT, dual agreement);
    - ``pass@N``: whether any sample passes (the ceiling of any selection).
-2. **GSM8K questions** (../shared/data/gsm8k-train-300.jsonl) answered once without tools and once with the
+2. **GSM8K questions** (tests/data/gsm8k-train-300.jsonl) answered once without tools and once with the
    python tool (``--tool-protocol``, default auto: the text protocol for local servers).
 
 Everything is appended to JSONL files under bench/results/ (``--out``) and skipped when already there, so a
@@ -45,7 +45,7 @@ from heavy.tools.codecheck import passes  # noqa: E402
 from heavy.types import Hypothesis  # noqa: E402
 
 TASKS = ROOT / "bench" / "code_tasks.jsonl"
-GSM8K = ROOT.parent / "shared" / "data" / "gsm8k-train-300.jsonl"
+GSM8K = ROOT / "tests" / "data" / "gsm8k-train-300.jsonl"
 OUT = ROOT / "bench" / "results"
 CODE_SYSTEM = "You are an expert Python programmer. Reply with the complete function in one ```python block."
 MATH_SYSTEM = "Solve the math word problem step by step. End with a final line of the form 'The answer is N.'"

@@ -1,6 +1,6 @@
 """Quality benchmark: does Heavy beat a single answer on a real model, and which strategy wins?
 
-On GSM8K questions from ../shared/data/gsm8k-train-300.jsonl and the local model (`heavy local start`):
+On GSM8K questions from tests/data/gsm8k-train-300.jsonl and the local model (`heavy local start`):
 
 1. a pool of N=8 samples per question at temperature 0.7            -> bench/results/pool-gsm8k-8.jsonl
 2. greedy single answer (temperature 0, N=1)                        -> bench/results/greedy.jsonl
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from heavy.evaluation import is_correct, summarize, wilson  # noqa: E402
 from heavy.plot import accuracy_svg  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "gsm8k-train-300.jsonl"
+DATA = ROOT / "tests" / "data" / "gsm8k-train-300.jsonl"
 OUT = ROOT / "bench" / "results"
 POOL = OUT / "pool-gsm8k-8.jsonl"
 SYSTEM = "Solve the math word problem step by step. End with a final line of the form 'The answer is N.'"

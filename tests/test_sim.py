@@ -31,7 +31,7 @@ from heavy.testing.solver import solve_arithmetic
 from heavy.types import as_messages
 
 REPO = Path(__file__).resolve().parents[1]
-GSM8K = Path(__file__).parents[1].parent / "shared/data/gsm8k-train-300.jsonl"
+GSM8K = REPO / "tests" / "data" / "gsm8k-train-300.jsonl"
 QUESTION = "What is 17 * 24 + 3?"
 GOLD = "411"
 
@@ -280,7 +280,6 @@ def test_load_dataset(tmp_path):
 
 
 @pytest.mark.anyio
-@pytest.mark.skipif(not GSM8K.exists(), reason="GSM8K sample not available")
 async def test_gsm8k_dataset_questions():
     dataset = load_dataset(GSM8K)
     assert len(dataset) == 300
