@@ -28,7 +28,8 @@ Every error heavy raises on purpose derives from :class:`HeavyError`::
 Configuration errors are separate from provider errors so shells can map them to different exit
 codes / HTTP statuses (a ConfigError is the caller's to fix: exit 1 or HTTP 400). Provider errors carry
 what is needed to debug them (provider, model, HTTP status, request id, an excerpt of the body) and never
-the API key: :func:`redact` scrubs known secrets from any text that goes into an error.
+the API key: :func:`redact` scrubs known secrets from any text that goes into an error — every key heavy
+was configured with (:func:`register_secret`), secret-named environment variables, and key-shaped text.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ __all__ = [
     "QuorumError",
     "AggregationError",
     "redact",
+    "register_secret",
     "describe_validation",
 ]
 
@@ -63,12 +65,25 @@ __all__ = [
 _SECRET_ENV_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_SERVER_KEY")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}")
 _KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|xai-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,})")
+#: Shorter values are not scrubbed: replacing every "abc" in a message would garble it and protect nothing.
+_MIN_SECRET = 6
+# Every key heavy has been configured with in this process (explicit ``api_key=`` values, keys read from
+# an ``env=`` mapping, auth headers handed to an HTTP client). An upstream may echo a key bare, in any
+# shape, so recognising key-like text is not enough: the exact values are scrubbed wherever they appear.
+_REGISTERED: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember *value* as a secret: from now on :func:`redact` (and so every heavy error) scrubs it."""
+    if value and len(value.strip()) >= _MIN_SECRET:
+        _REGISTERED.add(value.strip())
 
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """Return *text* with API keys (given, from the environment, or key-shaped) replaced by ``***``."""
+    """Return *text* with API keys (given, registered, from the environment, or key-shaped) replaced by ``***``."""
     candidates = [s for s in secrets if s]
-    candidates += [v for k, v in os.environ.items() if k.endswith(_SECRET_ENV_SUFFIXES) and len(v) >= 6]
+    candidates += _REGISTERED
+    candidates += [v for k, v in os.environ.items() if k.endswith(_SECRET_ENV_SUFFIXES) and len(v) >= _MIN_SECRET]
     for secret in sorted(set(candidates), key=len, reverse=True):
         text = text.replace(secret, "***")
     text = _BEARER.sub(r"\1***", text)

@@ -20,7 +20,7 @@ import httpx
 
 from . import constants as C
 from .errors import (ConfigError, FatalRequestError, ProviderConnectionError, ProviderHTTPError, ProviderResponseError,
-                     ProviderTimeout)
+                     ProviderTimeout, register_secret)
 
 __all__ = ["Timeout", "HTTPClient", "HTTPResponse", "SSEEvent", "StreamingASGITransport", "transport_names",
            "default_transport"]
@@ -95,6 +95,11 @@ _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "cf-ra
 
 #: Statuses that mean the request itself is wrong: retrying or re-sampling cannot help.
 FATAL_STATUSES = frozenset({400, 401, 403, 404, 422})
+#: Statuses that mean "who are you?": the answer ``auth_hint`` explains.
+AUTH_STATUSES = frozenset({401, 403})
+#: Request headers that carry a credential (their values are registered as secrets).
+_AUTH_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key",
+                 "x-subscription-token")
 
 
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -143,6 +148,9 @@ class HTTPClient:
 
     ``where`` (provider, model) only labels errors. ``transport`` injects an httpx transport (tests,
     alternative transports); ``asgi_app`` serves requests in-process from an ASGI app (the simulator).
+    ``auth_hint`` replaces the message of a 401/403 answer (the upstream's own message is kept after it):
+    it is how a caller explains that a key was deliberately not sent. Credentials in ``headers`` are
+    registered as secrets, so no error built from upstream text can repeat them.
     """
 
     def __init__(
@@ -155,6 +163,7 @@ class HTTPClient:
         asgi_app: Any = None,
         provider: str | None = None,
         max_connections: int = C.HTTP_MAX_CONNECTIONS,
+        auth_hint: str | None = None,
     ) -> None:
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=C.HTTP_MAX_KEEPALIVE)
         if asgi_app is not None:
@@ -162,7 +171,12 @@ class HTTPClient:
         elif transport is None:
             transport = _make_transport(default_transport(), limits) or httpx.AsyncHTTPTransport(limits=limits)
         self.provider = provider
+        self.auth_hint = auth_hint
         self.base_url = base_url.rstrip("/")
+        for name, value in (headers or {}).items():
+            if name.lower() in _AUTH_HEADERS:
+                register_secret(value)
+                register_secret(value.partition(" ")[2])  # the token of "Bearer TOKEN" on its own
         # We drive the transport directly with httpx.Request/Response: the AsyncClient layer (cookies,
         # auth flows, redirects, event hooks) does nothing heavy needs and costs ~0.4 ms of CPU per call,
         # which at a thousand hypotheses in flight is the difference between keeping up and not.
@@ -215,8 +229,11 @@ class HTTPClient:
         if should in ("true", "false"):  # the server knows best (OpenAI and Anthropic send this)
             retryable = should == "true"
         cls = FatalRequestError if status in FATAL_STATUSES else ProviderHTTPError
+        message = _error_message(text) or f"HTTP {status}"
+        if self.auth_hint and status in AUTH_STATUSES:
+            message = f"{self.auth_hint} (the server said: {message})"
         raise cls(
-            _error_message(text) or f"HTTP {status}",
+            message,
             provider=self.provider,
             model=model,
             status=status,

@@ -7,14 +7,23 @@ accepted together with an explicit ``base_url`` (any OpenAI-compatible server).
 Each preset says where the API lives and which environment variables configure it. The base URL comes
 from, in order: the explicit ``base_url`` argument, the preset's ``*_BASE_URL`` variable, the preset's
 default. A key is required only when talking to the preset's public endpoint.
+
+Where a key goes (one rule): a key given explicitly (``api_key=``) is sent wherever the spec points. A key
+read from the environment (``OPENAI_API_KEY`` & co.) is sent only to its own preset's endpoint: the
+preset's default origin (``https://api.openai.com``) or the origin of the preset's own ``*_BASE_URL``
+variable. An explicit ``base_url`` on any other origin gets no environment key, whatever the spec names
+(``mymodel``, ``openai:gpt-x`` and ``anthropic:claude-x`` alike), so a key exported for one provider
+never reaches a server the user merely wanted to try. When such a server answers 401/403, the error says
+which key was held back and how to send it (see :meth:`ModelSpec.withheld_key_hint`).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from .errors import MissingKeyError, ModelSpecError
+from .errors import MissingKeyError, ModelSpecError, register_secret
 
 __all__ = ["Preset", "PRESETS", "ModelSpec", "parse_spec"]
 
@@ -76,6 +85,9 @@ class ModelSpec:
     model: str
     base_url: str
     api_key: str | None
+    #: The environment variable whose key exists but was not sent, because ``base_url`` is not its
+    #: preset's endpoint (see the module docstring); ``None`` when nothing was held back.
+    withheld_key_env: str | None = None
 
     def __repr__(self) -> str:  # the key must never show up in a repr, log or traceback
         return f"ModelSpec(spec={self.spec!r}, base_url={self.base_url!r}, key={'set' if self.api_key else 'none'})"
@@ -83,6 +95,41 @@ class ModelSpec:
     @property
     def label(self) -> str:
         return f"{self.preset.name}:{self.model}"
+
+    def withheld_key_hint(self) -> str | None:
+        """The one-line explanation for a 401/403 from an endpoint an environment key was kept from."""
+        var = self.withheld_key_env
+        if not var:
+            return None
+        p = self.preset
+        own = f"{_origin_text(p.base_url)}" + (f" or the URL in {p.base_url_env}" if p.base_url_env else "")
+        how = (f"set {p.base_url_env}={self.base_url} and use -m {p.name}:{self.model} without --base-url, or "
+               if p.base_url_env else "")
+        return (f"no API key was sent to {self.base_url}: the key in {var} goes only to {own}, never to another "
+                f"--base-url / base_url=; to send it here, {how}pass the key explicitly (api_key=...)")
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """``(scheme, host, port)`` of *url* with the scheme's default port filled in; ``None`` if unparsable."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower().rstrip("."), port
+
+
+def _origin_text(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _key_may_go(url: str, preset: Preset, preset_url: str | None) -> bool:
+    """Whether an environment key of *preset* may be sent to *url* (same origin as one of its own URLs)."""
+    target = _origin(url)
+    return target is not None and any(target == _origin(own) for own in (preset.base_url, preset_url) if own)
 
 
 def parse_spec(spec: str, *, base_url: str | None = None, api_key: str | None = None,
@@ -113,10 +160,21 @@ def parse_spec(spec: str, *, base_url: str | None = None, api_key: str | None = 
     if base_url is not None and not base_url.startswith(("http://", "https://")):
         raise ModelSpecError(f"base URL {base_url!r} must start with http:// or https:// "
                              "(e.g. http://127.0.0.1:8080/v1)")
-    explicit_base = base_url or (env.get(preset.base_url_env) if preset.base_url_env else None)
+    preset_url = (env.get(preset.base_url_env) or None) if preset.base_url_env else None
+    explicit_base = base_url or preset_url
     url = (explicit_base or preset.base_url).rstrip("/")
     key_vars = ((preset.key_env,) if preset.key_env else ()) + preset.key_env_fallbacks
-    key = api_key or next((env[v] for v in key_vars if env.get(v)), None)
+    env_var = next((v for v in key_vars if env.get(v)), None)
+    withheld = None
+    if api_key:
+        key = api_key
+    elif env_var and _key_may_go(url, preset, preset_url):
+        key = env[env_var]
+    else:
+        key, withheld = None, env_var
     if preset.key_required and not key and not explicit_base:
         raise MissingKeyError(preset.name, preset.key_env or "an API key")
-    return ModelSpec(spec=raw, preset=preset, model=model, base_url=url, api_key=key)
+    register_secret(key)
+    if withheld:
+        register_secret(env[withheld])  # held back, but still a secret that upstream text must not reveal
+    return ModelSpec(spec=raw, preset=preset, model=model, base_url=url, api_key=key, withheld_key_env=withheld)

@@ -107,8 +107,8 @@ def test_api_key_never_reaches_results_or_errors(monkeypatch):
         sent = req.headers["authorization"].removeprefix("Bearer ")
         return httpx.Response(401, json={"error": {"message": f"Incorrect API key provided: {sent}"}})
 
-    h = Heavy(model="openai:heavy-simulated", base_url="http://sim.test/v1",
-              transport=httpx.MockTransport(echoing_server), n=2)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://sim.test/v1")  # the key's own endpoint variable: the key is sent
+    h = Heavy(model="openai:heavy-simulated", transport=httpx.MockTransport(echoing_server), n=2)
     with pytest.raises(FatalRequestError) as info:  # a 401 is the same for every sibling: one clear error
         h.ask_sync("What is 1 + 1?")
     text = str(info.value) + (info.value.body or "")

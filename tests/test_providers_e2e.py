@@ -324,8 +324,10 @@ async def test_contract_urls_and_key_headers_from_the_environment(wire, stream, 
             await request.aread()
             return await spy(request)
 
-    h = Heavy(model=f"{wire}:heavy-simulated@accuracy=1", base_url="http://root.test", transport=Spy(), n=1,
-              strategy="vote", stream=stream)
+    # The preset's own *_BASE_URL variable is where its environment key may go (an explicit base_url= on
+    # another host gets no environment key: tests/test_keys.py).
+    monkeypatch.setenv(f"{wire.upper()}_BASE_URL", "http://root.test")
+    h = Heavy(model=f"{wire}:heavy-simulated@accuracy=1", transport=Spy(), n=1, strategy="vote", stream=stream)
     r = await h.ask("What is 5 * 5?")
     await h.aclose()
     assert r.answer == "25"

@@ -68,13 +68,14 @@ class AnthropicProvider(HTTPProvider):
         transport: Any = None,
         asgi_app: Any = None,
         extra_headers: dict[str, str] | None = None,
+        auth_hint: str | None = None,
     ) -> None:
         if default_max_tokens < 1:
             raise ValueError("default_max_tokens must be at least 1")
         self.default_max_tokens = default_max_tokens
         headers = {"anthropic-version": ANTHROPIC_VERSION, **({"x-api-key": api_key} if api_key else {})}
         super().__init__(root_url, name=name, headers=headers, timeout=timeout, transport=transport,
-                         asgi_app=asgi_app, extra_headers=extra_headers)
+                         asgi_app=asgi_app, extra_headers=extra_headers, auth_hint=auth_hint)
 
     # --- request --------------------------------------------------------------------------------
 

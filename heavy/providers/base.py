@@ -85,17 +85,20 @@ class HTTPProvider(Provider):
     """A provider that talks HTTP through one pooled :class:`~heavy.http.HTTPClient`.
 
     Subclasses build their auth/version headers and call ``super().__init__``; the client, its
-    lifetime and ``base_url`` are handled here.
+    lifetime and ``base_url`` are handled here. ``auth_hint`` is the message of a 401/403 answer (see
+    :class:`~heavy.http.HTTPClient`).
     """
 
     def __init__(self, base_url: str, *, name: str, headers: dict[str, str], timeout: Any = None,
-                 transport: Any = None, asgi_app: Any = None, extra_headers: dict[str, str] | None = None) -> None:
+                 transport: Any = None, asgi_app: Any = None, extra_headers: dict[str, str] | None = None,
+                 auth_hint: str | None = None) -> None:
         from ..http import HTTPClient
 
         self.name = name
         self._http = HTTPClient(base_url, headers={"content-type": "application/json", **headers,
                                                    **(extra_headers or {})},
-                                timeout=timeout, transport=transport, asgi_app=asgi_app, provider=name)
+                                timeout=timeout, transport=transport, asgi_app=asgi_app, provider=name,
+                                auth_hint=auth_hint)
 
     @property
     def base_url(self) -> str:

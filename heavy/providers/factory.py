@@ -28,11 +28,14 @@ def build_provider(spec: ModelSpec, *, transport: Any = None) -> Provider:
     wire = spec.preset.wire
     if wire == "sim":
         return OpenAIProvider(spec.base_url, name="sim", asgi_app=_simulator())
+    # A key held back from this endpoint explains the 401 it may cause (heavy.models: where a key goes).
+    hint = spec.withheld_key_hint()
     if wire == "openai":
         return OpenAIProvider(spec.base_url, spec.api_key, name=spec.preset.name,
-                              max_tokens_field=spec.preset.max_tokens_field, transport=transport)
+                              max_tokens_field=spec.preset.max_tokens_field, transport=transport, auth_hint=hint)
     if wire == "anthropic":
-        return AnthropicProvider(spec.base_url, spec.api_key, name=spec.preset.name, transport=transport)
+        return AnthropicProvider(spec.base_url, spec.api_key, name=spec.preset.name, transport=transport,
+                                 auth_hint=hint)
     if wire == "gemini":
-        return GeminiProvider(spec.base_url, spec.api_key, name=spec.preset.name, transport=transport)
+        return GeminiProvider(spec.base_url, spec.api_key, name=spec.preset.name, transport=transport, auth_hint=hint)
     raise ValueError(f"no provider for wire format {wire!r} (preset {spec.preset.name!r})")
