@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+import tempfile
 import time
+import uuid
 
 import pytest
 
@@ -196,29 +199,61 @@ async def test_no_network_when_namespaces_are_available():
     assert r.stdout.startswith("refused") and "connected" not in r.stdout
 
 
-async def test_home_and_temp_dirs_are_hidden_when_namespaces_are_available(tmp_path):
-    secret = tmp_path / "secret.txt"
-    secret.write_text("do not read")
-    r = await run_python(f"import os\nprint(os.path.exists({str(secret)!r}))\nprint(open('mine.txt', 'w').write('ok'))\n"
-                         "print(sorted(p for p in os.listdir('/proc') if p.isdigit()))\n")
+async def test_home_and_temp_dirs_are_hidden_when_namespaces_are_available():
+    # The secret goes under /tmp itself (always hidden), not pytest's tmp_path, which TMPDIR or
+    # --basetemp may put anywhere.
+    with tempfile.TemporaryDirectory(dir="/tmp") as host_tmp:
+        secret = os.path.join(host_tmp, "secret.txt")
+        with open(secret, "w") as f:
+            f.write("do not read")
+        r = await run_python(f"import os\nprint(os.path.exists({secret!r}))\nprint(open('mine.txt', 'w').write('ok'))\n"
+                             "print(sorted(p for p in os.listdir('/proc') if p.isdigit()))\n")
     if not r.isolation.namespaces:
-        pytest.skip(f"no mount namespace here: {'; '.join(r.isolation.notes)}")
+        pytest.skip(f"no mount namespace here, so nothing is hidden: {'; '.join(r.isolation.notes)}")
+    assert "/tmp" in r.isolation.hidden
     exists, wrote, pids = r.stdout.splitlines()
-    assert exists == "False" and wrote == "2"  # the pytest tmp dir is under /tmp, hidden; the work dir is kept
+    assert exists == "False" and wrote == "2"  # the host's /tmp is hidden; the work dir is kept
     if r.isolation.proc == "private":
         assert eval(pids) == ["1", "2"]  # only the sandbox's init and the program
 
 
+WRITE_PROBE = """
+for p in TARGETS:
+    try:
+        open(p, 'w').write('x')
+        print('wrote', p)
+    except OSError as e:
+        print('refused', p, e.strerror)
+"""
+
+
 async def test_the_file_system_is_read_only_outside_the_work_directory():
-    target = os.path.join(os.path.dirname(os.path.abspath(__file__)), "written-by-the-sandbox.txt")
-    code = (f"for p in ['mine.txt', {target!r}, '/tmp/scratch.txt']:\n    try:\n        open(p, 'w').write('x')\n"
-            "        print('wrote', p)\n    except OSError as e:\n        print('refused', p, e.strerror)\n")
-    r = await run_python(code)
-    assert r.stdout.splitlines()[0] == "wrote mine.txt"
-    if not r.isolation.filesystem.startswith("read-only"):
-        pytest.skip(f"no read-only mounts here: {r.isolation.filesystem}; {'; '.join(r.isolation.notes)}")
-    assert f"refused {target} Read-only file system" in r.stdout and not os.path.exists(target)
-    assert "wrote /tmp/scratch.txt" in r.stdout  # a private scratch /tmp, gone with the sandbox
+    probe = await run_python("pass")  # never let a sandbox without read-only mounts write into / or Python
+    if not probe.isolation.filesystem.startswith("read-only"):
+        pytest.skip(f"read-only mounts cannot be enforced here: {probe.isolation.filesystem}; "
+                    f"{'; '.join(probe.isolation.notes)}")
+    name = f"written-by-the-sandbox-{uuid.uuid4().hex}.txt"
+    # Each exists inside the sandbox wherever the clone lives: / is the root of the read-only tree, and
+    # the Python installation is what the sandbox runs (bound back read-only when under a hidden dir).
+    visible = [os.path.join("/", name), os.path.join(os.path.realpath(sys.prefix), name)]
+    # The clone itself is visible unless it lives under a hidden dir (e.g. /tmp, /root), where the
+    # sandbox sees a private, empty tmpfs instead: either way the host file cannot be written.
+    in_clone = os.path.join(os.path.dirname(os.path.realpath(__file__)), name)
+    targets = ["mine.txt", *visible, in_clone, "/tmp/scratch.txt"]
+    try:
+        r = await run_python(f"TARGETS = {targets!r}\n" + WRITE_PROBE)
+        lines = r.stdout.splitlines()
+        assert lines[0] == "wrote mine.txt" and lines[-1] == "wrote /tmp/scratch.txt", r  # private scratch /tmp
+        for path in visible:
+            assert f"refused {path} Read-only file system" in lines, r
+        hidden = any(in_clone.startswith(h.rstrip("/") + "/") for h in r.isolation.hidden)
+        why = "No such file or directory" if hidden else "Read-only file system"
+        assert f"refused {in_clone} {why}" in lines, (r.isolation.hidden, r)
+        assert not [p for p in targets[1:-1] if os.path.exists(p)]
+    finally:
+        for path in targets[1:-1]:  # only a broken sandbox leaves one behind; do not keep it on the host
+            if os.path.exists(path):
+                os.remove(path)
 
 
 async def test_the_work_directory_is_the_cwd_and_is_deleted_afterwards():
