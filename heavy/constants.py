@@ -89,6 +89,9 @@ LOCAL_CTX_PER_SLOT = 4096
 #: seconds `heavy local stop` waits after SIGTERM before SIGKILL.
 LOCAL_START_TIMEOUT = 180.0
 LOCAL_STOP_TIMEOUT = 10.0
+#: The smoke test of a fresh llama-server build: seconds to load a model and generate, and tokens to generate.
+LOCAL_SMOKE_TIMEOUT = 300.0
+LOCAL_SMOKE_TOKENS = 4
 
 #: Lines of the server log shown when llama-server dies at startup.
 LOCAL_LOG_TAIL_LINES = 15
@@ -117,3 +120,48 @@ RATE_BURST_SECONDS = 6.0
 
 #: Times a hypothesis whose stream broke mid-way is re-sampled from scratch.
 STREAM_RESTARTS = 1
+
+# --- heavy serve: what a client may ask of the proxy ---------------------------------------------------
+
+#: Ceilings of numeric values a client may set through `heavy serve` (``heavy.options.<name>``, and
+#: ``max_tokens`` for the body's max_tokens / max_completion_tokens). Each bounds a multiple of the upstream
+#: calls or local work one request causes: ``retries: 300`` on judge would be 300 more aggregator calls.
+#: A key ``<strategy>.<option>`` applies to one strategy only. Every built-in default sits below its
+#: ceiling (a test checks it). The operator raises one with `heavy serve --option-limit NAME=MAX`.
+SERVE_OPTION_LIMITS: dict[str, float] = {
+    "retries": 3, "rounds": 4, "iterations": 4, "steps": 4, "layers": 4, "agents": 16, "k": 8, "wave": 16,
+    "test_calls": 4, "tests_per_call": 10, "max_tests": 50, "per_test_timeout": 10.0, "draws": 20_000,
+    "window": 4096, "tail": 4096, "top_logprobs": 20, "max_tokens": 32_768,
+}
+
+#: Ceiling of any numeric option without its own entry above (a third-party strategy's included).
+SERVE_DEFAULT_OPTION_LIMIT = 64
+
+#: Options that are identifiers, not amounts: no ceiling (any option whose name ends in "seed" too).
+SERVE_UNLIMITED_OPTIONS = ("seed", "shuffle_seed")
+
+#: Options no client may set, whatever the server enables: the sandbox's memory/process/time limits are
+#: the operator's protection of the machine. A strategy can mark more with
+#: ``Field(json_schema_extra={"operator_only": True})``.
+SERVE_OPERATOR_ONLY_OPTIONS = ("sandbox",)
+
+#: Options that run code or reach a tool when set: refused unless the operator enabled python
+#: (`heavy serve --tools python`). A strategy can mark more with ``Field(json_schema_extra={"runs_code": True})``;
+#: a whole strategy that runs code says so with the class attribute ``runs_code = True``.
+SERVE_CODE_OPTIONS = ("verify", "tools")
+
+#: Deepest JSON nesting accepted in a request body (a chat request nests about 5 levels; thousands of
+#: levels would exhaust the parser's recursion instead of being a clear 400).
+SERVE_MAX_JSON_DEPTH = 32
+
+#: Seconds a client has to send a request's head (from connecting, or from the end of its previous
+#: response) and then its body. A client slower than that gets 408 and its connection closed, so slow
+#: senders cannot pile up; the body is read in full before the request counts against its client's limit.
+SERVE_HEADER_TIMEOUT_S = 10.0
+SERVE_BODY_TIMEOUT_S = 30.0
+
+#: Most hypotheses one run (or one sampling round of a strategy) may ask for. The fan-out is meant to be
+#: in flight at once: HTTP_MAX_CONNECTIONS admits 1024 parallel requests, and every hypothesis is kept in
+#: memory with its text until the run ends. An N far above this (`heavy ask -n 100000`) is a typo or an
+#: attack, not a workload: it took 630 MB in 7 s against the simulator before the cap.
+MAX_N = 1024

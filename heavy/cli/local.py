@@ -45,10 +45,14 @@ def local() -> None:
               help=f"Parallel slots `heavy local start` will use by default (default {C.LOCAL_DEFAULT_SLOTS}).")
 @click.option("--keep-default", is_flag=True,
               help="Install this model without making it the default of `heavy local start` (CI uses this).")
-def setup(model: str | None, slots: int | None, keep_default: bool) -> None:
-    """Build llama-server and download a verified model (idempotent).
+@click.option("--rebuild", is_flag=True,
+              help="Delete this machine's cached llama-server build and build it again (e.g. when it crashes).")
+def setup(model: str | None, slots: int | None, keep_default: bool, rebuild: bool) -> None:
+    """Download a verified model and build llama-server (idempotent).
 
-    The build runs once per machine and the download once per model; later runs return at once.
+    The build runs once per machine and the download once per model; later runs return at once. A
+    fresh build must load the model and generate a few tokens (a smoke test) before it is used; if it
+    fails, setup retries once with portable CPU flags and says so.
     """
 
     def go() -> None:
@@ -57,13 +61,15 @@ def setup(model: str | None, slots: int | None, keep_default: bool) -> None:
         key = model or L.read_config().get("model") or C.LOCAL_DEFAULT_MODEL
         size = L.get_model(key).size
         todo = []
-        if L.find_runtime() is None:
+        if rebuild or L.find_runtime() is None:
             todo.append(f"build llama-server from source (~{BUILD_MINUTES} minutes on 2 cores, once per machine)")
         if not L.model_installed(key):
             todo.append(f"download and verify {key} ({size / 1e6:.0f} MB, once)")
         if todo:
             _say("first-time setup: " + "; ".join(todo) + f". Cache: {L.heavy_home()}")
-        report = L.setup(key, slots=slots, progress=_say, make_default=not keep_default)
+        report = L.setup(key, slots=slots, progress=_say, make_default=not keep_default, rebuild=rebuild)
+        for path in report.get("removed_runtimes", []):
+            _say(f"removed the cached build {path}")
         took = [f"{what} {report[k]:.0f} s" for what, k in (("build", "runtime_seconds"), ("download", "model_seconds"))
                 if report.get(k)]
         _say(f"ready: {report['model']} at {report['model_path']}" + (f" ({', '.join(took)})" if took else ""))

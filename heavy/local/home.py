@@ -3,7 +3,7 @@
 Layout under ``$HEAVY_HOME`` (default ``~/.cache/heavy``; never inside the repository)::
 
     config.json                                  defaults recorded by `heavy local setup` (model, slots)
-    runtime/llama-server-<version>-<cpu>/        one build per llama.cpp version and CPU feature set
+    runtime/llama-server-<version>-<cpu>-<flags>/ one build per llama.cpp version, CPU feature set and flag set
         bin/llama-server                         the binary `heavy local start` runs
         build.json                               stamp: version, CPU tag, cmake flags, build seconds
         build.log                                the full configure + build output

@@ -12,8 +12,9 @@ from ..errors import ConfigError
 from .catalog import MODELS, get_model
 from .download import Downloader, pip_download
 from .home import Layout, read_json, write_json_atomic
-from .runtime import BINARY_ENV, ensure_runtime, find_runtime, runtime_tag
+from .runtime import BINARY_ENV, ensure_runtime, find_runtime, remove_runtimes, runtime_tag
 from .server import describe, servers
+from .smoke import smoke_test
 from .weights import ensure_model, model_installed, model_path
 
 __all__ = ["read_config", "save_config", "setup", "status"]
@@ -43,26 +44,37 @@ def setup(
     build_runtime: bool = True,
     catalog: dict | None = None,
     make_default: bool = True,
+    rebuild: bool = False,
 ) -> dict[str, Any]:
-    """Make ``start`` possible: build llama-server (once per machine) and fetch *model* (once).
+    """Make ``start`` possible: fetch *model* (once) and build llama-server (once per machine).
 
-    Idempotent: a second call finds both cached and returns at once. Records *model* and *slots* as the
-    defaults of ``start`` (unless ``make_default=False``). Returns what was done: paths and seconds per step (``0`` when cached).
+    The model comes first so that a fresh build can be smoke-tested with it (load it, generate a few
+    tokens) before the build is recorded as good. ``rebuild=True`` deletes this CPU's cached builds
+    first (for a binary that crashes: ``heavy local setup --rebuild``). Idempotent: a second call finds
+    both cached and returns at once. Records *model* and *slots* as the defaults of ``start`` (unless
+    ``make_default=False``). Returns what was done: paths and seconds per step (``0`` when cached).
     """
     key = model or read_config(home).get("model") or C.LOCAL_DEFAULT_MODEL
     get_model(key, catalog)
     if slots is not None and slots < 1:
         raise ConfigError(f"--slots must be at least 1, not {slots}")
     report: dict[str, Any] = {"home": str(Layout(home).root), "model": key}
-    if build_runtime:
-        t0 = time.monotonic()
-        cached = find_runtime(home) is not None
-        report["runtime"] = str(ensure_runtime(home, downloader=downloader, progress=progress))
-        report["runtime_seconds"] = 0.0 if cached else round(time.monotonic() - t0, 1)
     t0 = time.monotonic()
     cached = model_installed(key, home, catalog=catalog)
-    report["model_path"] = str(ensure_model(key, home, downloader=downloader, progress=progress, catalog=catalog))
+    weights = ensure_model(key, home, downloader=downloader, progress=progress, catalog=catalog)
+    report["model_path"] = str(weights)
     report["model_seconds"] = 0.0 if cached else round(time.monotonic() - t0, 1)
+    if build_runtime:
+        if rebuild:
+            if os.environ.get(BINARY_ENV):
+                raise ConfigError(f"--rebuild builds heavy's own llama-server, but {BINARY_ENV} points at "
+                                  f"{os.environ[BINARY_ENV]}; unset it to rebuild")
+            report["removed_runtimes"] = [str(p) for p in remove_runtimes(home)]
+        t0 = time.monotonic()
+        cached = find_runtime(home) is not None
+        report["runtime"] = str(ensure_runtime(home, downloader=downloader, progress=progress,
+                                               smoke=lambda binary, log: smoke_test(binary, weights, log)))
+        report["runtime_seconds"] = 0.0 if cached else round(time.monotonic() - t0, 1)
     report["config"] = save_config(home, model=key, slots=slots) if make_default else read_config(home)
     return report
 
@@ -85,6 +97,7 @@ def status(home: str | os.PathLike[str] | None = None, *, catalog: dict | None =
             "built": binary is not None,
             "path": str(binary) if binary else str(layout.runtime_dir(runtime_tag()) / "bin" / "llama-server"),
             "version": build.get("version") if build else None,
+            "flag_set": build.get("flag_set") if build else None,
             "build_seconds": build.get("seconds") if build else None,
             "from_env": bool(os.environ.get(BINARY_ENV)),
         },

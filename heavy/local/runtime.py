@@ -2,10 +2,26 @@
 
 The sources are the ``vendor/llama.cpp`` tree of the ``llama-cpp-python`` sdist (pinned version and
 sha256 in :mod:`heavy.local.catalog`). cmake builds only the ``llama-server`` target, statically
-linked and tuned to this CPU (``GGML_NATIVE``), without the web UI, TLS or any network access during
-the build. On 2 cores that takes about 12 minutes (739 s measured on a 2-core x86-64 VM); the result is cached under
-``$HEAVY_HOME/runtime/llama-server-<version>-<cpu tag>/`` so later runs find it instantly. The CPU
-tag hashes the CPU's feature flags: a cache copied to a machine with other features builds anew.
+linked, without the web UI, TLS or any network access during the build. On 2 cores that takes about 12
+minutes (739 s measured on a 2-core x86-64 VM).
+
+Two flag sets are tried in order (:func:`flag_sets`):
+
+``native``
+    tuned to this CPU (``GGML_NATIVE``) but **without AMX**: on CPUs with AMX tiles (Sapphire Rapids and
+    later) ggml's AMX kernels crash with SIGSEGV at ``ldtilecfg`` on the first decode (llama.cpp issue
+    20824, closed without a fix), so ``-mno-amx-tile -mno-amx-int8 -mno-amx-bf16`` switch them off. GCC
+    keeps explicitly disabled extensions off whatever ``-march=native`` enables.
+``portable``
+    no ``-march=native``: only the SIMD extensions this CPU reports (SSE4.2/AVX/AVX2/FMA/F16C/BMI2 on
+    x86), no AVX-512, no AMX. Used when the native build fails or does not pass the smoke test.
+
+A build counts as good only after a **smoke test** (the caller's: :func:`heavy.local.smoke.smoke_test`
+loads a model and generates a few tokens); then it is cached under
+``$HEAVY_HOME/runtime/llama-server-<version>-<cpu tag>-<flag set tag>/`` so later runs find it
+instantly. The CPU tag hashes the CPU's feature flags (a cache copied to another CPU builds anew), the
+flag-set tag hashes the cmake arguments (a build made with other flags, e.g. an earlier heavy's AMX-enabled
+one, is never reused).
 
 ``HEAVY_LLAMA_SERVER=/path/to/llama-server`` uses an existing binary instead of building one.
 """
@@ -22,6 +38,7 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .catalog import RUNTIME_SDIST
@@ -29,39 +46,87 @@ from .download import Downloader, pip_download
 from .errors import IntegrityError, SetupError
 from .home import Layout, file_lock, read_json, sha256_file, write_json_atomic
 
-__all__ = ["cpu_tag", "runtime_tag", "find_runtime", "ensure_runtime", "cmake_args", "BINARY_ENV"]
+__all__ = ["cpu_tag", "runtime_tag", "find_runtime", "ensure_runtime", "cmake_args", "flag_sets", "FlagSet",
+           "remove_runtimes", "BINARY_ENV", "Smoke"]
 
 log = logging.getLogger("heavy.local")
 Progress = Callable[[str], None]
+#: ``smoke(binary, log)`` proves a fresh build runs (raises :class:`SetupError` otherwise).
+Smoke = Callable[[Path, Path], None]
 
 #: Use this llama-server binary instead of building one.
 BINARY_ENV = "HEAVY_LLAMA_SERVER"
 
 
-def cpu_tag() -> str:
-    """``<arch>-<12 hex>``: the machine architecture and a hash of the CPU feature flags."""
-    flags = ""
+def _cpu_flags() -> set[str]:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith(("flags", "Features")):
-                flags = " ".join(sorted(line.split(":", 1)[1].split()))
-                break
+                return set(line.split(":", 1)[1].split())
     except OSError:
-        flags = platform.processor()
+        pass
+    return set()
+
+
+def cpu_tag() -> str:
+    """``<arch>-<12 hex>``: the machine architecture and a hash of the CPU feature flags."""
+    flags = " ".join(sorted(_cpu_flags())) or platform.processor()
     arch = platform.machine() or "unknown"
     return f"{arch}-{hashlib.sha256(f'{arch} {flags}'.encode()).hexdigest()[:12]}"
 
 
-def runtime_tag(version: str | None = None) -> str:
-    return f"llama-server-{version or RUNTIME_SDIST.version}-{cpu_tag()}"
+def _x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
 
 
-def cmake_args(source: Path, build: Path) -> list[str]:
-    """Configure flags: the server only, native CPU tuning, static, no UI download, no TLS, no curl."""
+@dataclass(frozen=True)
+class FlagSet:
+    """One way of configuring the build: a name and the cmake arguments it adds."""
+
+    name: str
+    args: tuple[str, ...]
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}-{hashlib.sha256(' '.join(self.args).encode()).hexdigest()[:8]}"
+
+
+# x86 extensions ggml can use without -march=native: (cpuinfo flag, ggml option).
+_PORTABLE_X86 = (("sse4_2", "GGML_SSE42"), ("avx", "GGML_AVX"), ("avx2", "GGML_AVX2"), ("fma", "GGML_FMA"),
+                 ("f16c", "GGML_F16C"), ("bmi2", "GGML_BMI2"))
+_NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+_OFF_X86 = ("GGML_AVX512", "GGML_AVX512_VBMI", "GGML_AVX512_VNNI", "GGML_AVX512_BF16", "GGML_AVX_VNNI",
+            "GGML_AMX_TILE", "GGML_AMX_INT8", "GGML_AMX_BF16")
+
+
+def flag_sets() -> list[FlagSet]:
+    """The flag sets to try, best first: ``native`` (without AMX), then ``portable``."""
+    off = [f"-D{opt}=OFF" for opt in _OFF_X86]
+    if _x86():
+        native = FlagSet("native", ("-DGGML_NATIVE=ON", f"-DCMAKE_C_FLAGS={_NO_AMX}", f"-DCMAKE_CXX_FLAGS={_NO_AMX}"))
+        have = _cpu_flags()
+        portable = FlagSet("portable", ("-DGGML_NATIVE=OFF",
+                                        *(f"-D{opt}={'ON' if flag in have else 'OFF'}" for flag, opt in _PORTABLE_X86),
+                                        *off))
+    else:  # ARM & co.: no AMX to avoid; portable = the compiler's baseline for the architecture
+        native = FlagSet("native", ("-DGGML_NATIVE=ON",))
+        portable = FlagSet("portable", ("-DGGML_NATIVE=OFF",))
+    return [native, portable]
+
+
+def runtime_tag(version: str | None = None, flags: FlagSet | None = None) -> str:
+    """``llama-server-<version>-<cpu tag>-<flag set tag>`` (default: the first flag set)."""
+    flags = flags or flag_sets()[0]
+    return f"llama-server-{version or RUNTIME_SDIST.version}-{cpu_tag()}-{flags.tag}"
+
+
+def cmake_args(source: Path, build: Path, flags: FlagSet | None = None) -> list[str]:
+    """Configure flags: the server only, *flags*' CPU tuning, static, no UI download, no TLS, no curl."""
+    flags = flags or flag_sets()[0]
     return [
         "-S", str(source), "-B", str(build),
         "-DCMAKE_BUILD_TYPE=Release",
-        "-DGGML_NATIVE=ON",
+        *flags.args,
         "-DBUILD_SHARED_LIBS=OFF",
         "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_TOOLS=ON",
         "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_APP=OFF",
@@ -71,16 +136,27 @@ def cmake_args(source: Path, build: Path) -> list[str]:
 
 
 def find_runtime(home: str | os.PathLike[str] | None = None) -> Path | None:
-    """The llama-server binary to run, or ``None`` when it is not built yet."""
+    """The llama-server binary to run (a smoke-tested build, best flag set first), or ``None``."""
     override = os.environ.get(BINARY_ENV)
     if override:
         path = Path(override).expanduser()
         return path if path.is_file() and os.access(path, os.X_OK) else None
-    rdir = Layout(home).runtime_dir(runtime_tag())
-    binary = rdir / "bin" / "llama-server"
-    if binary.is_file() and os.access(binary, os.X_OK) and read_json(rdir / "build.json"):
-        return binary
+    for flags in flag_sets():
+        rdir = Layout(home).runtime_dir(runtime_tag(flags=flags))
+        binary = rdir / "bin" / "llama-server"
+        if binary.is_file() and os.access(binary, os.X_OK) and read_json(rdir / "build.json"):
+            return binary
     return None
+
+
+def remove_runtimes(home: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Delete every cached build for this llama.cpp version and CPU (any flag set); return what went."""
+    root = Layout(home).runtime_root
+    prefix = f"llama-server-{RUNTIME_SDIST.version}-{cpu_tag()}"
+    gone = [d for d in sorted(root.glob(prefix + "*")) if d.is_dir()] if root.is_dir() else []
+    for d in gone:
+        shutil.rmtree(d, ignore_errors=True)
+    return gone
 
 
 def _require_tools() -> None:
@@ -134,8 +210,14 @@ def ensure_runtime(
     downloader: Downloader = pip_download,
     progress: Progress | None = None,
     jobs: int | None = None,
+    smoke: Smoke | None = None,
 ) -> Path:
-    """Return the llama-server binary, building it first if this machine has none yet (idempotent)."""
+    """Return the llama-server binary, building it first if this machine has none yet (idempotent).
+
+    Each flag set of :func:`flag_sets` is tried in turn until one builds and passes *smoke* (when
+    given); a failure of the first is reported through *progress* and the next is tried. When every
+    set fails, one :class:`SetupError` names the build log of the last attempt.
+    """
     say = progress or (lambda msg: log.info(msg))
     found = find_runtime(home)
     if found:
@@ -143,28 +225,34 @@ def ensure_runtime(
     if os.environ.get(BINARY_ENV):
         raise SetupError(f"{BINARY_ENV}={os.environ[BINARY_ENV]} is not an executable file; fix or unset it")
     layout = Layout(home)
-    tag = runtime_tag()
-    rdir = layout.runtime_dir(tag)
     with file_lock(layout.lock("runtime")):
         found = find_runtime(home)  # another process may have built it while we waited
         if found:
             return found
         _require_tools()
-        rdir.mkdir(parents=True, exist_ok=True)
-        build_log = rdir / "build.log"
-        scratch = layout.downloads / f"build-{tag}"
+        scratch = layout.downloads / f"build-{runtime_tag()}"
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         try:
-            return _build(layout, rdir, scratch, build_log, downloader, say, jobs)
+            source = _fetch_sources(scratch, downloader, say)
+            first, *rest = flag_sets()
+            try:
+                return _build(layout, first, source, scratch, say, jobs, smoke)
+            except SetupError as exc:
+                if not rest:
+                    raise
+                say(f"the {first.name} build failed ({exc}); retrying once with the portable flag set")
+            try:
+                return _build(layout, rest[0], source, scratch, say, jobs, smoke)
+            except SetupError as exc:
+                raise SetupError(f"llama-server failed with both the {first.name} and the portable flag set; "
+                                 f"the portable attempt: {exc}", log=exc.log) from None
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _build(layout: Layout, rdir: Path, scratch: Path, build_log: Path, downloader: Downloader,
-           say: Progress, jobs: int | None) -> Path:
+def _fetch_sources(scratch: Path, downloader: Downloader, say: Progress) -> Path:
     src = RUNTIME_SDIST
-    t0 = time.monotonic()
     say(f"downloading the llama.cpp sources ({src.package}=={src.version} sdist, ~{src.size // 10**6} MB)")
     sdist = downloader(src.package, src.version, scratch / "sdist", sdist=True)
     digest = sha256_file(sdist)
@@ -173,10 +261,20 @@ def _build(layout: Layout, rdir: Path, scratch: Path, build_log: Path, downloade
                              "Rerun `heavy local setup`; if it persists the package index serves other bytes")
     source = _extract_llama_cpp(sdist, scratch / "src")
     sdist.unlink()
+    return source
+
+
+def _build(layout: Layout, flags: FlagSet, source: Path, scratch: Path, say: Progress, jobs: int | None,
+           smoke: Smoke | None) -> Path:
+    rdir = layout.runtime_dir(runtime_tag(flags=flags))
+    shutil.rmtree(rdir, ignore_errors=True)  # an unrecorded (failed, interrupted) build of this flag set
+    rdir.mkdir(parents=True)
+    build_log = rdir / "build.log"
+    t0 = time.monotonic()
     jobs = jobs or os.cpu_count() or 1
-    say(f"building llama-server with cmake on {jobs} core(s), once per machine: ~12 minutes on 2 cores "
-        f"(it compiles llama.cpp, tuned to this CPU; log: {build_log})")
-    build = scratch / "build"
+    say(f"building llama-server ({flags.name} flags) with cmake on {jobs} core(s), once per machine: ~12 minutes "
+        f"on 2 cores (log: {build_log})")
+    build = scratch / f"build-{flags.name}"
     shown = [-1]
 
     def on_line(line: str) -> None:
@@ -186,7 +284,7 @@ def _build(layout: Layout, rdir: Path, scratch: Path, build_log: Path, downloade
             say(f"building llama-server: {int(m.group(1))}%")
 
     with open(build_log, "w") as logf:
-        for step, cmd in (("configure", ["cmake", *cmake_args(source, build)]),
+        for step, cmd in (("configure", ["cmake", *cmake_args(source, build, flags)]),
                           ("build", ["cmake", "--build", str(build), "--config", "Release",
                                      "--target", "llama-server", "-j", str(jobs)])):
             try:
@@ -214,12 +312,16 @@ def _build(layout: Layout, rdir: Path, scratch: Path, build_log: Path, downloade
     if ver.returncode != 0:
         raise SetupError(f"the built llama-server does not run (exit {ver.returncode}); see {build_log}",
                          log=build_log)
+    if smoke is not None:
+        say("smoke test: loading a model with the new llama-server and generating a few tokens")
+        smoke(binary, rdir / "smoke.log")
     seconds = round(time.monotonic() - t0, 1)
-    write_json_atomic(rdir / "build.json", {
-        "package": src.package, "version": src.version, "cpu_tag": cpu_tag(), "seconds": seconds,
-        "cmake_args": cmake_args(Path("SRC"), Path("BUILD")), "jobs": jobs,
+    write_json_atomic(rdir / "build.json", {  # written last: only a smoke-tested build is ever found
+        "package": RUNTIME_SDIST.package, "version": RUNTIME_SDIST.version, "cpu_tag": cpu_tag(),
+        "flag_set": flags.name, "seconds": seconds, "cmake_args": cmake_args(Path("SRC"), Path("BUILD"), flags),
+        "jobs": jobs, "smoke_tested": smoke is not None,
         "llama_server_version": version_text.splitlines()[-2:] if version_text else [],
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
-    say(f"llama-server built in {seconds:.0f} s: {binary}")
+    say(f"llama-server built ({flags.name} flags) in {seconds:.0f} s: {binary}")
     return binary

@@ -36,7 +36,7 @@ from .runtime import find_runtime
 from .weights import model_installed, model_path
 
 __all__ = ["LocalServer", "start", "stop", "servers", "serving", "port_free", "free_port", "health", "log_tail",
-           "pid_alive"]
+           "pid_alive", "exit_description"]
 
 log = logging.getLogger("heavy.local")
 
@@ -276,8 +276,11 @@ def _wait_healthy(server: LocalServer, proc: subprocess.Popen, timeout: float) -
     while True:
         rc = proc.poll()
         if rc is not None:
+            # A signal (SIGSEGV, SIGILL) means the binary does not run on this CPU, not a bad setting.
+            hint = ("; the llama-server build does not run on this CPU: run `heavy local setup --rebuild`"
+                    if rc < 0 else "")
             raise ServerStartError(
-                f"llama-server exited with code {rc} while starting; see {server.log}",
+                f"llama-server {exit_description(rc)} while starting{hint}; see {server.log}",
                 log=Path(server.log), log_tail=log_tail(server.log),
             )
         if health(server.port, server.host, timeout=1.0) == "ok":
@@ -288,6 +291,16 @@ def _wait_healthy(server: LocalServer, proc: subprocess.Popen, timeout: float) -
                 log=Path(server.log), log_tail=log_tail(server.log),
             )
         time.sleep(0.2)
+
+
+def exit_description(rc: int) -> str:
+    """``exited with code 3`` or ``was killed by signal 11 (SIGSEGV)`` for a Popen return code."""
+    if rc >= 0:
+        return f"exited with code {rc}"
+    try:
+        return f"was killed by signal {-rc} ({signal.Signals(-rc).name})"
+    except ValueError:
+        return f"was killed by signal {-rc}"
 
 
 def _terminate(pid: int, timeout: float) -> str:
