@@ -8,7 +8,9 @@
   (``execute``) are given them.
 * **Results file** (append-only JSONL): one line per finished (question, strategy, n) with at least
   ``question``, ``gold``, ``answer`` and ``correct``. Re-running with the same file skips what is there,
-  so a killed run resumes with no question lost or repeated; a torn last line (a crash mid-write) is cut.
+  so a killed run resumes with no question lost or repeated. Nothing in it is ever deleted: a torn last
+  line (a crash mid-write) is ignored and left in place, a file holding other data is refused, and a
+  second concurrent writer is refused (see :mod:`heavy.evalfiles`).
 * **Sample pools**: ``record`` stores every hypothesis of every question (one line per question), and
   is reused on the next run; ``replay`` re-runs strategies on a pool with no new sampling calls (only
   judge/aggregator calls), so strategies are compared on identical samples and accuracy-vs-N curves
@@ -19,11 +21,9 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +33,7 @@ from typing import Any
 from .answers import normalize_answer, parse_number
 from .api import Heavy
 from .errors import ConfigError, HeavyError
+from .evalfiles import Pool, ResultsFile
 from .types import Hypothesis, Usage
 
 __all__ = [
@@ -57,35 +58,95 @@ def _gold(raw: Any) -> str:
     return text.rsplit("####", 1)[1].strip() if "####" in text else text
 
 
+def _show(value: Any) -> str:
+    """A JSON value as a short excerpt for an error message."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _item(row: Any, where: str) -> EvalItem:
+    """One dataset line as an EvalItem; ConfigError (``where`` = file:line) naming what to fix."""
+    if not isinstance(row, dict):
+        raise ConfigError(f"{where}: got a JSON {type(row).__name__}: each line must be a JSON object with "
+                          "'question' and 'answer' (or 'tests' for a code task)")
+    question = row.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise ConfigError(f"{where}: 'question' must be a non-empty string, got {_show(question)}: "
+                          "each line needs 'question' and 'answer' (or 'tests' for a code task)")
+    tests = row.get("tests")
+    if tests is not None and not isinstance(tests, str):
+        raise ConfigError(f"{where}: 'tests' must be a string of Python assert lines, got {_show(tests)}")
+    tests = tests if tests and tests.strip() else None
+    answer = row.get("answer")
+    if "answer" not in row and tests is None:
+        raise ConfigError(f"{where}: no 'answer': each line needs 'question' and 'answer' "
+                          "(or 'tests' for a code task)")
+    if answer is not None and not isinstance(answer, str | int | float):
+        raise ConfigError(f"{where}: 'answer' must be a string or a number, got {_show(answer)}")
+    gold = _gold(answer) if answer is not None else ""
+    if not gold and tests is None:
+        raise ConfigError(f"{where}: 'answer' is empty: give the gold answer (or 'tests' for a code task)")
+    choices = row.get("choices")
+    prompt = question
+    if choices:
+        if isinstance(choices, dict):
+            pairs = [(str(k), v) for k, v in choices.items()]
+        elif isinstance(choices, list) and len(choices) <= len(LETTERS):
+            pairs = list(zip(LETTERS, choices))
+        else:
+            pairs = []
+        if not pairs or not all(isinstance(v, str | int | float) for _, v in pairs):
+            raise ConfigError(f"{where}: 'choices' must be a list of at most {len(LETTERS)} options (strings) or "
+                              f"an object keyed by letter, got {_show(choices)}")
+        prompt = question + "\n\n" + "\n".join(f"{k}) {v}" for k, v in pairs) + \
+            "\n\nAnswer with the letter of the correct choice."
+    raw_id = row.get("id")
+    if raw_id is not None and not isinstance(raw_id, str | int):
+        raise ConfigError(f"{where}: 'id' must be a string or an integer, got {_show(raw_id)}")
+    entry = row.get("entry_point")
+    if entry is not None and not isinstance(entry, str):
+        raise ConfigError(f"{where}: 'entry_point' must be the name of the function under test, got {_show(entry)}")
+    item_id = str(raw_id or hashlib.sha256(question.encode()).hexdigest()[:16])
+    return EvalItem(item_id, question, gold, prompt, tests, entry or None)
+
+
 def load_items(path: str | Path, *, limit: int | None = None, offset: int = 0) -> list[EvalItem]:
-    """Read a JSONL dataset; a bad line is a ConfigError naming the line and the fix."""
+    """Read a JSONL dataset (UTF-8, a BOM is fine); a bad line is a ConfigError naming the line and the fix."""
+    if limit is not None and limit < 0:
+        raise ConfigError(f"--limit must be 0 or more (got {limit}): it is how many questions to run")
+    if offset < 0:
+        raise ConfigError(f"--offset must be 0 or more (got {offset}): it is how many questions to skip")
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError(f"dataset {str(p)!r} not found")
+    if not p.is_file():
+        raise ConfigError(f"dataset {str(p)!r} is not a file: give a JSONL file (one JSON object per line)")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the dataset {p}: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        lineno = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{p}:{lineno}: not UTF-8 text (byte 0x{data[exc.start]:02x}): save the dataset as "
+                          "UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
     items: list[EvalItem] = []
     seen: set[str] = set()
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    # Split on \n only: a JSON string may hold U+2028, which str.splitlines would cut (and misnumber lines).
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            tests = row.get("tests") if isinstance(row.get("tests"), str) and row["tests"].strip() else None
-            question, gold = str(row["question"]), _gold(row["answer"] if tests is None or "answer" in row else "")
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise ConfigError(f"{p}:{lineno}: each line must be a JSON object with 'question' and 'answer' "
-                              "(or 'tests' for a code task)") from None
-        prompt = question
-        choices = row.get("choices")
-        if choices:
-            pairs = list(choices.items()) if isinstance(choices, dict) else list(zip(LETTERS, choices))
-            prompt = question + "\n\n" + "\n".join(f"{k}) {v}" for k, v in pairs) + \
-                "\n\nAnswer with the letter of the correct choice."
-        item_id = str(row.get("id") or hashlib.sha256(question.encode()).hexdigest()[:16])
-        if item_id in seen:
+        except ValueError as exc:
+            raise ConfigError(f"{p}:{lineno}: not JSON ({getattr(exc, 'msg', exc)}): each line must be one JSON "
+                              "object with 'question' and 'answer'") from None
+        item = _item(row, f"{p}:{lineno}")
+        if item.id in seen:
             continue  # the same question twice would be scored twice; keep the first
-        seen.add(item_id)
-        entry = row.get("entry_point") if isinstance(row.get("entry_point"), str) else None
-        items.append(EvalItem(item_id, question, gold, prompt, tests, entry))
+        seen.add(item.id)
+        items.append(item)
     items = items[offset:]
     return items[:limit] if limit is not None else items
 
@@ -112,76 +173,6 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-class _JsonlAppender:
-    """Append-only JSONL; a torn last line (crash mid-write) is skipped, and cut off before the first append."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.rows: list[dict[str, Any]] = []
-        self._cut_at: int | None = None
-        if self.path.suffix == ".gz":
-            self._read_gzip()
-        elif self.path.exists():
-            data = self.path.read_bytes()
-            keep = data if data.endswith(b"\n") or not data else data[: data.rfind(b"\n") + 1]
-            # Cut only before the first append: reading (a replay, a report) never changes the file, even
-            # while another process is recording into it.
-            self._cut_at = len(keep) if len(keep) != len(data) else None
-            for line in keep.decode("utf-8").splitlines():
-                if line.strip():
-                    try:
-                        self.rows.append(json.loads(line))
-                    except ValueError:
-                        continue  # a corrupt line is ignored, never fatal
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def _read_gzip(self) -> None:
-        try:
-            with gzip.open(self.path, "rt", encoding="utf-8") as f:
-                self.rows = [json.loads(line) for line in f if line.strip()]
-        except FileNotFoundError:
-            raise ConfigError(f"{self.path}: no such file (a .gz file can be read, not created)") from None
-        except (OSError, EOFError, ValueError) as exc:
-            raise ConfigError(f"{self.path}: not a readable gzip JSONL file ({exc}); gunzip it and check it") from None
-
-    def append(self, row: dict[str, Any]) -> None:
-        if self.path.suffix == ".gz":
-            raise ConfigError(f"{self.path} is compressed and read-only: gunzip it to record into it")
-        line = json.dumps(row, ensure_ascii=False) + "\n"
-        if self._cut_at is not None:
-            with self.path.open("r+b") as f:
-                f.truncate(self._cut_at)
-            self._cut_at = None
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-        self.rows.append(row)
-
-
-class ResultsFile(_JsonlAppender):
-    """The append-only results file; ``done`` holds the (id, strategy, n) keys already answered."""
-
-    @staticmethod
-    def key(item_id: str, strategy: str, n: int) -> tuple[str, str, int]:
-        return (item_id, strategy, n)
-
-    def done(self, retry_errors: bool = False) -> set[tuple[str, str, int]]:
-        return {self.key(r["id"], r["strategy"], r["n"]) for r in self.rows
-                if "id" in r and not (retry_errors and r.get("error"))}
-
-
-class Pool(_JsonlAppender):
-    """Recorded hypotheses, one line per question: ``{"id", "question", "gold", "model", "hypotheses": [...]}``."""
-
-    def hypotheses(self, item_id: str) -> list[Hypothesis] | None:
-        for row in reversed(self.rows):
-            if row.get("id") == item_id:
-                return [Hypothesis.model_validate(h) for h in row["hypotheses"]]
-        return None
 
 
 @dataclass
@@ -293,14 +284,26 @@ class EvalRunner:
         return work
 
     async def run(self, items: Sequence[EvalItem]) -> None:
-        work = self.todo(items)
-        sem = asyncio.Semaphore(self.concurrency)
+        """Answer what is not in the results yet, as the one writer of the results file and record pool.
 
-        async def one(item: EvalItem, pending: list[tuple[str, int]]) -> None:
-            async with sem:
-                await self._question(item, pending)
+        Files not locked already are locked for the run (ConfigError if another writer has one) and released
+        after it, so the rows the run resumes from cannot change under it.
+        """
+        owned = [f for f in (self.results, self.record) if f is not None and not f.locked]
+        try:
+            for f in owned:
+                f.lock()
+            work = self.todo(items)
+            sem = asyncio.Semaphore(self.concurrency)
 
-        await asyncio.gather(*(one(item, pending) for item, pending in work))
+            async def one(item: EvalItem, pending: list[tuple[str, int]]) -> None:
+                async with sem:
+                    await self._question(item, pending)
+
+            await asyncio.gather(*(one(item, pending) for item, pending in work))
+        finally:
+            for f in owned:
+                f.close()
 
     async def _pool_for(self, item: EvalItem) -> tuple[list[Hypothesis] | None, float]:
         """The hypotheses every strategy of this question decides on, and the seconds spent sampling."""

@@ -70,6 +70,13 @@ def eval_command(dataset: str, models: tuple[str, ...], strategy_list: tuple[str
         fail("use --record or --replay, not both (--record already reuses what it has stored)")
     if record_path and record_path.endswith(".gz"):
         fail(f"--record {record_path}: pools are recorded as plain JSONL (gzip one afterwards to replay it compressed)")
+    if limit is not None and limit < 0:
+        fail(f"--limit must be 0 or more (got {limit}): it is how many questions to run")
+    if offset < 0:
+        fail(f"--offset must be 0 or more (got {offset}): it is how many questions to skip")
+    for flag, other in (("--record", record_path), ("--replay", replay_path), ("DATASET", dataset)):
+        if other and _same_file(results_path, other):
+            fail(f"--results and {flag} name the same file ({results_path}): give the results a file of their own")
     strategy_options = parse_options(options)
 
     def go() -> None:
@@ -81,7 +88,7 @@ def eval_command(dataset: str, models: tuple[str, ...], strategy_list: tuple[str
 
         items = load_items(dataset, limit=limit, offset=offset)
         if not items:
-            fail(f"{dataset}: no questions")
+            fail(f"{dataset}: no questions" + (f" after --offset {offset}" if offset else ""))
         per_strategy = {}
         for name in names:  # each strategy gets the options it understands; unknown everywhere is an error
             cls = load_strategy(name)
@@ -95,11 +102,15 @@ def eval_command(dataset: str, models: tuple[str, ...], strategy_list: tuple[str
                       logprobs=top_logprobs is not None, top_logprobs=top_logprobs or None,
                       verify=verify, tools=",".join(tools) or None,
                       **{k: v for k, v in (("tool_protocol", tool_protocol), ("max_steps", max_steps)) if v is not None})
-        results = ResultsFile(results_path)
+        # Locked from before reading until the end: a second writer is refused, and the rows this run
+        # resumes from cannot change under it. The replayed pool is only read, so it takes no lock.
+        results = ResultsFile(results_path, lock=True)
+        opened.append(results)
+        record = Pool(record_path, lock=True) if record_path else None
+        opened.append(record)
         runner = EvalRunner(heavy=heavy, strategies=names, ns=n_values, results=results, concurrency=concurrency,
-                            record=Pool(record_path) if record_path else None,
-                            replay=Pool(replay_path) if replay_path else None, retry_errors=retry_errors,
-                            options=per_strategy)
+                            record=record, replay=Pool(replay_path) if replay_path else None,
+                            retry_errors=retry_errors, options=per_strategy)
         work = runner.todo(items)
         total = sum(len(p) for _, p in work)
         already = len(items) * len(names) * len(n_values) - total
@@ -130,18 +141,61 @@ def eval_command(dataset: str, models: tuple[str, ...], strategy_list: tuple[str
                 asyncio.run(main())
         else:
             asyncio.run(main())
+        for f in opened:
+            if f is not None:
+                f.close()
         if runner.skipped:
             click.echo(f"heavy eval: {runner.skipped} question(s) are not in the replayed pool and were skipped",
                        err=True)
-        summary = summarize(results.rows, ids={i.id for i in items})
+        ids = {i.id for i in items}
+        summary = summarize(results.rows, ids=ids)
+        if not summary and replay_path:
+            fail(f"none of the {len(items)} question(s) of {dataset} are in the replayed pool {replay_path}: "
+                 "replay a pool recorded from this dataset")
         if plot_path:
             _plot(summary, plot_path)
         if as_json:
             click.echo(json.dumps([{**s.__dict__, "accuracy": s.accuracy, "ci95": s.interval} for s in summary]))
         else:
             _print_table(summary)
+        _check_errors(summary, results.rows, ids, results_path)
 
-    run_guarded(go)
+    opened: list[Any] = []
+    try:
+        run_guarded(go)
+    finally:
+        for f in opened:
+            if f is not None:
+                f.close()
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file (existing or not)."""
+    from pathlib import Path
+
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def _check_errors(summary: list[Any], rows: list[dict[str, Any]], ids: set[str], results_path: str) -> None:
+    """Exit 1 when every result is an error (an unreachable model must not look like a finished eval)."""
+    from ..errors import redact
+
+    errors, total = sum(s.errors for s in summary), sum(s.total for s in summary)
+    if not errors:
+        return
+    latest = {(r["id"], r["strategy"], r["n"]): r for r in rows if r.get("id") in ids}
+    first = next((str(r["error"]) for r in latest.values() if r.get("error")), "")
+    first = first.strip().splitlines()[0] if first.strip() else "unknown error"
+    first = redact(first if len(first) <= 160 else first[:159] + "…")
+    if errors < total:
+        click.echo(f"heavy eval: {errors} of {total} results are errors (e.g. {first}); "
+                   "re-run with --retry-errors to redo them", err=True)
+        return
+    fail(f"all {total} results are errors, e.g. {first} (written to {results_path}): fix the cause "
+         "and re-run with --retry-errors")
 
 
 def _print_table(summary: list[Any]) -> None:

@@ -1,0 +1,291 @@
+"""The append-only JSONL files of ``heavy eval``: the results file and sample pools.
+
+Safety rules, because these files hold hours of paid sampling:
+
+* **Nothing is ever deleted or rewritten.** Rows are only appended. A file holding lines that are not rows
+  of ours (another program's data, a dataset passed as ``--results`` by mistake) is refused before anything
+  is written, naming the line and the fix.
+* **A torn last line** (a crash mid-append) is ignored when reading and left in place: the next append
+  starts on a new line. Every row is written with ``"id"`` first, so a torn line is recognisable as the
+  start of one of our rows and is never confused with foreign data.
+* **One writer at a time.** A writer holds an exclusive ``flock`` on a sidecar ``<file>.lock`` (which names
+  its pid) from before it reads the file until it is closed; a second writer is refused at once with that
+  pid. The kernel drops the lock when the process dies, so a killed run never leaves a file locked.
+  Readers (a ``--replay`` of a pool, a report) take no lock and never change the file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gzip
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .errors import ConfigError
+from .types import Hypothesis
+
+__all__ = ["JsonlFile", "ResultsFile", "Pool", "WriterLock"]
+
+#: Every row heavy appends starts with these bytes (``json.dumps`` of a dict whose first key is ``id``).
+ROW_START = b'{"id": '
+_BOM = b"\xef\xbb\xbf"
+
+
+class WriterLock:
+    """An exclusive, non-blocking lock that marks *target* as being appended to by this process.
+
+    The lock is ``flock`` on ``<target>.lock``, which holds the writer's pid for the refusal message. It is
+    removed on release while still locked, and a locker checks that the path still names the inode it
+    locked, so a second writer can never end up holding a lock on an unlinked sidecar.
+    """
+
+    def __init__(self, target: Path, flag: str) -> None:
+        self.target = target
+        self.path = target.with_name(target.name + ".lock")
+        self.flag = flag
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock or raise ConfigError naming the writer that holds it."""
+        if self._fd is not None:
+            return
+        try:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the folder of {self.target}: {exc.strerror}: pick another "
+                              f"{self.flag} path") from None
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise ConfigError(f"cannot write {self.path} (the lock of {self.target}): {exc.strerror}: "
+                                  f"pick another {self.flag} path") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                pid = _read_pid(fd)
+                os.close(fd)
+                raise ConfigError(self._busy(pid)) from None
+            try:
+                now = os.stat(self.path)
+                then = os.fstat(fd)
+                same = (now.st_dev, now.st_ino) == (then.st_dev, then.st_ino)
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the previous writer removed this sidecar as we locked it: lock the current one
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def _busy(self, pid: int | None) -> str:
+        if pid == os.getpid():
+            return (f"{self.target} is already open for writing in this process: use one {self.flag} "
+                    "file per run")
+        who = f"pid {pid}" if pid else "pid unknown"
+        return (f"{self.target} is being written by another heavy eval ({who}); wait for it or pick another "
+                f"{self.flag}")
+
+    def release(self) -> None:
+        """Drop the lock (removing the sidecar first, while it is still ours)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass  # already gone, or a read-only folder: a stale sidecar is harmless (flock is what counts)
+        os.close(fd)
+
+    def __del__(self) -> None:
+        try:
+            self.release()
+        except Exception:  # interpreter shutdown: the kernel drops the lock with the process anyway
+            pass
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).split()[0])
+    except (OSError, ValueError, IndexError):
+        return None  # the holder has locked but not yet written its pid
+
+
+def _is_torn(raw: bytes) -> bool:
+    """A line cut short by a crash mid-append: the start of one of our rows (never foreign data)."""
+    return raw.startswith(ROW_START) or ROW_START.startswith(raw)
+
+
+class JsonlFile:
+    """An append-only JSONL file of rows (JSON objects with an ``id``); see the module docstring.
+
+    ``lock=True`` takes the writer lock before reading (a run that decides what to do from the rows must
+    hold it from the start); otherwise the first :meth:`append` takes it. :meth:`close` releases it.
+    """
+
+    #: What a row of this file is, the CLI flag that names the file, and the fix when a file only read
+    #: holds other data (all for error messages).
+    KIND: ClassVar[str] = "heavy eval row"
+    FLAG: ClassVar[str] = "--results"
+    READ_FIX: ClassVar[str] = "give a file written by heavy eval"
+
+    def __init__(self, path: str | Path, *, lock: bool = False) -> None:
+        self.path = Path(path)
+        self.rows: list[dict[str, Any]] = []
+        self.linenos: list[int] = []  #: the line of each row read from the file (for error messages)
+        self._lock = WriterLock(self.path, self.FLAG)
+        if lock:
+            self.lock()
+        else:
+            self._load()
+
+    @property
+    def locked(self) -> bool:
+        return self._lock.held
+
+    def lock(self) -> JsonlFile:
+        """Become the one writer of this file (ConfigError if another is), and read it afresh."""
+        if self.path.suffix == ".gz":
+            raise ConfigError(f"{self.path} is compressed and read-only: gunzip it to record into it")
+        if not self._lock.held:
+            self._lock.acquire()
+            try:
+                self._load()
+            except BaseException:
+                self._lock.release()
+                raise
+        return self
+
+    def close(self) -> None:
+        """Release the writer lock (if held); the rows stay readable."""
+        self._lock.release()
+
+    def __enter__(self) -> JsonlFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _refuse(self, lineno: int, what: str) -> ConfigError:
+        fix = (f"heavy never deletes data it did not write; pick another {self.FLAG} path or remove the file"
+               if self._lock.held else self.READ_FIX)
+        return ConfigError(f"{self.path}:{lineno}: {what}, not a {self.KIND}: {fix}")
+
+    def _check(self, row: dict[str, Any], lineno: int) -> None:
+        """Raise if *row* is not a row of this kind of file (subclasses add their keys)."""
+        if "id" not in row:
+            raise self._refuse(lineno, "a JSON object without an 'id'")
+
+    def _load(self) -> None:
+        rows: list[dict[str, Any]] = []
+        linenos: list[int] = []
+        for lineno, raw in self._lines():
+            if lineno == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except ValueError:  # not JSON, or not UTF-8
+                if _is_torn(raw.rstrip(b"\r")):
+                    continue  # a crash mid-append: ignored here, left in the file
+                raise self._refuse(lineno, "a line that is not JSON") from None
+            if not isinstance(row, dict):
+                raise self._refuse(lineno, f"a JSON {type(row).__name__}")
+            self._check(row, lineno)
+            rows.append(row)
+            linenos.append(lineno)
+        self.rows, self.linenos = rows, linenos
+
+    def _lines(self) -> list[tuple[int, bytes]]:
+        if self.path.suffix == ".gz":
+            return self._gzip_lines()
+        if not self.path.exists():
+            return []
+        if not self.path.is_file():
+            raise ConfigError(f"{self.path} is not a file: pick another {self.FLAG} path")
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {self.path}: {exc.strerror}") from None
+        # Split on \n only: a JSON string may hold U+2028, which str.splitlines would cut.
+        return list(enumerate(data.split(b"\n"), 1))
+
+    def _gzip_lines(self) -> list[tuple[int, bytes]]:
+        try:
+            with gzip.open(self.path, "rb") as f:
+                return list(enumerate(f.read().split(b"\n"), 1))
+        except FileNotFoundError:
+            raise ConfigError(f"{self.path}: no such file (a .gz file can be read, not created)") from None
+        except (OSError, EOFError) as exc:
+            raise ConfigError(f"{self.path}: not a readable gzip JSONL file ({exc}); gunzip it and check it") from None
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Append one row (``id`` first) as one line, after a newline if the file ends in a torn line."""
+        if "id" not in row:
+            raise ConfigError(f"{self.path}: every row needs an 'id' (it is how a re-run finds what is done)")
+        self.lock()
+        row = {"id": row["id"], **row}
+        line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+        with self.path.open("a+b") as f:
+            end = f.seek(0, os.SEEK_END)
+            if end:
+                f.seek(end - 1)
+                if f.read(1) != b"\n":
+                    line = b"\n" + line  # keep the torn line (or the user's last line) intact
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows.append(row)
+        self.linenos.append(0)
+
+
+class ResultsFile(JsonlFile):
+    """The append-only results file; ``done`` holds the (id, strategy, n) keys already answered."""
+
+    KIND = "heavy eval results row"
+    FLAG = "--results"
+    READ_FIX = "give a results file written by heavy eval --results"
+
+    @staticmethod
+    def key(item_id: str, strategy: str, n: int) -> tuple[str, str, int]:
+        return (item_id, strategy, n)
+
+    def done(self, retry_errors: bool = False) -> set[tuple[str, str, int]]:
+        """Keys answered so far; ConfigError if a row is not a ``heavy eval`` result (before anything is written)."""
+        for row, lineno in zip(self.rows, self.linenos):
+            if not ("strategy" in row and isinstance(row.get("n"), int)):
+                raise self._refuse(lineno, "a row without 'strategy' and 'n'")
+        return {self.key(r["id"], r["strategy"], r["n"]) for r in self.rows
+                if not (retry_errors and r.get("error"))}
+
+
+class Pool(JsonlFile):
+    """Recorded hypotheses, one line per question: ``{"id", "question", "gold", "model", "hypotheses": [...]}``."""
+
+    KIND = "row of a pool recorded by heavy eval --record"
+    FLAG = "--record"
+    READ_FIX = "--replay takes a pool written by heavy eval --record"
+
+    def _check(self, row: dict[str, Any], lineno: int) -> None:
+        if "id" not in row or not isinstance(row.get("hypotheses"), list):
+            raise self._refuse(lineno, "a JSON object without 'id' and a 'hypotheses' list")
+
+    def hypotheses(self, item_id: str) -> list[Hypothesis] | None:
+        from pydantic import ValidationError
+
+        for row in reversed(self.rows):
+            if row.get("id") == item_id:
+                try:
+                    return [Hypothesis.model_validate(h) for h in row["hypotheses"]]
+                except ValidationError as exc:
+                    raise ConfigError(f"{self.path}: the recorded hypotheses of question {item_id!r} are not "
+                                      f"valid ({exc.error_count()} problem(s)): record the pool again") from None
+        return None
