@@ -102,11 +102,11 @@ class ModelSpec:
         if not var:
             return None
         p = self.preset
-        own = f"{_origin_text(p.base_url)}" + (f" or the URL in {p.base_url_env}" if p.base_url_env else "")
-        how = (f"set {p.base_url_env}={self.base_url} and use -m {p.name}:{self.model} without --base-url, or "
-               if p.base_url_env else "")
+        own = _origin_text(p.base_url) + (f" or the URL in {p.base_url_env}" if p.base_url_env else "")
+        how = (f"set {p.base_url_env}={self.base_url} and use -m {p.name}:{self.model} without --base-url "
+               "(from Python: pass api_key=...)" if p.base_url_env else "pass api_key=...")
         return (f"no API key was sent to {self.base_url}: the key in {var} goes only to {own}, never to another "
-                f"--base-url / base_url=; to send it here, {how}pass the key explicitly (api_key=...)")
+                f"--base-url / base_url=; to send it here, {how}")
 
 
 def _origin(url: str) -> tuple[str, str, int | None] | None:
