@@ -118,7 +118,8 @@ SENT = [
     ("anthropic:heavy-simulated", None, {"ANTHROPIC_BASE_URL": "http://root.test"}, "http://root.test/v1/messages"),
     ("gemini:heavy-simulated", None, {}, "https://generativelanguage.googleapis.com/v1beta/"),
     ("gemini:heavy-simulated", None, {"GEMINI_BASE_URL": "http://root.test"}, "http://root.test/v1beta/"),
-    ("llamacpp:heavy-simulated", "http://127.0.0.1:8080/v1", {"LLAMACPP_API_KEY": ENV_KEY}, "http://127.0.0.1:8080/v1/"),
+    ("llamacpp:heavy-simulated", "http://127.0.0.1:8080/v1", {"LLAMACPP_API_KEY": ENV_KEY},
+     "http://127.0.0.1:8080/v1/"),  # the preset's own default, named explicitly (as in the README)
 ]
 
 
