@@ -98,6 +98,7 @@ class Execute(Strategy):
 
     name = "execute"
     Options = ExecuteOptions
+    runs_code = True  # candidates and tests run on this machine: `heavy serve` allows it only with --tools python
 
     async def run(self, ctx: Context) -> Result:
         o = self.options

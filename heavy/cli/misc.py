@@ -22,7 +22,7 @@ def strategies() -> None:
 
 
 @click.command()
-@click.option("--port", type=int, default=C.SIM_PORT, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=C.SIM_PORT, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--accuracy", type=float, default=None, help="Probability that a sample answers right.")
 @click.option("--latency", type=float, default=None, help="Seconds before the first token (median if --latency-sigma).")
@@ -39,8 +39,10 @@ def sim(port: int, host: str, dataset: str | None, **knobs: float | None) -> Non
 
     def go() -> None:
         from ..errors import describe_validation
-        from ..testing import SimConfig, load_dataset, serve
+        from ..serve import listen, require_server_deps, serve
+        from ..testing import SimConfig, SimulatedLLM, load_dataset
 
+        require_server_deps("heavy sim", ("uvicorn",))  # the simulator is a raw ASGI app: no starlette
         values = {k: v for k, v in knobs.items() if v is not None}
         if dataset:
             values["dataset"] = load_dataset(dataset)
@@ -48,9 +50,10 @@ def sim(port: int, host: str, dataset: str | None, **knobs: float | None) -> Non
             config = SimConfig(**values)
         except ValueError as exc:
             fail(f"invalid simulator setting: {describe_validation(exc)}")
+        sock = listen(host, port)
         click.echo(f"heavy sim: simulated LLM (not a real model) on http://{host}:{port} — OpenAI-compatible under "
                    "/v1, Anthropic at /v1/messages, Gemini under /v1beta", err=True)
-        serve(config, host=host, port=port)
+        serve(SimulatedLLM(config), host=host, port=port, log_level="warning", sock=sock)
 
     run_guarded(go)
 

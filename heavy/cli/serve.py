@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from .. import constants as C
 from . import fail, run_guarded
 from .ask import tool_flags
 
@@ -13,7 +14,7 @@ from .ask import tool_flags
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind. Anything but loopback requires --api-key.")
-@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--api-key", default=None, envvar="HEAVY_SERVER_KEY", show_envvar=True,
               help="Bearer token clients must send (not an upstream key).")
 @click.option("-m", "--model", "models", multiple=True, metavar="PROVIDER:MODEL",
@@ -28,20 +29,34 @@ from .ask import tool_flags
 @click.option("--max-concurrent", "max_concurrent_per_client", type=int, default=32, show_default=True,
               help="Requests in flight per client address (429 beyond).")
 @click.option("--max-n", type=int, default=64, show_default=True, help="Most hypotheses one request may ask for.")
+@click.option("--option-limit", "option_limits", multiple=True, metavar="NAME=MAX",
+              help="Ceiling of a numeric value a client may set: heavy.options.NAME (STRATEGY.NAME for one "
+                   "strategy, * for every option without its own) or max_tokens; repeatable. Defaults: "
+                   + ", ".join(f"{k}={v}" for k, v in C.SERVE_OPTION_LIMITS.items())
+                   + f", any other {C.SERVE_DEFAULT_OPTION_LIMIT}.")
+@click.option("--header-timeout", type=float, default=C.SERVE_HEADER_TIMEOUT_S, show_default=True,
+              help="Seconds a client has to send a request's headers (408 and closed beyond).")
+@click.option("--body-timeout", type=float, default=C.SERVE_BODY_TIMEOUT_S, show_default=True,
+              help="Seconds a client has to send a request's body (408 beyond).")
 @tool_flags
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(host: str, port: int, api_key: str | None, models: tuple[str, ...], max_body_bytes: int,
-          max_concurrent_per_client: int, max_n: int, log_level: str, tools: tuple[str, ...], **flags: Any) -> None:
+          max_concurrent_per_client: int, max_n: int, option_limits: tuple[str, ...], header_timeout: float,
+          body_timeout: float, log_level: str, tools: tuple[str, ...], **flags: Any) -> None:
     """Serve Heavy as an OpenAI-compatible API: POST /v1/chat/completions, GET /v1/models, GET /health.
 
     Model names: `heavy` (these defaults), `heavy/<strategy>`, `heavy/<strategy>/<provider:model>`.
     Upstream endpoints and keys come from this process's environment (OPENAI_API_KEY, OPENAI_BASE_URL, …),
-    exactly as for `heavy ask`; clients never send or see them.
+    exactly as for `heavy ask`; clients never send or see them. Code runs on this machine only if the
+    operator enables it: strategies such as `execute` need `--tools python`.
     """
 
     def go() -> None:
-        from ..serve import create_app, is_loopback
+        from ..serve import is_loopback, listen, require_server_deps
+
+        require_server_deps("heavy serve")
+        from ..serve import create_app
         from ..serve import serve as run_server
         from .ask import heavy_kwargs
 
@@ -51,22 +66,29 @@ def serve(host: str, port: int, api_key: str | None, models: tuple[str, ...], ma
 
         try:
             settings = ServeSettings(api_key=api_key or None, max_body_bytes=max_body_bytes,
-                                     max_concurrent_per_client=max_concurrent_per_client, max_n=max_n)
+                                     max_concurrent_per_client=max_concurrent_per_client, max_n=max_n,
+                                     option_limits=list(option_limits), header_timeout=header_timeout,
+                                     body_timeout=body_timeout)
         except ValueError as exc:
             from ..errors import describe_validation
 
             fail(f"invalid server setting: {describe_validation(exc)}")
         from ..serve.errors import APIError
 
+        sock = listen(host, port)  # first: a busy port is one line before anything else happens
         try:
             app = create_app(heavy_kwargs(model=models, tools=",".join(tools) or None, **flags), settings=settings)
         except APIError as exc:  # the defaults do not make a valid run (e.g. an unknown strategy)
+            sock.close()
             fail(exc.message)
+        except BaseException:
+            sock.close()
+            raise
         server = app.state.heavy
         shown = ", ".join(server.planner.default_models)
         auth = "clients need the bearer key" if api_key else "no client key: loopback only"
         click.echo(f"heavy serve: OpenAI-compatible Heavy on http://{host}:{port}/v1 ({auth}); "
                    f"model `heavy` samples {shown}", err=True)
-        run_server(app, host=host, port=port, log_level=log_level)
+        run_server(app, host=host, port=port, log_level=log_level, sock=sock)
 
     run_guarded(go)

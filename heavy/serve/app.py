@@ -5,9 +5,11 @@ and ``GET /health``. Build it with :func:`create_app`; serve it with uvicorn (``
 
 Security model: the upstream endpoints and keys come only from the server's environment (exactly as in
 the CLI), never from a client and never echoed back; with an ``api_key`` every route but /health needs
-``Authorization: Bearer <key>``; bodies are size-limited; each client (by address) has a bounded number
-of requests in flight (429 beyond it); a client that disconnects cancels its hypotheses, which closes
-their upstream requests.
+``Authorization: Bearer <key>``; bodies are size-limited, must arrive within ``body_timeout`` (408
+beyond) and are read in full before the request counts against its client's limit, so slow senders
+cannot lock others out; each client (by address) has a bounded number of requests in flight (429
+beyond it); code execution, operator-only options and cost ceilings are :mod:`.policy`'s; a client that
+disconnects cancels its hypotheses, which closes their upstream requests.
 
 Streaming and disconnects are handled at the ASGI level (not through a framework's streaming response)
 so that a disconnect is noticed at once, even while no chunk is due, and cancels the run.
@@ -24,17 +26,19 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .. import constants as C
 from ..api import Heavy
 from ..errors import HeavyError
 from ..events import AggregatorDelta, Event, TokenDelta
 from .errors import APIError, from_exception
+from .policy import decode_body, parse_limits
 from .pool import HeavyPool
 from .progress import CONTENT_PURPOSES, Progress
 from .protocol import (Planner, RunPlan, check_model_name, chunk, completion_body, finish_reason, new_id, now,
@@ -57,6 +61,18 @@ class ServeSettings(BaseModel):
     max_concurrent_per_client: int = Field(32, ge=1, description="requests in flight per client address (429 beyond)")
     max_n: int = Field(64, ge=1, description="most hypotheses one request may ask for")
     max_configs: int = Field(32, ge=1, description="distinct Heavy configurations kept open (LRU)")
+    option_limits: dict[str, float] = Field(default_factory=dict, description="ceilings of numeric values a "
+                                            "client may set, over heavy.constants.SERVE_OPTION_LIMITS "
+                                            "('*': every option without its own)")
+    header_timeout: float = Field(C.SERVE_HEADER_TIMEOUT_S, gt=0, description="seconds to send a request's head "
+                                  "(408 and the connection closed beyond; applied by heavy.serve.serve)")
+    body_timeout: float = Field(C.SERVE_BODY_TIMEOUT_S, gt=0, description="seconds to send a request's body "
+                                "(408 beyond)")
+
+    @field_validator("option_limits", mode="before")
+    @classmethod
+    def _limits(cls, v: object) -> object:
+        return parse_limits(v) if isinstance(v, (dict, list, tuple)) else v
 
 
 class HeavyServer:
@@ -65,7 +81,7 @@ class HeavyServer:
     def __init__(self, defaults: dict[str, Any], settings: ServeSettings,
                  heavy_factory: Callable[..., Heavy] | None = None) -> None:
         self.settings = settings
-        self.planner = Planner(defaults, max_n=settings.max_n)
+        self.planner = Planner(defaults, max_n=settings.max_n, option_limits=settings.option_limits)
         self.pool = HeavyPool(heavy_factory or Heavy, max_size=settings.max_configs)
         self.in_flight: Counter[str] = Counter()
         self.runs = 0  #: runs currently executing (tests check that disconnects bring it back to 0)
@@ -83,6 +99,14 @@ class HeavyServer:
     async def chat(self, scope: dict, receive: Any, send: Any) -> None:
         request_id = new_id()
         client = (scope.get("client") or ("unknown",))[0]
+        # The whole body first: a client still sending (however slowly) holds no slot of the limit below.
+        try:
+            body = await self._receive(scope, receive)
+        except APIError as err:
+            await _send_error(send, err, request_id)
+            return
+        if body is None:
+            return  # the client left before sending its request
         if self.in_flight[client] >= self.settings.max_concurrent_per_client:
             await _send_error(send, APIError(
                 429, f"too many requests in flight from this client (limit "
@@ -98,7 +122,7 @@ class HeavyServer:
             await send(message)
 
         try:
-            await self._chat(scope, receive, tracked, request_id)
+            await self._chat(body, receive, tracked, request_id)
         except Exception as exc:  # never a traceback for a client
             err = from_exception(exc)
             if err.status >= 500 and not isinstance(exc, HeavyError):
@@ -110,19 +134,22 @@ class HeavyServer:
             if self.in_flight[client] <= 0:
                 del self.in_flight[client]
 
-    async def _chat(self, scope: dict, receive: Any, send: Any, request_id: str) -> None:
-        """Serve one request; errors raised before the response starts are answered by :meth:`chat`."""
+    async def _receive(self, scope: dict, receive: Any) -> bytes | None:
+        """The request's body, read in full within ``body_timeout`` (408 beyond), or ``None`` if the client left."""
         if scope["method"] != "POST":
             raise APIError(405, f"{scope['method']} is not allowed on {scope['path']}; use POST",
                            "method_not_allowed")
-        body = await _read_body(scope, receive, self.settings.max_body_bytes)
-        if body is None:
-            return  # the client left before sending its request
+        limit = self.settings.body_timeout
         try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise APIError(400, "the request body is not valid JSON", "invalid_json") from None
-        req = parse_body(data)
+            return await asyncio.wait_for(_read_body(scope, receive, self.settings.max_body_bytes), limit)
+        except asyncio.TimeoutError:
+            raise APIError(408, f"the request body did not arrive within {limit:g} seconds; send it at once "
+                           "(the server's operator sets this with `heavy serve --body-timeout`)", "request_timeout",
+                           headers={"connection": "close"}) from None
+
+    async def _chat(self, body: bytes, receive: Any, send: Any, request_id: str) -> None:
+        """Serve one request; errors raised before the response starts are answered by :meth:`chat`."""
+        req = parse_body(decode_body(body))
         plan = self.planner.plan(req)
         key = plan.key()
         try:

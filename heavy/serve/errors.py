@@ -19,7 +19,8 @@ __all__ = ["APIError", "from_exception", "MESSAGE_LIMIT"]
 MESSAGE_LIMIT = 1000
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
-          405: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error"}
+          405: "invalid_request_error", 408: "invalid_request_error", 413: "invalid_request_error",
+          429: "rate_limit_error"}
 
 
 class APIError(Exception):

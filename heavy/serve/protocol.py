@@ -29,6 +29,7 @@ from ..models import parse_spec
 from ..strategy import load_strategy, registered_strategies
 from ..types import Result, Usage
 from .errors import APIError
+from .policy import OptionPolicy
 
 __all__ = ["HONOURED", "IGNORED", "HeavyParams", "ChatRequest", "RunPlan", "Planner", "parse_body",
            "completion_body", "chunk", "usage_body", "summary", "new_id", "MODEL_PREFIX"]
@@ -209,10 +210,12 @@ class Planner:
     is a 400 rather than a silent pick.
     """
 
-    def __init__(self, defaults: dict[str, Any], *, max_n: int) -> None:
+    def __init__(self, defaults: dict[str, Any], *, max_n: int, option_limits: dict[str, float] | None = None) -> None:
         self.defaults = dict(defaults)
         self.defaults.setdefault("model", "sim")
         self.max_n = max_n
+        #: what a request may set (code execution, operator-only options, ceilings): see heavy.serve.policy
+        self.policy = OptionPolicy(self.defaults.get("tools"), option_limits)
 
     @property
     def default_models(self) -> list[str]:
@@ -268,14 +271,18 @@ class Planner:
         if n > self.max_n:
             raise APIError(400, f"n={n} is more hypotheses than this server allows ({self.max_n})", "invalid_value",
                            param="n")
+        self.policy.check_max_tokens(max_tokens, "max_completion_tokens" if req.max_completion_tokens else "max_tokens")
         try:
             strategy_cls = load_strategy(strategy)
         except StrategyNotFound as exc:
             raise APIError(400, exc.message, "invalid_value", param="heavy.strategy") from None
+        self.policy.check_strategy(strategy, strategy_cls, "heavy.strategy" if hp.strategy else "model")
+        self.policy.check_options(strategy, strategy_cls, hp.options or {})
         try:
-            strategy_cls.parse_options(hp.options)  # the strategy's own Options model (extra="forbid")
+            parsed = strategy_cls.parse_options(hp.options)  # the strategy's own Options model (extra="forbid")
         except ConfigError as exc:
             raise APIError(400, exc.message, "invalid_value", param="heavy.options") from None
+        self.policy.check_values(strategy, hp.options or {}, parsed)
 
         kwargs = {k: v for k, v in d.items() if k not in _PER_CALL}
         if models is not None:
