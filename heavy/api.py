@@ -28,7 +28,7 @@ from .providers.factory import build_provider
 from .pricing import cost, price_for
 from .providers.wrappers import ConcurrencyLimit, RateLimit, Retry, RetryPolicy, WrapperProvider
 from .run import Budget, RunState, using_run
-from .sampler import ModelRef, ReplaySampler, Sampler
+from .sampler import ModelRef, ReplaySampler, Sampler, check_n
 from .strategy import Context, Strategy, load_strategy
 from .types import Hypothesis, Message, Result, SamplingParams, Usage, as_messages
 
@@ -96,8 +96,7 @@ class Heavy:
         specs = [model] if isinstance(model, str) else list(model)
         if not specs:
             raise ConfigError("no model given; e.g. model='openai:gpt-4.1' or model='sim'")
-        if n < 1:
-            raise OptionsError("n must be at least 1")
+        check_n(n)
         if not 1 <= min_successes <= n:
             raise OptionsError(f"min_successes must be between 1 and n ({n})")
         if concurrency < 1:
@@ -234,7 +233,7 @@ class Heavy:
         messages = self._messages(prompt, system)
         emit = fanout(self.on_event, on_event)
         stream = self.stream if self.stream is not None else (self.on_event is not None or on_event is not None)
-        n = n or self.n
+        n = self.n if n is None else check_n(n)  # n=0 is a mistake to report, not a request for the default
         if strategy is None or strategy == self.strategy_name:
             strategy_cls = self.strategy_cls
             opts = self.options if options is None else strategy_cls.parse_options(options)
@@ -256,7 +255,7 @@ class Heavy:
                      seed: int | None = None, on_event: EventSink | None = None) -> list[Hypothesis]:
         """Only sample: *n* hypotheses of *prompt* (ok, failed or cancelled), in index order, no decision."""
         messages = self._messages(prompt, system)
-        n = n or self.n
+        n = self.n if n is None else check_n(n)
         with using_run(RunState(self.budget, retries=C.RETRY_BUDGET_PER_HYPOTHESIS * n, price=self._price)):
             sampler = self._sampler(messages, n, fanout(self.on_event, on_event), self.stream or False, seed, None,
                                     True)

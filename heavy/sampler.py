@@ -16,14 +16,15 @@ The sampler is the only road from strategies to the sampling models. Its promise
 from __future__ import annotations
 
 import asyncio
+import operator
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import constants as C
-from .errors import (BudgetExceeded, FatalRequestError, HeavyError, ProviderError, ProviderTimeout, QuorumError,
-                     StreamInterrupted)
+from .errors import (BudgetExceeded, FatalRequestError, HeavyError, OptionsError, ProviderError, ProviderTimeout,
+                     QuorumError, StreamInterrupted)
 from .events import (EventSink, HypothesisFailed, HypothesisFinished, HypothesisRestarted, HypothesisStarted,
                      TokenDelta, fanout)
 from .run import collecting_notes, current_run
@@ -34,7 +35,22 @@ if TYPE_CHECKING:
     from .tools.agent import AgentConfig
     from .tools.verify import Verifier
 
-__all__ = ["ModelRef", "Sampler", "ReplaySampler", "SampleRun", "call_model"]
+__all__ = ["ModelRef", "Sampler", "ReplaySampler", "SampleRun", "call_model", "check_n"]
+
+
+def check_n(n: object) -> int:
+    """*n* if it is a valid number of hypotheses (1 .. ``MAX_N``), else :class:`OptionsError` naming the limit."""
+    try:
+        if isinstance(n, bool):
+            raise TypeError
+        n = operator.index(n)  # any integer type (numpy's too), never a float or a string
+    except TypeError:
+        raise OptionsError(f"n must be a whole number of hypotheses, not {n!r}") from None
+    if n < 1:
+        raise OptionsError(f"n must be at least 1 (got {n})")
+    if n > C.MAX_N:
+        raise OptionsError(f"n must be at most {C.MAX_N} (heavy's MAX_N hypotheses per run; got {n})")
+    return n
 
 
 @dataclass(frozen=True)
@@ -132,8 +148,7 @@ class Sampler:
         min_successes: int | None = None,
     ) -> "SampleRun":
         """Start *n* hypotheses (round-robin over *models*); use as ``async with ... as run``."""
-        if n < 1:
-            raise ValueError("n must be at least 1")
+        check_n(n)
         start = self._next_index
         self._next_index += n
         return SampleRun(

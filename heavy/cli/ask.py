@@ -69,11 +69,39 @@ def tool_flags(command: Any) -> Any:
     return command
 
 
+def read_stdin_text() -> str:
+    """All of stdin as UTF-8 text, a leading byte-order mark dropped; binary input fails with one line.
+
+    Bytes are decoded here rather than by the terminal's locale so that a C/POSIX locale cannot smuggle
+    undecodable bytes in as surrogates (which only failed later, once per hypothesis, in the provider).
+    Notepad and PowerShell pipes start UTF-8 text with a BOM, which is not part of the question.
+    """
+    stream = sys.stdin
+    raw = getattr(stream, "buffer", None)
+    if raw is not None:
+        data = raw.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            fail(f"stdin is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                 "pipe the question as UTF-8 (e.g. through `iconv -t UTF-8`)")
+    else:  # a text-only stream (stdin replaced by an embedding program): it was decoded already
+        text = stream.read()
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            fail(f"stdin is not UTF-8 text (undecodable input at character {exc.start}); pipe the question as UTF-8")
+    if "\0" in text:
+        fail(f"stdin holds binary data (a NUL at character {text.index(chr(0))}); pipe the question as text")
+    return text.removeprefix("\ufeff")
+
+
 def read_question(question: str | None) -> str:
+    """The question from the argument, or from stdin when it is absent or ``-``; empty input fails."""
     if question in (None, "-"):
         if sys.stdin is None or sys.stdin.isatty():
             fail('no question: give it as an argument (heavy ask "...") or on stdin')
-        question = sys.stdin.read()
+        question = read_stdin_text()
     if not question.strip():
         fail("the question is empty")
     return question
