@@ -165,3 +165,10 @@ SERVE_BODY_TIMEOUT_S = 30.0
 #: memory with its text until the run ends. An N far above this (`heavy ask -n 100000`) is a typo or an
 #: attack, not a workload: it took 630 MB in 7 s against the simulator before the cap.
 MAX_N = 1024
+
+#: Sandboxes started as root run as uid (and gid) SANDBOX_UID_BASE + the launcher's pid: a uid no other
+#: sandbox running at the same time has, so RLIMIT_NPROC (counted per uid) bounds each sandbox alone.
+#: 0x70000000 + pid_max (at most 2**22) lies above systemd-nspawn's container range (ends 0x6FFFFFFF)
+#: and below systemd's "foreign" range (from 0x7FFF0000); no account should own uids there.
+SANDBOX_UID_BASE = 0x70000000
+SANDBOX_UID_SPAN = 1 << 22

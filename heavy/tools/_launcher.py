@@ -18,12 +18,21 @@ The best it can do, on Linux (each step is tried, and what failed is reported, n
    the Python installation is bound back read-only and the work directory bound back writable, so the
    program can neither read dotfiles (``~/.ssh``, ``~/.config``, shell histories) nor change any file
    outside its work directory.
-4. **Identity**: when started as root the program runs as ``nobody`` (65534), so root-owned files are
-   not readable and ``RLIMIT_NPROC`` applies (the kernel never enforces it on root).
+4. **Identity**: when started as root the program runs as a uid of its own, ``uid_base`` + the
+   launcher's pid (unique among the sandboxes running at once, in no ``/etc/passwd``), and owns its
+   work directory: root-owned files are not readable, ``RLIMIT_NPROC`` applies (the kernel never
+   enforces it on root) and counts this sandbox's processes only, so one sandbox's fork bomb cannot
+   make another's ``fork()`` fail. As any other user the user namespace gives each sandbox its own
+   process count (Linux 5.14+, where ``RLIMIT_NPROC`` is counted per user namespace).
 5. **Limits** (``setrlimit`` on the program): CPU seconds, address space, file size, processes and
    open files; the environment is empty.
 
 Without namespaces (containers that forbid them) only 4 and 5 apply, and the report says so.
+
+A ``channel_fd`` in the configuration (a pipe's write end) is handed to the program as an inherited
+descriptor, and closed in the launcher and in init: only the program holds it. Init makes itself
+non-dumpable, so a program of the same uid cannot reach init's descriptors through ``/proc/1/fd``
+(its report of the program's exit status cannot be forged).
 """
 
 from __future__ import annotations
@@ -40,9 +49,10 @@ CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
 SYS_MOUNT_SETATTR, AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = 442, -100, 0x8000, 0x1
-NOBODY = 65534
+#: RLIMIT_NPROC is counted per user namespace from this kernel on (before, per uid across namespaces).
+NPROC_PER_USERNS = (5, 14)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -92,18 +102,33 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def _nobody_can_run(paths: list[str]) -> bool:
-    """Whether uid 65534 can read every path (checked in a short-lived child, so we stay root)."""
+def _uid_can_run(uid: int, paths: list[str]) -> bool:
+    """Whether *uid* can read every path (checked in a short-lived child, so we stay root)."""
     pid = os.fork()
     if pid == 0:
         try:
-            _drop_to(NOBODY, NOBODY)
+            _drop_to(uid, uid)
             ok = all(os.access(p, os.R_OK | (os.X_OK if os.path.isdir(p) else 0)) for p in paths)
         except OSError:
             ok = False
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) == 0
+
+
+def _give(workdir: str, uid: int) -> None:
+    """Make the program's uid the owner of its work directory (and of the files heavy put there)."""
+    for root, dirs, files in os.walk(workdir):
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            os.chown(name, uid, uid, follow_symlinks=False)
+
+
+def _kernel_at_least(version: tuple[int, int]) -> bool:
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= version
 
 
 def _set_limits(limits: dict[str, int]) -> None:
@@ -195,6 +220,7 @@ def _exec_program(cfg: dict, drop: tuple[int, int] | None) -> None:
 def _init(cfg: dict, report_fd: int, alive: int, drop: tuple[int, int] | None, report: dict) -> None:
     """pid 1 of the new PID namespace: mounts, then runs the program as pid 2, reaps, reports its status."""
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # same uid as the program (user namespace): keep it out of /proc/1/fd
     if select.select([alive], [], [], 0)[0]:  # EOF already: the launcher died before PDEATHSIG was armed
         os._exit(1)
     os.close(alive)
@@ -204,6 +230,7 @@ def _init(cfg: dict, report_fd: int, alive: int, drop: tuple[int, int] | None, r
     if child == 0:
         os.close(report_fd)
         _exec_program(cfg, drop)
+    _close_channel(cfg)
     status = 0
     while True:  # reap everything; stop when the program itself has ended
         try:
@@ -219,15 +246,22 @@ def _init(cfg: dict, report_fd: int, alive: int, drop: tuple[int, int] | None, r
     os._exit(0)  # the kernel now kills whatever the program left behind in the namespace
 
 
+def _close_channel(cfg: dict) -> None:
+    if cfg.get("channel_fd") is not None:
+        os.close(int(cfg["channel_fd"]))
+
+
 def main() -> None:
     cfg = json.loads(sys.argv[1])
     report_fd = int(cfg["report_fd"])
     os.set_inheritable(report_fd, True)
+    if cfg.get("channel_fd") is not None:
+        os.set_inheritable(int(cfg["channel_fd"]), True)
     uid, gid = os.getuid(), os.getgid()
     root = uid == 0
     report: dict = {"namespaces": False, "network": "not isolated", "pid_namespace": False, "proc": "host",
-                    "hidden": [], "uid": uid, "nproc": "enforced", "filesystem": "writable where the uid may write",
-                    "notes": []}
+                    "hidden": [], "uid": uid, "nproc": "enforced", "nproc_scope": "unknown",
+                    "filesystem": "writable where the uid may write", "notes": []}
     drop: tuple[int, int] | None = None
     namespaced = False
     if cfg.get("namespaces", True):
@@ -246,15 +280,27 @@ def main() -> None:
     else:
         report["notes"].append("namespaces disabled by configuration")
     if root:
-        # Inside our own mounts Python is bound back readable; without them nobody may not reach it.
-        if namespaced or _nobody_can_run(cfg["keep_check"]):
-            drop = (NOBODY, NOBODY)
-            report["uid"] = NOBODY
+        # A uid no other sandbox has (pids are unique among live processes): the kernel counts
+        # RLIMIT_NPROC per uid, so sandboxes sharing one uid would share one process budget.
+        own = int(cfg["uid_base"]) + os.getpid()
+        _give(cfg["workdir"], own)
+        # Inside our own mounts Python is bound back readable; without them the uid may not reach it.
+        if namespaced or _uid_can_run(own, cfg["keep_check"]):
+            drop = (own, own)
+            report["uid"] = own
+            report["nproc_scope"] = "this sandbox only (its own uid)"
         else:
-            report["nproc"] = "not enforced: running as root (uid 65534 cannot read this Python installation)"
+            report["nproc"] = "not enforced: running as root (a sandbox uid cannot read this Python installation)"
+            report["nproc_scope"] = "none: the kernel does not apply RLIMIT_NPROC to root"
             report["notes"].append("running as root: the kernel does not apply RLIMIT_NPROC to root")
+    elif namespaced and _kernel_at_least(NPROC_PER_USERNS):
+        report["nproc_scope"] = "this sandbox only (its own user namespace)"
+    else:
+        why = "no user namespace" if not namespaced else f"Linux {os.uname().release} counts it per uid, not per namespace"
+        report["nproc_scope"] = f"shared by every sandbox and every other process of uid {uid} ({why})"
+        report["notes"].append(f"RLIMIT_NPROC is shared: every process of uid {uid} counts against each sandbox's "
+                               f"limit, so one sandbox's fork bomb makes fork() fail in the others ({why})")
     if not namespaced:
-        report["notes"].append("RLIMIT_NPROC counts every process of this uid on the machine")
         os.write(report_fd, (json.dumps(report) + "\n").encode())
         os.close(report_fd)
         _exec_program(cfg, drop)
@@ -266,6 +312,7 @@ def main() -> None:
         _init(cfg, report_fd, alive, drop, report)
     os.close(alive)
     os.close(report_fd)
+    _close_channel(cfg)
     while True:
         try:
             _, status = os.waitpid(init, 0)

@@ -10,9 +10,15 @@ What holds on every Linux machine: the program is a separate process started wit
 environment** (no API keys, no ``PATH``), in a fresh temporary working directory, under
 ``RLIMIT_CPU``, ``RLIMIT_AS`` (memory), ``RLIMIT_FSIZE``, ``RLIMIT_NPROC`` and ``RLIMIT_NOFILE``, with a
 wall-clock timeout (the whole process group is killed) and stdout/stderr truncated. Started as root it
-runs as ``nobody``. Where namespaces are allowed, it also has **no network**, its own PID namespace
+runs as a uid of its own (:data:`heavy.constants.SANDBOX_UID_BASE` + the launcher's pid), so the
+process limit is per sandbox and nothing of it outlives the run. Where namespaces are allowed, it also has **no network**, its own PID namespace
 (nothing survives the run) and its own mounts (home directories and temp dirs hidden). See
 ``docs/tools.md`` for the exact list of what is and is not isolated.
+
+``channel=True`` gives the program one more pipe, its write end's descriptor number in ``sys.argv[1]``
+and read into :attr:`SandboxResult.channel`: only the program itself holds it (not the launcher, not
+init), so a program that keeps it from the code it runs has a report channel that code cannot reach
+(:mod:`heavy.tools.codecheck` does exactly that).
 """
 
 from __future__ import annotations
@@ -31,12 +37,21 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..constants import SANDBOX_UID_BASE, SANDBOX_UID_SPAN
+
 __all__ = ["SandboxLimits", "Isolation", "SandboxResult", "run_python", "LAUNCHER"]
 
 LAUNCHER = str(Path(__file__).with_name("_launcher.py"))
 NOBODY = 65534
 #: Output beyond this many bytes (stdout + stderr) stops the program: it is only discarded anyway.
 OUTPUT_KILL_BYTES = 16 * 1024 * 1024
+#: Most bytes kept from the report channel (``channel=True``); the rest is dropped and flagged.
+CHANNEL_MAX_BYTES = 4 * 1024 * 1024
+
+
+def sandbox_uid(uid: int | None) -> bool:
+    """Whether *uid* is one of the per-sandbox uids (owned by one sandbox run, by nothing else)."""
+    return uid is not None and SANDBOX_UID_BASE <= uid < SANDBOX_UID_BASE + SANDBOX_UID_SPAN
 
 
 class SandboxLimits(BaseModel):
@@ -48,7 +63,7 @@ class SandboxLimits(BaseModel):
     cpu_seconds: int = Field(10, ge=1, description="RLIMIT_CPU: SIGXCPU at this many CPU seconds, SIGKILL 1 s later")
     memory_mb: int = Field(512, ge=32, description="RLIMIT_AS: address space in MiB (allocations beyond fail)")
     file_size_mb: int = Field(16, ge=1, description="RLIMIT_FSIZE: largest file the program may write, in MiB")
-    max_processes: int = Field(32, ge=1, description="RLIMIT_NPROC: processes/threads of the sandbox's uid")
+    max_processes: int = Field(32, ge=1, description="RLIMIT_NPROC: processes/threads of the sandbox")
     max_open_files: int = Field(64, ge=8, description="RLIMIT_NOFILE: open file descriptors")
     max_output_bytes: int = Field(64_000, ge=256, description="stdout and stderr are each kept up to this size")
 
@@ -70,6 +85,7 @@ class Isolation(BaseModel):
     hidden: list[str] = Field(default_factory=list)
     uid: int | None = None
     nproc: str = "unknown"
+    nproc_scope: str = "unknown"
     filesystem: str = "writable where the uid may write"
     notes: list[str] = Field(default_factory=list)
 
@@ -81,11 +97,18 @@ class Isolation(BaseModel):
     def nproc_enforced(self) -> bool:
         return self.nproc == "enforced"
 
+    @property
+    def nproc_isolated(self) -> bool:
+        """Whether the process limit counts this sandbox's processes only (not other sandboxes')."""
+        return self.nproc_enforced and self.nproc_scope.startswith("this sandbox only")
+
     def summary(self) -> str:
-        """One line for a tool result: ``network isolated, pid namespace, uid 65534``."""
+        """One line for a tool result: ``no network, own pid namespace, own uid``."""
         parts = ["no network" if self.network_isolated else "network NOT isolated"]
         parts.append("own pid namespace" if self.pid_namespace else "host pid namespace")
-        if self.uid is not None:
+        if sandbox_uid(self.uid):
+            parts.append("own uid")
+        elif self.uid is not None:
             parts.append("uid nobody" if self.uid == NOBODY else f"uid {self.uid}")
         return ", ".join(parts)
 
@@ -105,6 +128,8 @@ class SandboxResult(BaseModel):
     stderr_truncated: bool = False
     isolation: Isolation = Field(default_factory=Isolation)
     workdir: str = ""
+    channel: str | None = Field(None, description="what the program wrote to its report channel (channel=True)")
+    channel_truncated: bool = False
 
     @property
     def ok(self) -> bool:
@@ -190,10 +215,11 @@ class _Capture:
 
 
 async def run_python(code: str, *, limits: SandboxLimits | None = None, files: dict[str, str] | None = None,
-                     namespaces: bool = True) -> SandboxResult:
+                     namespaces: bool = True, channel: bool = False) -> SandboxResult:
     """Run *code* (as ``main.py``, next to *files*) in the sandbox and return what happened.
 
     ``namespaces=False`` skips the namespace isolation (to test the fallback a machine without it gets).
+    ``channel=True`` gives the program a report pipe (see the module docstring).
     Never raises for anything the program does; a sandbox that cannot start at all is reported in
     ``stderr`` with exit code 126.
     """
@@ -207,20 +233,19 @@ async def run_python(code: str, *, limits: SandboxLimits | None = None, files: d
                 raise ValueError(f"sandbox file {name!r} is outside the work directory")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content, encoding="utf-8")
-        if os.getuid() == 0:  # the program runs as nobody: give it its directory
-            for path in [root, *root.rglob("*")]:
-                os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
-        return await _run(workdir, limits, namespaces)
+        return await _run(workdir, limits, namespaces, channel)
     finally:
         _remove(workdir)
 
 
-async def _run(workdir: str, limits: SandboxLimits, namespaces: bool) -> SandboxResult:
+async def _run(workdir: str, limits: SandboxLimits, namespaces: bool, channel: bool) -> SandboxResult:
     read_fd, write_fd = os.pipe()
+    chan_read, chan_write = os.pipe() if channel else (None, None)
+    args = ["-I", "-u", "main.py"] + ([str(chan_write)] if channel else [])
     config = {
-        "python": sys.executable, "args": ["-I", "-u", "main.py"], "workdir": os.path.realpath(workdir),
+        "python": sys.executable, "args": args, "workdir": os.path.realpath(workdir),
         "limits": limits.rlimits(), "report_fd": write_fd, "namespaces": namespaces,
-        "hide": _hidden_dirs(), "keep": _python_paths(),
+        "hide": _hidden_dirs(), "keep": _python_paths(), "uid_base": SANDBOX_UID_BASE, "channel_fd": chan_write,
         "keep_check": [os.path.realpath(sys.executable), os.path.dirname(os.__file__), os.path.realpath(workdir)],
     }
     started = time.monotonic()
@@ -228,10 +253,17 @@ async def _run(workdir: str, limits: SandboxLimits, namespaces: bool) -> Sandbox
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-S", LAUNCHER, json.dumps(config), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={}, start_new_session=True,
-            pass_fds=(write_fd,), cwd=workdir,
+            pass_fds=(write_fd,) if chan_write is None else (write_fd, chan_write), cwd=workdir,
         )
+    except BaseException:
+        for fd in (read_fd, chan_read):
+            if fd is not None:
+                os.close(fd)
+        raise
     finally:
-        os.close(write_fd)
+        for fd in (write_fd, chan_write):
+            if fd is not None:
+                os.close(fd)
     out, err = _Capture(limits.max_output_bytes, bytearray()), _Capture(limits.max_output_bytes, bytearray())
     report_lines: list[bytes] = []
     flooded = asyncio.Event()
@@ -248,12 +280,20 @@ async def _run(workdir: str, limits: SandboxLimits, namespaces: bool) -> Sandbox
     report_reader = asyncio.StreamReader()
     report_file = os.fdopen(read_fd, "rb", buffering=0)
     transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(report_reader), report_file)
+    chan = _Capture(CHANNEL_MAX_BYTES, bytearray())
+    chan_transport = None
+    readers = [pump(proc.stdout, out), pump(proc.stderr, err)]
+    if chan_read is not None:
+        chan_reader = asyncio.StreamReader()
+        chan_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(chan_reader),
+                                                         os.fdopen(chan_read, "rb", buffering=0))
+        readers.append(_drain(chan_reader, chan))
 
     async def read_report() -> None:
         while line := await report_reader.readline():
             report_lines.append(line)
 
-    pumps = asyncio.gather(pump(proc.stdout, out), pump(proc.stderr, err), read_report())
+    pumps = asyncio.gather(*readers, read_report())
     stopped: str | None = None
     deadline = started + limits.timeout
     try:
@@ -271,6 +311,8 @@ async def _run(workdir: str, limits: SandboxLimits, namespaces: bool) -> Sandbox
         _killpg(proc.pid)  # the program (if stopped) and its leftovers in our process group
         isolation, _ = _parse_report(report_lines)
         if not isolation.pid_namespace:
+            if sandbox_uid(isolation.uid) and os.getuid() == 0:
+                await _kill_uid(isolation.uid)
             _sweep(os.path.realpath(workdir))
         try:
             await asyncio.wait_for(asyncio.gather(proc.wait(), pumps), timeout=5.0)
@@ -281,6 +323,8 @@ async def _run(workdir: str, limits: SandboxLimits, namespaces: bool) -> Sandbox
         raise
     finally:
         transport.close()
+        if chan_transport is not None:
+            chan_transport.close()
     duration = time.monotonic() - started
     isolation, status = _parse_report(report_lines)
     exit_code, sig = _status(status, proc.returncode)
@@ -289,8 +333,14 @@ async def _run(workdir: str, limits: SandboxLimits, namespaces: bool) -> Sandbox
     return SandboxResult(
         stdout=out.text(), stderr=err.text(), exit_code=exit_code, signal=sig, stopped=stopped,
         duration_s=round(duration, 3), stdout_truncated=out.truncated, stderr_truncated=err.truncated,
-        isolation=isolation, workdir=workdir,
+        isolation=isolation, workdir=workdir, channel=chan.text() if channel else None,
+        channel_truncated=chan.truncated,
     )
+
+
+async def _drain(reader: asyncio.StreamReader, capture: _Capture) -> None:
+    while chunk := await reader.read(65536):
+        capture.add(chunk)
 
 
 def _parse_report(lines: list[bytes]) -> tuple[Isolation, dict | None]:
@@ -333,6 +383,20 @@ def _killpg(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
+        pass
+
+
+async def _kill_uid(uid: int) -> None:
+    """Kill every process of a per-sandbox *uid* (without a PID namespace, leftovers may have left the
+    process group and the work directory): ``kill(-1)`` from a process of that uid reaches all of them at
+    once, a fork bomb included, and nothing else (the uid belongs to this run alone)."""
+    try:
+        killer = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-S", "-c", "import os\ntry:\n    os.kill(-1, 9)\nexcept OSError:\n    pass\n",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            env={}, user=uid, group=uid, extra_groups=[], cwd="/")
+        await asyncio.wait_for(killer.wait(), timeout=10.0)
+    except (OSError, asyncio.TimeoutError):  # the cwd sweep that follows is the fallback
         pass
 
 
