@@ -43,7 +43,7 @@ from typing import Any
 __all__ = [
     "extract_answer", "normalize_answer", "final_answer", "parse_number", "format_number",
     "extract_code", "extract_yes_no", "looks_mathematical", "text_key",
-    "match", "equivalent", "cluster", "math_backend",
+    "match", "equivalent", "cluster", "math_backend", "is_code_answer",
 ]
 
 _ANSWER_IS = re.compile(
@@ -297,6 +297,12 @@ def normalize_answer(raw: str) -> str:
     if looks_mathematical(s):
         return _compact_math(s)
     return re.sub(r"\s+", " ", re.sub(r"[^\w\s./+\-]", "", low)).strip()
+
+
+def is_code_answer(answer: str | None) -> bool:
+    """Is *answer* (as :func:`final_answer` gives it) a program rather than a value? A reply that ends
+    with a code block answers with that code."""
+    return bool(answer and answer.startswith("```"))
 
 
 def final_answer(text: str) -> str | None:

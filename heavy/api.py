@@ -30,7 +30,7 @@ from .providers.wrappers import ConcurrencyLimit, RateLimit, Retry, RetryPolicy,
 from .run import Budget, RunState, using_run
 from .sampler import ModelRef, ReplaySampler, Sampler, check_n
 from .strategy import Context, Strategy, load_strategy
-from .types import Hypothesis, Message, Result, SamplingParams, Usage, as_messages
+from .types import PROGRAM_ROUTE, Hypothesis, Message, Result, SamplingParams, Usage, as_messages
 
 __all__ = ["Heavy", "ask", "aask"]
 
@@ -147,6 +147,9 @@ class Heavy:
         self.on_event = on_event
         self._transport = transport
         self.agent, self.verifier = _tooling(tools, tool_protocol, max_steps, tool_options, verify)
+        # The python tool, where the user enabled it (tools or --verify): program hypotheses may run.
+        self.python = self.verifier.tool if self.verifier is not None else \
+            next((t for t in (self.agent.tools if self.agent else []) if t.name == "python"), None)
         self._providers: dict[tuple[str, str, bool], Provider] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -197,7 +200,7 @@ class Heavy:
         kwargs: dict[str, Any] = dict(
             params=params, extract=final_answer, emit=emit, stream=stream, timeout=self.timeout,
             deadline=(time.monotonic() + self.deadline) if self.deadline else None,
-            min_successes=min(self.min_successes, n), agent=self.agent, verifier=self.verifier,
+            min_successes=min(self.min_successes, n), agent=self.agent, verifier=self.verifier, python=self.python,
         )
         refs = [self._ref(s) for s in self.specs]
         if pool is not None:
@@ -252,14 +255,26 @@ class Heavy:
         return result
 
     async def sample(self, prompt: Prompt, *, n: int | None = None, system: str | None = None,
-                     seed: int | None = None, on_event: EventSink | None = None) -> list[Hypothesis]:
-        """Only sample: *n* hypotheses of *prompt* (ok, failed or cancelled), in index order, no decision."""
+                     seed: int | None = None, on_event: EventSink | None = None,
+                     programs: int = 0) -> list[Hypothesis]:
+        """Only sample: *n* hypotheses of *prompt* (ok, failed or cancelled), in index order, no decision.
+
+        *programs* more are sampled at the same time as program hypotheses (``route="program"``: the
+        model writes Python, the sandbox runs it); they need the python tool (``tools=["python"]``)."""
         messages = self._messages(prompt, system)
         n = self.n if n is None else check_n(n)
-        with using_run(RunState(self.budget, retries=C.RETRY_BUDGET_PER_HYPOTHESIS * n, price=self._price)):
-            sampler = self._sampler(messages, n, fanout(self.on_event, on_event), self.stream or False, seed, None,
-                                    True)
-            return await sampler.sample(messages, n, min_successes=0)
+        if programs:
+            check_n(programs)
+        total = n + programs
+        with using_run(RunState(self.budget, retries=C.RETRY_BUDGET_PER_HYPOTHESIS * total, price=self._price)):
+            sampler = self._sampler(messages, total, fanout(self.on_event, on_event), self.stream or False, seed,
+                                    None, True)
+            if not programs:
+                return await sampler.sample(messages, n, min_successes=0)
+            chains, progs = await asyncio.gather(
+                sampler.sample(messages, n, min_successes=0),
+                sampler.sample(messages, programs, min_successes=0, route=PROGRAM_ROUTE))
+            return [*chains, *progs]
 
     async def events(self, prompt: Prompt, **kwargs: Any) -> AsyncIterator[Event]:
         """Run *prompt* and yield its progress events as they happen; the last one is :class:`Final`."""

@@ -34,7 +34,7 @@ from .answers import normalize_answer, parse_number
 from .api import Heavy
 from .errors import ConfigError, HeavyError
 from .evalfiles import Pool, ResultsFile
-from .types import Hypothesis, Usage
+from .types import PROGRAM_ROUTE, Hypothesis, Usage
 
 __all__ = [
     "EvalItem", "load_items", "is_correct", "wilson", "ResultsFile", "Pool", "EvalRunner", "summarize", "SummaryRow",
@@ -243,6 +243,18 @@ async def _passes_tests(result: Any, item: EvalItem) -> bool:
     return await passes(code, item.tests or "")
 
 
+def route_prefix(pool: Sequence[Hypothesis], route: str | None, n: int | None = None) -> list[Hypothesis]:
+    """The first *n* (all, when ``None``) hypotheses of *pool* sampled on *route*."""
+    on_route = [h for h in pool if h.route == route]
+    return on_route if n is None else on_route[:n]
+
+
+def pool_prefix(pool: Sequence[Hypothesis], n: int) -> list[Hypothesis]:
+    """The pool an N-hypothesis run decides on: the first *n* chains and the first *n* programs (a strategy
+    takes what it needs of each; vote uses only chains, crosscheck splits N between both)."""
+    return [*route_prefix(pool, None, n), *route_prefix(pool, PROGRAM_ROUTE, n)]
+
+
 @dataclass
 class EvalRunner:
     """Runs ``strategies`` × ``ns`` over ``items`` with at most ``concurrency`` questions in flight.
@@ -261,6 +273,7 @@ class EvalRunner:
     replay: Pool | None = None
     retry_errors: bool = False
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    programs: int = 0  #: program hypotheses pooled per question beside the chains (``crosscheck`` uses them)
     on_row: Callable[[dict[str, Any]], None] | None = None
     skipped: int = field(default=0, init=False)
 
@@ -311,10 +324,11 @@ class EvalRunner:
             return self.replay.hypotheses(item.id), 0.0
         if self.record is not None:
             recorded = self.record.hypotheses(item.id)
-            if recorded is not None and len(recorded) >= max(self.ns):
+            if recorded is not None and len(route_prefix(recorded, None)) >= max(self.ns) and \
+                    len(route_prefix(recorded, PROGRAM_ROUTE)) >= self.programs:
                 return recorded, 0.0
         started = time.monotonic()
-        hyps = await self.heavy.sample(item.prompt, n=max(self.ns))
+        hyps = await self.heavy.sample(item.prompt, n=max(self.ns), programs=self.programs)
         if self.record is not None:
             self.record.append({"id": item.id, "question": item.question, "gold": item.gold,
                                 "model": [s.label for s in self.heavy.specs],
@@ -340,7 +354,7 @@ class EvalRunner:
             try:
                 result = await self.heavy.ask(
                     item.prompt, n=n, strategy=strategy, options=_with_tests(strategy, self.options.get(strategy), item),
-                    pool=pool[:n] if pool is not None else None, live=self.replay is None,
+                    pool=pool_prefix(pool, n) if pool is not None else None, live=self.replay is None,
                 )
                 correct = await _passes_tests(result, item) if item.tests else None
             except HeavyError as exc:

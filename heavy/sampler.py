@@ -11,6 +11,9 @@ The sampler is the only road from strategies to the sampling models. Its promise
 * **Deadline**: past the run's deadline outstanding calls are cancelled and recorded, and iteration ends
   with what arrived.
 * **Quorum**: fewer than ``min_successes`` successes raise :class:`QuorumError` carrying every failure.
+* **Routes**: ``run(..., route="program")`` samples program hypotheses (the model writes Python, the
+  sandbox runs it, what it printed is the answer); a chain whose reply is only a program is run the same
+  way. Both need the python tool (``python=``); without it, no code ever runs.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ from .events import (EventSink, HypothesisFailed, HypothesisFinished, Hypothesis
                      TokenDelta, fanout)
 from .run import collecting_notes, current_run
 from .providers.base import Completion, CompletionRequest, Provider
-from .types import Hypothesis, Message, SamplingParams, ToolSpec, Usage
+from .answers import is_code_answer
+from .types import PROGRAM_ROUTE, Hypothesis, Message, SamplingParams, ToolSpec, Usage
 
 if TYPE_CHECKING:
     from .tools.agent import AgentConfig
+    from .tools.python import PythonTool
     from .tools.verify import Verifier
 
 __all__ = ["ModelRef", "Sampler", "ReplaySampler", "SampleRun", "call_model", "check_n"]
@@ -119,6 +124,7 @@ class Sampler:
         min_successes: int = 1,
         agent: "AgentConfig | None" = None,
         verifier: "Verifier | None" = None,
+        python: "PythonTool | None" = None,
     ) -> None:
         if not models:
             raise ValueError("the sampler needs at least one model")
@@ -132,6 +138,11 @@ class Sampler:
         self.min_successes = min_successes
         self.agent = agent  # tools the hypotheses may run (None: plain completions)
         self.verifier = verifier  # checks numeric answers with a program (--verify python)
+        self.programs = None  # runs program hypotheses; only where the user enabled the python tool
+        if python is not None:
+            from .tools.program import ProgramRunner
+
+            self.programs = ProgramRunner(python)
         self.hypotheses: list[Hypothesis] = []  # every hypothesis of every SampleRun, for the Result
         self.fatal: dict[str, FatalRequestError] = {}  # model label -> the request error that stops it
         self._streamed: dict[int, list[int]] = {}
@@ -146,15 +157,28 @@ class Sampler:
         models: Sequence[ModelRef] | None = None,
         stage: str = "sample",
         min_successes: int | None = None,
+        route: str | None = None,
     ) -> "SampleRun":
-        """Start *n* hypotheses (round-robin over *models*); use as ``async with ... as run``."""
+        """Start *n* hypotheses (round-robin over *models*); use as ``async with ... as run``.
+
+        ``route=PROGRAM_ROUTE`` asks each for a program and runs it (needs :attr:`can_run_code`)."""
         check_n(n)
+        if route not in (None, PROGRAM_ROUTE):
+            raise OptionsError(f"unknown route {route!r}; the routes are chains (None) and {PROGRAM_ROUTE!r}")
+        if route == PROGRAM_ROUTE and self.programs is None:
+            raise OptionsError("program hypotheses run code: enable the python tool (`--tools python`, "
+                               "Heavy(tools=['python']), `heavy serve --tools python`)")
         start = self._next_index
         self._next_index += n
         return SampleRun(
             self, list(messages), n, start, params or self.params, list(models or self.models), stage,
-            self.min_successes if min_successes is None else min_successes,
+            self.min_successes if min_successes is None else min_successes, route,
         )
+
+    @property
+    def can_run_code(self) -> bool:
+        """True when the user enabled the python tool, so program hypotheses may run."""
+        return self.programs is not None
 
     async def sample(self, messages: Sequence[Message], n: int, **kwargs: Any) -> list[Hypothesis]:
         """Run *n* hypotheses to completion (or the deadline); return them all in index order."""
@@ -165,7 +189,7 @@ class Sampler:
         return run.hypotheses
 
     async def _one(self, index: int, ref: ModelRef, messages: list[Message], params: SamplingParams,
-                   stage: str) -> Hypothesis:
+                   stage: str, route: str | None = None) -> Hypothesis:
         seed = params.seed + index if params.seed is not None else None
         if seed is not None:
             params = params.with_seed(seed)
@@ -181,13 +205,19 @@ class Sampler:
         def call(msgs: list[Message], tools: list[ToolSpec] | None) -> Any:
             return call_model(ref, msgs, params, stream=self.stream, on_delta=on_delta, tools=tools)
 
+        prompt = messages
+        if route == PROGRAM_ROUTE:
+            from .tools.program import program_messages
+
+            prompt = program_messages(messages)
+
         with collecting_notes() as notes:
             restarts = 0
             while True:
                 steps = None
                 try:
-                    if self.agent is None:
-                        c = await call_model(ref, messages, params, stream=self.stream, on_delta=on_delta,
+                    if self.agent is None or route == PROGRAM_ROUTE:  # a program is run by heavy, not as a tool
+                        c = await call_model(ref, prompt, params, stream=self.stream, on_delta=on_delta,
                                              timeout=self.timeout)
                     else:
                         c, steps = await self._agent(ref, messages, call, index)
@@ -212,11 +242,10 @@ class Sampler:
                         index=index, model=ref.label, text=c.text, reasoning=c.reasoning,
                         answer=self.extract(c.text), finish_reason=c.finish_reason, usage=c.usage,
                         latency_s=time.monotonic() - started, seed=seed, request_id=c.request_id, logprobs=c.logprobs,
-                        steps=steps or None,
+                        steps=steps or None, route=route,
                     )
-                    if self.verifier is not None:
-                        h = await self.verifier.check(h, messages, call, emit=self.emit)
-                        h.latency_s = time.monotonic() - started
+                    h = await self._checked(h, messages, call)
+                    h.latency_s = time.monotonic() - started
                 break
             if notes:
                 h.trace = list(notes)
@@ -224,6 +253,15 @@ class Sampler:
         if run is not None:
             run.charge(ref.label, h.usage)
         self.emit(HypothesisFinished(hypothesis=h) if h.ok else HypothesisFailed(hypothesis=h))
+        return h
+
+    async def _checked(self, h: Hypothesis, messages: list[Message], call: Any) -> Hypothesis:
+        """*h* after what runs on every answer: its program (a program hypothesis, or a chain that answered
+        with code) where code may run, then ``--verify``'s check of a chain's numeric answer."""
+        if self.programs is not None and (h.route == PROGRAM_ROUTE or is_code_answer(h.answer)):
+            return await self.programs.execute(h, emit=self.emit)
+        if self.verifier is not None and h.route != PROGRAM_ROUTE:
+            return await self.verifier.check(h, messages, call, emit=self.emit)
         return h
 
     async def _agent(self, ref: ModelRef, messages: list[Message], call: Any, index: int) -> Any:
@@ -238,7 +276,8 @@ class Sampler:
             raise ProviderTimeout(f"no answer within {self.timeout:g} s (agent loop)", provider=ref.provider.name,
                                   model=ref.model) from None
 
-    def cancelled(self, index: int, ref: ModelRef, why: str, messages: Sequence[Message]) -> Hypothesis:
+    def cancelled(self, index: int, ref: ModelRef, why: str, messages: Sequence[Message],
+                  route: str | None = None) -> Hypothesis:
         """The record of a hypothesis cancelled before it finished, with its usage estimated (and charged):
         the prompt was sent and whatever streamed was generated, so both are paid for."""
         chars = self._streamed.get(index, [0])[0]
@@ -249,13 +288,18 @@ class Sampler:
         if run is not None:
             run.charge(ref.label, usage)
         return Hypothesis(index=index, model=ref.label, status="cancelled", error=why, error_type="Cancelled",
-                          usage=usage, usage_estimated=sent)
+                          usage=usage, usage_estimated=sent, route=route)
 
 
 class ReplaySampler(Sampler):
-    """A sampler that first serves recorded hypotheses of the same question, in order, and samples live
-    only once the pool is used up (``live=False``: never for that prompt) or for other prompts: the later
-    rounds of generating strategies (a debate round, a revision) are new work, like a judge's call.
+    """A sampler that first serves recorded hypotheses of the same question, in order (per route: chains
+    and programs each from their own part of the pool), and samples live only once the pool is used up
+    (``live=False``: never for that prompt) or for other prompts: the later rounds of generating
+    strategies (a debate round, a revision) are new work, like a judge's call.
+
+    What runs on an answer runs again on a replayed one: answers are extracted anew, programs are
+    executed anew, and ``--verify`` checks answers the pool has no check for (its calls are live, like
+    a judge's). So replays are decided by today's code on identical samples.
 
     This is how strategies are compared on identical samples, and how accuracy-vs-N curves cost no new
     sampling calls: every strategy sees the same pool, and only judge/aggregator calls are made.
@@ -264,30 +308,57 @@ class ReplaySampler(Sampler):
     def __init__(self, models: Sequence[ModelRef], *, pool: Sequence[Hypothesis], pool_messages: Sequence[Message],
                  live: bool = True, **kwargs: Any) -> None:
         super().__init__(models, **kwargs)
-        self._pool = [h for h in pool if h.status != "cancelled"]
+        self._pools: dict[str | None, list[Hypothesis]] = {}
+        for h in pool:
+            if h.status != "cancelled":
+                self._pools.setdefault(h.route, []).append(h)
         self._pool_messages = list(pool_messages)
         self.live = live
-        self.replayed = 0
+        self._served: dict[str | None, int] = {}
+
+    @property
+    def replayed(self) -> int:
+        """Recorded hypotheses served so far (all routes)."""
+        return sum(self._served.values())
 
     async def _one(self, index: int, ref: ModelRef, messages: list[Message], params: SamplingParams,
-                   stage: str) -> Hypothesis:
-        if messages == self._pool_messages and self.replayed < len(self._pool):
-            recorded = self._pool[self.replayed]
-            self.replayed += 1
+                   stage: str, route: str | None = None) -> Hypothesis:
+        pool = self._pools.get(route, [])
+        served = self._served.get(route, 0)
+        if messages == self._pool_messages and served < len(pool):
+            recorded = pool[served]
+            self._served[route] = served + 1
             # The answer is extracted again: a pool keeps the text, and extraction may have improved since.
             update: dict[str, Any] = {"index": index}
             if recorded.ok:
                 update["answer"] = self.extract(recorded.text)
             h = recorded.model_copy(update=update)
             self.emit(HypothesisStarted(index=index, model=h.model, stage=stage))
+            if h.ok:
+                h = await self._replay_checks(h, ref, messages, params)
             self.emit(HypothesisFinished(hypothesis=h) if h.ok else HypothesisFailed(hypothesis=h))
             return h
         if not self.live and messages == self._pool_messages:
             h = Hypothesis(index=index, model=ref.label, status="failed", error="the recorded pool has no more "
-                           "hypotheses for this prompt and live sampling is off", error_type="PoolExhausted")
+                           "hypotheses for this prompt and live sampling is off", error_type="PoolExhausted",
+                           route=route)
             self.emit(HypothesisFailed(hypothesis=h))
             return h
-        return await super()._one(index, ref, messages, params, stage)
+        return await super()._one(index, ref, messages, params, stage, route)
+
+    async def _replay_checks(self, h: Hypothesis, ref: ModelRef, messages: list[Message],
+                             params: SamplingParams) -> Hypothesis:
+        if self.verifier is not None and any(s.protocol == "verify" for s in h.steps or []):
+            return h  # checked when it was recorded: that check was made on this very sample
+
+        def call(msgs: list[Message], tools: list[ToolSpec] | None) -> Any:
+            return call_model(ref, msgs, params, stream=False, tools=tools)
+
+        checked = await self._checked(h, messages, call)
+        run = current_run()
+        if run is not None and checked.usage != h.usage:  # a verify call was made now: it is paid now
+            run.charge(ref.label, checked.usage - h.usage)
+        return checked
 
 
 def _failed(index: int, ref: ModelRef, seed: int | None, started: float, exc: BaseException) -> Hypothesis:
@@ -302,9 +373,10 @@ class SampleRun:
     """A batch of hypotheses in flight; iterate to receive them as they complete."""
 
     def __init__(self, sampler: Sampler, messages: list[Message], n: int, start: int, params: SamplingParams,
-                 models: list[ModelRef], stage: str, min_successes: int) -> None:
+                 models: list[ModelRef], stage: str, min_successes: int, route: str | None = None) -> None:
         self._sampler = sampler
         self._spec = (messages, n, start, params, models, stage)
+        self.route = route
         self.min_successes = min_successes
         self._tasks: dict[asyncio.Task[Hypothesis], tuple[int, ModelRef]] = {}
         self._pending: set[asyncio.Task[Hypothesis]] = set()
@@ -322,12 +394,12 @@ class SampleRun:
             for i in range(n):
                 ref = models[i % len(models)]
                 self._record(Hypothesis(index=start + i, model=ref.label, status="cancelled", error_type="Cancelled",
-                                        error=f"not started: the run's {spent} budget is spent"))
+                                        error=f"not started: the run's {spent} budget is spent", route=self.route))
             return self
         for i in range(n):
             index = start + i
             ref = models[i % len(models)]
-            task = asyncio.create_task(self._sampler._one(index, ref, messages, params, stage))
+            task = asyncio.create_task(self._sampler._one(index, ref, messages, params, stage, self.route))
             self._tasks[task] = (index, ref)
         self._pending = set(self._tasks)
         return self
@@ -347,7 +419,7 @@ class SampleRun:
         for task in sorted(victims, key=lambda t: self._tasks[t][0]):
             index, ref = self._tasks[task]
             if task.cancelled() or task.exception() is not None:
-                self._record(self._sampler.cancelled(index, ref, why, self._spec[0]))
+                self._record(self._sampler.cancelled(index, ref, why, self._spec[0], self.route))
             else:  # finished in the instant between the deadline and the cancel: keep it
                 self._record(task.result())
         self._pending -= victims

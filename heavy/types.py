@@ -152,6 +152,14 @@ class Usage(_Strict):
             cached_tokens=self.cached_tokens + other.cached_tokens,
         )
 
+    def __sub__(self, other: "Usage") -> "Usage":
+        return Usage(
+            prompt_tokens=self.prompt_tokens - other.prompt_tokens,
+            completion_tokens=self.completion_tokens - other.completion_tokens,
+            reasoning_tokens=self.reasoning_tokens - other.reasoning_tokens,
+            cached_tokens=self.cached_tokens - other.cached_tokens,
+        )
+
     @staticmethod
     def sum(items: "list[Usage]") -> "Usage":
         total = Usage()
@@ -164,6 +172,10 @@ class TokenLogprob(_Strict):
     token: str
     logprob: float
     top: dict[str, float] | None = None
+
+
+#: ``Hypothesis.route`` of a program hypothesis (:mod:`heavy.tools.program`); reasoning chains have ``None``.
+PROGRAM_ROUTE = "program"
 
 
 class Hypothesis(_Strict):
@@ -187,6 +199,8 @@ class Hypothesis(_Strict):
     usage_estimated: bool = Field(default=False, description="usage estimated (cancelled mid-stream), not reported")
     steps: list[ToolStep] | None = Field(default=None, description="tool runs of this hypothesis (agents, checks)")
     weight: float | None = Field(default=None, description="vote weight when a check lowered it (default 1)")
+    route: str | None = Field(default=None, description="'program' for a program hypothesis (its code was run "
+                              "and what it printed is its answer); None for a reasoning chain")
 
     @property
     def ok(self) -> bool:

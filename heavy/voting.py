@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .answers import cluster, match, math_backend
+from .answers import cluster, is_code_answer, match, math_backend, parse_number
 from .types import Hypothesis
 
 __all__ = ["Tally", "tally"]
@@ -90,22 +90,33 @@ class Tally:
                 else None}
 
 
+def _numeric_question(hypotheses: Sequence[Hypothesis]) -> bool:
+    """Do the answers say the question wants a number (at least as many numbers as programs)? Then a
+    reply that answered with a program (that nobody ran) states no answer: its code text is no vote."""
+    code = sum(1 for h in hypotheses if is_code_answer(h.answer))
+    numbers = sum(1 for h in hypotheses if h.answer is not None and not is_code_answer(h.answer)
+                  and parse_number(h.answer) is not None)
+    return code > 0 and numbers >= code
+
+
 def tally(hypotheses: Sequence[Hypothesis], weights: dict[int, float] | None = None, *,
           merge: bool = True) -> Tally:
     """Count the answers of the successful *hypotheses* (weights by index, default 1).
 
+    On a numeric question (:func:`_numeric_question`) an answer that is a program counts as no answer.
     Without explicit *weights*, a hypothesis whose ``weight`` a check lowered (``--verify python``) counts
     for that weight. With *merge* (the default), equivalent answers are counted as one, under their
     most-voted form.
     """
     ok = [h for h in hypotheses if h.ok]
+    code_is_no_answer = _numeric_question(ok)
     if weights is None and any(h.weight is not None for h in ok):
         weights = {h.index: h.weight for h in ok if h.weight is not None}
     counts: Counter[str] = Counter()
     first: dict[str, int] = {}
     no_answer = 0
     for h in sorted(ok, key=lambda h: h.index):
-        if h.answer is None:
+        if h.answer is None or (code_is_no_answer and is_code_answer(h.answer)):
             no_answer += 1
             continue
         counts[h.answer] += 1 if weights is None else weights.get(h.index, 1.0)  # type: ignore[assignment]

@@ -50,6 +50,10 @@ def _csv(value: str | None, cast: Any = str) -> list[Any]:
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
               help="Write an SVG of accuracy vs N and vs tokens.")
 @tool_flags
+@click.option("--programs", type=click.IntRange(0, C.MAX_N), default=0, show_default=True, metavar="M",
+              help="With a pool (--record, several strategies or Ns): also sample M program hypotheses per "
+                   "question (the model writes Python, the sandbox runs it; needs --tools python), for "
+                   "strategies that use them (crosscheck).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def eval_command(dataset: str, models: tuple[str, ...], strategy_list: tuple[str, ...], strategies: str | None,
                  n: int, ns: str | None, results_path: str, concurrency: int, record_path: str | None,
@@ -57,7 +61,7 @@ def eval_command(dataset: str, models: tuple[str, ...], strategy_list: tuple[str
                  aggregator_model: str | None, system: str | None, temperature: float, max_tokens: int | None,
                  seed: int | None, timeout: float | None, top_logprobs: int | None, options: tuple[str, ...],
                  retry_errors: bool, plot_path: str | None, tools: tuple[str, ...], tool_protocol: str | None,
-                 max_steps: int | None, verify: str | None, as_json: bool) -> None:
+                 max_steps: int | None, verify: str | None, programs: int, as_json: bool) -> None:
     """Run strategies over DATASET (JSONL: question, answer) and print accuracy with a 95 % interval."""
     names = list(strategy_list) + _csv(strategies) or [C.DEFAULT_STRATEGY]
     try:
@@ -66,6 +70,10 @@ def eval_command(dataset: str, models: tuple[str, ...], strategy_list: tuple[str
         fail(f"--ns takes comma-separated integers, got {ns!r}")
     if min(n_values) < 1 or concurrency < 1:
         fail("N and --concurrency must be at least 1")
+    if programs and not record_path:
+        fail("--programs records program hypotheses into a pool: give --record POOL.jsonl too")
+    if programs and "python" not in ",".join(tools).split(",") and verify != "python":
+        fail("--programs runs the programs the model writes: enable the python tool with --tools python")
     if record_path and replay_path:
         fail("use --record or --replay, not both (--record already reuses what it has stored)")
     if record_path and record_path.endswith(".gz"):
@@ -110,7 +118,7 @@ def eval_command(dataset: str, models: tuple[str, ...], strategy_list: tuple[str
         opened.append(record)
         runner = EvalRunner(heavy=heavy, strategies=names, ns=n_values, results=results, concurrency=concurrency,
                             record=record, replay=Pool(replay_path) if replay_path else None,
-                            retry_errors=retry_errors, options=per_strategy)
+                            retry_errors=retry_errors, options=per_strategy, programs=programs)
         work = runner.todo(items)
         total = sum(len(p) for _, p in work)
         already = len(items) * len(names) * len(n_values) - total

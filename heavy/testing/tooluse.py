@@ -10,6 +10,9 @@
 * **Checks** (:data:`heavy.tools.verify.VERIFY_INSTRUCTION`): a program printing the answer, computed from
   the question's expression (always right: Python does the arithmetic) or, for dataset questions, the
   gold answer with probability ``accuracy`` (else a plausible wrong one).
+* **Program hypotheses** (:data:`heavy.tools.program.PROGRAM_INSTRUCTION` in the system message): the
+  same kind of program as a check (right whenever Python does the arithmetic; for dataset questions the
+  gold with probability ``accuracy``), drawn independently of the chains' answers.
 * **Test writing** (:data:`heavy.tools.codecheck.TESTS_INSTRUCTION`): the code task's tests, each expected
   value corrupted with probability ``1 - judge_accuracy``.
 """
@@ -22,6 +25,7 @@ import re
 from ..answers import final_answer, parse_number
 from ..tools.agent import TEXT_PROTOCOL_INSTRUCTION
 from ..tools.codecheck import TESTS_INSTRUCTION, split_tests
+from ..tools.program import PROGRAM_INSTRUCTION
 from ..tools.verify import VERIFY_INSTRUCTION
 from .codetasks import corrupt_test, parse_code_gold
 from .config import SimConfig
@@ -44,6 +48,8 @@ def follow_tools(request: SimRequest, config: SimConfig, index: GoldIndex, rng: 
     if request.messages and request.messages[-1][0] == "tool":
         return _from_tool_result(request, index)
     system = " ".join(text for role, text in request.messages if role == "system")
+    if PROGRAM_INSTRUCTION in system:
+        return _check_program(_original_question(request), config, index, rng)
     if TEXT_PROTOCOL_INSTRUCTION in system:
         return _text_protocol(request)
     if request.tools:
