@@ -5,20 +5,32 @@ test each (``assert add(2, 3) == 5``); any other top-level statement (imports, h
 setup, run once before the tests. That is the JSONL field ``tests`` for ``heavy eval`` (with an optional
 ``entry_point``, the function's name), and ``-o tests=@file.py`` for ``heavy ask -s execute``.
 
-:func:`run_tests` runs one candidate (the code of its last fenced python block) in one sandboxed process
-with a harness: the candidate is loaded (its own prints silenced), then each test runs on its own with a
-per-test timer, so one infinite loop or exception fails that test only. For ``assert X == Y`` the
-harness also records ``repr(X)``, the candidate's *output* on that test: candidates that agree on their
-outputs can be counted together even when the tests themselves are wrong (CodeT's dual agreement).
+:func:`run_tests` runs one candidate (the code of its last fenced python block) in the sandbox under
+a harness (:mod:`heavy.tools._harness`): the candidate is loaded in a worker process of its own (its
+prints go nowhere), and each test runs in the harness's judge process with a per-test timer, every
+use of a candidate's name forwarded to the worker and every answer coming back as plain data, so one
+infinite loop, exception or exit fails that test only. For ``assert X == Y`` the harness also records
+``repr(X)``, the candidate's *output* on that test: candidates that agree on their outputs can be
+counted together even when the tests themselves are wrong (CodeT's dual agreement).
+
+**Results cannot be forged by the candidate.** The verdict travels on a report pipe that only the judge
+holds (:func:`heavy.tools.sandbox.run_python` with ``channel=True``), never on stdout; the judge is
+non-dumpable, the worker never sees the tests' expected values, and a verdict is accepted only when it
+is one complete record with a result for every test. Printing a marker, exiting early
+(``sys.exit``/``os._exit``), patching builtins, always-equal objects and writes to guessed descriptors
+all end as failed tests. The guarantee needs the candidate to run as a uid other than heavy's, or with
+a private ``/proc``; where the sandbox could give neither, :attr:`CaseResults.notes` says so.
+``docs/tools.md`` has the threat model.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import secrets
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .sandbox import Isolation, SandboxLimits
 from .python import sandboxed
@@ -57,51 +69,8 @@ def entry_point_of(code: str) -> str | None:
     return names[-1] if names else None
 
 
-_HARNESS = r'''
-import ast, contextlib, io, json, signal, sys
-spec = json.load(open("spec.json", encoding="utf-8"))
-marker = spec.pop("marker")
-sys.setrecursionlimit(3000)
-def _alarm(signum, frame):
-    raise TimeoutError("time limit of this test")
-signal.signal(signal.SIGALRM, _alarm)
-ns = {"__name__": "__main__"}
-res = {"load_error": None, "passed": [], "outputs": []}
-sink = io.StringIO()
-try:
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        signal.setitimer(signal.ITIMER_REAL, spec["load_timeout"])
-        try:
-            exec(compile(spec["code"], "candidate.py", "exec"), ns)
-            exec(compile(spec["setup"], "setup.py", "exec"), ns)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-except BaseException as e:
-    res["load_error"] = (type(e).__name__ + ": " + str(e))[:300]
-for src in spec["tests"]:
-    ok, out = False, None
-    if res["load_error"] is None:
-        try:
-            test = ast.parse(src).body[0].test
-            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-                signal.setitimer(signal.ITIMER_REAL, spec["per_test"])
-                try:
-                    if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq):
-                        left = eval(compile(ast.Expression(test.left), "<test>", "eval"), ns)
-                        out = repr(left)[:200]
-                        ok = bool(left == eval(compile(ast.Expression(test.comparators[0]), "<test>", "eval"), ns))
-                    else:
-                        ok = bool(eval(compile(ast.Expression(test), "<test>", "eval"), ns))
-                        out = repr(ok)
-                finally:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
-        except BaseException as e:
-            ok, out = False, "raised " + type(e).__name__
-    res["passed"].append(ok)
-    res["outputs"].append(out)
-sink.truncate(0)
-print(marker + json.dumps(res))
-'''
+#: The harness program (see :mod:`heavy.tools._harness`): run as ``main.py`` with a report channel.
+HARNESS = Path(__file__).with_name("_harness.py")
 
 
 @dataclass
@@ -121,27 +90,63 @@ class CaseResults:
 
 
 async def run_tests(code: str | None, tests: Sequence[str], setup: str = "", *, per_test: float = 2.0,
-                    limits: SandboxLimits | None = None) -> CaseResults:
-    """Run *code* against each test statement in one sandboxed process (see the module docstring)."""
+                    limits: SandboxLimits | None = None, namespaces: bool = True) -> CaseResults:
+    """Run *code* against each test statement in one sandbox (see the module docstring).
+
+    ``namespaces=False`` runs the sandbox without namespaces (the fallback some machines get)."""
     n = len(tests)
     if not code or not code.strip():
         return CaseResults([False] * n, [None] * n, error="no code")
-    marker = f"@@heavy-results-{secrets.token_hex(8)}@@"
-    spec = {"code": code, "setup": setup, "tests": list(tests), "per_test": per_test, "load_timeout": per_test * 2,
-            "marker": marker}
+    # Loading also starts the worker interpreter (a fraction of a second on a busy machine).
+    spec = {"code": code, "setup": setup, "tests": list(tests), "per_test": per_test, "load_timeout": per_test * 2 + 3}
     base = limits or SandboxLimits()
-    budget = per_test * (n + 2) + 3
+    budget = per_test * (n + 2) + 5 + 0.5 * n  # every test may time out and need a fresh worker
     limits = base.model_copy(update={"timeout": min(max(base.timeout, budget), 120.0),
                                      "cpu_seconds": int(min(max(base.cpu_seconds, budget), 120))})
-    r = await sandboxed(_HARNESS, limits=limits, files={"spec.json": json.dumps(spec)})
-    line = next((ln for ln in reversed(r.stdout.splitlines()) if ln.startswith(marker)), None)
-    if line is None:
+    r = await sandboxed(HARNESS.read_text(encoding="utf-8"), limits=limits, files={"spec.json": json.dumps(spec)},
+                        namespaces=namespaces, channel=True)
+    notes = _exposure(r.isolation)
+    data = _verdict(r.channel if not r.channel_truncated else None, n)
+    if data is None:
         why = r.stopped or (r.stderr.strip().splitlines() or [f"exit code {r.exit_code}"])[-1]
         return CaseResults([False] * n, [None] * n, error=f"the harness did not finish: {why}"[:300],
-                           isolation=r.isolation, seconds=r.duration_s)
-    data = json.loads(line[len(marker):])
-    return CaseResults([bool(p) for p in data["passed"]], data["outputs"], error=data["load_error"],
-                       isolation=r.isolation, seconds=r.duration_s)
+                           isolation=r.isolation, seconds=r.duration_s, notes=notes)
+    if not data.get("nondumpable"):
+        notes.append("the harness could not make itself non-dumpable: same-uid code could reach its channel")
+    return CaseResults(data["passed"], data["outputs"], error=data["load_error"], isolation=r.isolation,
+                       seconds=r.duration_s, notes=notes)
+
+
+def _verdict(channel: str | None, n: int) -> dict | None:
+    """The harness's record, or None unless it is exactly one complete record with a result per test."""
+    lines = [ln for ln in (channel or "").splitlines() if ln.strip()]
+    if len(lines) != 1:
+        return None
+    try:
+        data = json.loads(lines[0])
+    except ValueError:
+        return None
+    if type(data) is not dict or data.get("done") is not True:
+        return None
+    passed, outputs, error = data.get("passed"), data.get("outputs"), data.get("load_error")
+    if type(passed) is not list or len(passed) != n or any(type(p) is not bool for p in passed):
+        return None
+    if type(outputs) is not list or len(outputs) != n or any(o is not None and type(o) is not str for o in outputs):
+        return None
+    if error is not None and type(error) is not str:
+        return None
+    return data
+
+
+def _exposure(isolation: Isolation) -> list[str]:
+    """Why the candidate might reach the report channel on this machine (empty: it cannot)."""
+    if isolation.uid == 0:
+        return ["the candidate ran as root: it can reach the harness's report channel, so its results "
+                "could be forged"]
+    if isolation.proc != "private" and isolation.uid == os.getuid():
+        return [f"the candidate ran as heavy's own uid ({isolation.uid}) with the host /proc: it can open "
+                "heavy's end of the report channel, so its results could be forged"]
+    return []
 
 
 async def passes(code: str | None, tests_source: str, *, limits: SandboxLimits | None = None) -> bool:

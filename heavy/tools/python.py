@@ -25,14 +25,14 @@ _gates: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
 
 
 async def sandboxed(code: str, *, limits: SandboxLimits | None = None, files: dict[str, str] | None = None,
-                    namespaces: bool = True) -> SandboxResult:
+                    namespaces: bool = True, channel: bool = False) -> SandboxResult:
     """:func:`run_python`, at most :data:`MAX_CONCURRENT` at a time on this event loop."""
     loop = asyncio.get_running_loop()
     gate = _gates.get(loop)
     if gate is None:
         gate = _gates[loop] = asyncio.Semaphore(MAX_CONCURRENT)
     async with gate:
-        return await run_python(code, limits=limits, files=files, namespaces=namespaces)
+        return await run_python(code, limits=limits, files=files, namespaces=namespaces, channel=channel)
 
 
 class PythonArgs(BaseModel):
