@@ -2,7 +2,7 @@
 
 The model gets what the program printed (stdout, then stderr; long output keeps its head and tail),
 how it ended when it did not end normally (timeout, CPU or memory limit, exit code), and one line saying
-what the sandbox isolated on this machine (``[sandbox: no network, own pid namespace, uid nobody]``).
+what the sandbox isolated on this machine (``[sandbox: no network, own pid namespace, own uid]``).
 """
 
 from __future__ import annotations

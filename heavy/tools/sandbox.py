@@ -372,7 +372,7 @@ def _signal_reason(sig: int, limits: SandboxLimits) -> str:
     if sig == signal.SIGXFSZ:
         return f"file size limit ({limits.file_size_mb} MiB)"
     if sig == signal.SIGKILL:
-        return f"killed (CPU time limit of {limits.cpu_seconds} s, or out of memory)"
+        return f"killed (CPU time limit of {limits.cpu_seconds} s, out of memory, or by a process of its own)"
     try:
         return f"killed by signal {signal.Signals(sig).name}"
     except ValueError:
