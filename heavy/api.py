@@ -260,7 +260,8 @@ class Heavy:
         """Only sample: *n* hypotheses of *prompt* (ok, failed or cancelled), in index order, no decision.
 
         *programs* more are sampled at the same time as program hypotheses (``route="program"``: the
-        model writes Python, the sandbox runs it); they need the python tool (``tools=["python"]``)."""
+        model writes Python, the sandbox runs it); they need the python tool (``tools=["python"]``), and
+        the chains are then plain completions, as the ``crosscheck`` strategy samples them."""
         messages = self._messages(prompt, system)
         n = self.n if n is None else check_n(n)
         if programs:
@@ -271,8 +272,8 @@ class Heavy:
                                     None, True)
             if not programs:
                 return await sampler.sample(messages, n, min_successes=0)
-            chains, progs = await asyncio.gather(
-                sampler.sample(messages, n, min_successes=0),
+            chains, progs = await asyncio.gather(  # chains as crosscheck samples them: without tools
+                sampler.sample(messages, n, min_successes=0, tools=False),
                 sampler.sample(messages, programs, min_successes=0, route=PROGRAM_ROUTE))
             return [*chains, *progs]
 

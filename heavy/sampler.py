@@ -158,10 +158,13 @@ class Sampler:
         stage: str = "sample",
         min_successes: int | None = None,
         route: str | None = None,
+        tools: bool = True,
     ) -> "SampleRun":
         """Start *n* hypotheses (round-robin over *models*); use as ``async with ... as run``.
 
-        ``route=PROGRAM_ROUTE`` asks each for a program and runs it (needs :attr:`can_run_code`)."""
+        ``route=PROGRAM_ROUTE`` asks each for a program and runs it (needs :attr:`can_run_code`);
+        ``tools=False`` samples plain completions even when hypotheses may use tools (a reasoning chain
+        meant to be independent of executed programs)."""
         check_n(n)
         if route not in (None, PROGRAM_ROUTE):
             raise OptionsError(f"unknown route {route!r}; the routes are chains (None) and {PROGRAM_ROUTE!r}")
@@ -172,7 +175,7 @@ class Sampler:
         self._next_index += n
         return SampleRun(
             self, list(messages), n, start, params or self.params, list(models or self.models), stage,
-            self.min_successes if min_successes is None else min_successes, route,
+            self.min_successes if min_successes is None else min_successes, route, tools,
         )
 
     @property
@@ -189,7 +192,7 @@ class Sampler:
         return run.hypotheses
 
     async def _one(self, index: int, ref: ModelRef, messages: list[Message], params: SamplingParams,
-                   stage: str, route: str | None = None) -> Hypothesis:
+                   stage: str, route: str | None = None, tools: bool = True) -> Hypothesis:
         seed = params.seed + index if params.seed is not None else None
         if seed is not None:
             params = params.with_seed(seed)
@@ -216,7 +219,7 @@ class Sampler:
             while True:
                 steps = None
                 try:
-                    if self.agent is None or route == PROGRAM_ROUTE:  # a program is run by heavy, not as a tool
+                    if self.agent is None or route == PROGRAM_ROUTE or not tools:  # heavy runs a program itself
                         c = await call_model(ref, prompt, params, stream=self.stream, on_delta=on_delta,
                                              timeout=self.timeout)
                     else:
@@ -322,7 +325,7 @@ class ReplaySampler(Sampler):
         return sum(self._served.values())
 
     async def _one(self, index: int, ref: ModelRef, messages: list[Message], params: SamplingParams,
-                   stage: str, route: str | None = None) -> Hypothesis:
+                   stage: str, route: str | None = None, tools: bool = True) -> Hypothesis:
         pool = self._pools.get(route, [])
         served = self._served.get(route, 0)
         if messages == self._pool_messages and served < len(pool):
@@ -344,7 +347,7 @@ class ReplaySampler(Sampler):
                            route=route)
             self.emit(HypothesisFailed(hypothesis=h))
             return h
-        return await super()._one(index, ref, messages, params, stage, route)
+        return await super()._one(index, ref, messages, params, stage, route, tools)
 
     async def _replay_checks(self, h: Hypothesis, ref: ModelRef, messages: list[Message],
                              params: SamplingParams) -> Hypothesis:
@@ -373,10 +376,12 @@ class SampleRun:
     """A batch of hypotheses in flight; iterate to receive them as they complete."""
 
     def __init__(self, sampler: Sampler, messages: list[Message], n: int, start: int, params: SamplingParams,
-                 models: list[ModelRef], stage: str, min_successes: int, route: str | None = None) -> None:
+                 models: list[ModelRef], stage: str, min_successes: int, route: str | None = None,
+                 tools: bool = True) -> None:
         self._sampler = sampler
         self._spec = (messages, n, start, params, models, stage)
         self.route = route
+        self.tools = tools
         self.min_successes = min_successes
         self._tasks: dict[asyncio.Task[Hypothesis], tuple[int, ModelRef]] = {}
         self._pending: set[asyncio.Task[Hypothesis]] = set()
@@ -399,7 +404,8 @@ class SampleRun:
         for i in range(n):
             index = start + i
             ref = models[i % len(models)]
-            task = asyncio.create_task(self._sampler._one(index, ref, messages, params, stage, self.route))
+            task = asyncio.create_task(self._sampler._one(index, ref, messages, params, stage, self.route,
+                                                                self.tools))
             self._tasks[task] = (index, ref)
         self._pending = set(self._tasks)
         return self

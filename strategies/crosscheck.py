@@ -15,7 +15,8 @@ agree the question cost two samples. Otherwise the rest of the N are sampled at 
 the moment an answer reached by both routes leads every other answer. ``-o programs=1`` is a program-only
 vote, ``-o programs=0`` a plain chain vote.
 
-Programs run only where the user enabled the python tool (``--tools python``; ``heavy serve --tools
+Chains are plain completions even when hypotheses may use tools (a chain that ran code would not be an
+independent route). Programs run only where the user enabled the python tool (``--tools python``; ``heavy serve --tools
 python`` for the proxy); the run's sandbox limits apply.
 """
 
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from heavy.errors import OptionsError, QuorumError
 from heavy.sampler import SampleRun
 from heavy.strategy import Context, Strategy
+from heavy.tools.program import program_step
 from heavy.types import PROGRAM_ROUTE, Hypothesis, Result
 from heavy.voting import Tally, tally
 
@@ -69,7 +71,10 @@ def split(n: int, programs: float) -> tuple[int, int]:
 
 
 def route_support(t: Tally, hypotheses: Sequence[Hypothesis]) -> dict[str, dict[str, int]]:
-    """Counted answer → how many chain and program hypotheses gave it (or an equivalent form)."""
+    """Counted answer → how many reasoning chains and executed programs gave it (or an equivalent form).
+
+    What counts is how the answer was reached, not what was asked for: a program hypothesis that replied
+    in prose is a chain, a chain that replied with a program that ran is a program."""
     support: dict[str, dict[str, int]] = {}
     for h in hypotheses:
         if not h.ok or h.answer is None:
@@ -77,7 +82,7 @@ def route_support(t: Tally, hypotheses: Sequence[Hypothesis]) -> dict[str, dict[
         form = t.canonical(h.answer)
         if form is None:
             continue
-        route = "program" if h.route == PROGRAM_ROUTE else "chain"
+        route = "program" if program_step(h) is not None else "chain"
         counts = support.setdefault(form, {"chain": 0, "program": 0})
         counts[route] += 1
     return support
@@ -143,7 +148,8 @@ async def cross_check(ctx: Context, *, strategy: str, programs: float = 0.5, ear
         runs = []
         async with contextlib.AsyncExitStack() as stack:  # leaving it cancels what is still running
             if c:
-                runs.append(await stack.enter_async_context(ctx.sampler.run(ctx.messages, c)))
+                # Chains reason without tools: a chain that ran code would not be a route independent of programs.
+                runs.append(await stack.enter_async_context(ctx.sampler.run(ctx.messages, c, tools=False)))
             if p:
                 runs.append(await stack.enter_async_context(ctx.sampler.run(ctx.messages, p, route=PROGRAM_ROUTE)))
             await _gather(runs, (lambda done: _settled([*everything, *done])) if early_stop else (lambda done: False))

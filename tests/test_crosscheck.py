@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from heavy import Heavy
 from heavy.cli import cli
 from heavy.errors import OptionsError
+from heavy.tools.agent import TEXT_PROTOCOL_INSTRUCTION
 from heavy.tools.program import PROGRAM_INSTRUCTION, program_code
 from heavy.types import PROGRAM_ROUTE, Hypothesis
 from heavy.voting import tally
@@ -30,13 +31,14 @@ pytestmark = pytest.mark.anyio
 def scripted(chains: list[str], programs: list[str]):
     """An OpenAI-compatible endpoint answering chain prompts and program prompts from two scripts."""
     replies = {"chain": itertools.cycle(chains), "program": itertools.cycle(programs)}
-    seen = {"chain": 0, "program": 0}
+    seen = {"chain": 0, "program": 0, "offered tools": 0}
 
     async def endpoint(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         system = " ".join(m["content"] for m in body["messages"] if m["role"] == "system")
         route = "program" if PROGRAM_INSTRUCTION in system else "chain"
         seen[route] += 1
+        seen["offered tools"] += bool(body.get("tools")) or TEXT_PROTOCOL_INSTRUCTION in system
         return httpx.Response(200, json={
             "id": f"cmpl-{route}-{seen[route]}", "object": "chat.completion", "model": "scripted",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": next(replies[route])},
@@ -70,7 +72,7 @@ async def test_an_answer_both_routes_reach_beats_a_chain_majority():
         [prog("9"), prog("11"), "```python\nraise SystemExit(3)\n```", "```python\nx = 9\n```"])
     h = make(transport, n=8, strategy="crosscheck", options={"early_stop": False}, tools="python")
     r = await h.ask("How many?")
-    assert seen == {"chain": 4, "program": 4}
+    assert seen == {"chain": 4, "program": 4, "offered tools": 0}, "chains reason without tools: independent routes"
     assert r.answer == "9" and r.decision.method == "crosscheck" and r.decision.path[-1] == "agree"
     assert r.decision.details["routes"]["9"] == {"chain": 1, "program": 1}
     assert r.decision.details["routes"]["7"] == {"chain": 3, "program": 0}
@@ -115,7 +117,7 @@ async def test_the_programs_share_picks_the_routes(programs, expected):
     transport, seen = scripted(["The answer is 5."], [prog("5")])
     r = await make(transport, n=6, strategy="crosscheck", tools="python",
                    options={"programs": programs, "early_stop": False}).ask("q")
-    assert seen == expected and r.answer == "5" and r.decision.method == "vote"
+    assert seen == {**expected, "offered tools": 0} and r.answer == "5" and r.decision.method == "vote"
 
 
 async def test_a_chain_that_answers_with_a_program_is_run_where_code_may_run():
@@ -150,7 +152,7 @@ async def test_replay_runs_programs_again_and_ignores_recorded_answers():
     chain = Hypothesis(index=1, model="openai:scripted", text="The answer is 9.", answer="9")
     h = make(transport, n=2, strategy="crosscheck", tools="python")
     r = await h.ask("q", pool=[forged, chain], live=False)
-    assert seen == {"chain": 0, "program": 0}, "everything came from the pool"
+    assert seen == {"chain": 0, "program": 0, "offered tools": 0}, "everything came from the pool"
     assert r.answer == "9" and r.decision.path[-1] == "agree"
     replayed = next(x for x in r.hypotheses if x.route == PROGRAM_ROUTE)
     assert replayed.answer == "9" and replayed.steps[-1].protocol == "program"

@@ -34,7 +34,8 @@ __all__ = ["PROGRAM_ROUTE", "PROGRAM_INSTRUCTION", "ProgramRunner", "program_mes
 PROGRAM_INSTRUCTION = (
     "Solve the problem by writing a Python program instead of reasoning in prose. Compute every quantity "
     "from the numbers the problem gives, in small named steps, and end with print() of the final answer "
-    "alone (a number, without units). Reply with exactly one ```python block and nothing after it."
+    "alone (a number, without units). Reply with exactly one ```python block and nothing after it (this "
+    "replaces any other instruction about how to state the final answer)."
 )
 
 # An unfenced reply that is plainly code (the model forgot the fence): a def/import/assignment/print line.
@@ -42,9 +43,21 @@ _CODE_LINE = re.compile(r"^\s*(?:def |import |from \w+ import |print\(|[A-Za-z_]
 _ANY_BLOCK = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
 
 
+#: Repeated after the question: a small model follows the user's turn over a system prompt that asks for
+#: prose ("step by step ... The answer is N"), and without it wrote prose on about a third of the program
+#: hypotheses (tune questions).
+PROGRAM_REMINDER = "Answer with a Python program that prints the final answer (one ```python block)."
+
+
 def program_messages(messages: Sequence[Message]) -> list[Message]:
-    """The prompt of a program hypothesis: *messages* with :data:`PROGRAM_INSTRUCTION` in the system message."""
-    return with_instruction(messages, PROGRAM_INSTRUCTION)
+    """The prompt of a program hypothesis: *messages* with :data:`PROGRAM_INSTRUCTION` in the system
+    message and :data:`PROGRAM_REMINDER` after the last user message."""
+    out = with_instruction(messages, PROGRAM_INSTRUCTION)
+    for i in range(len(out) - 1, -1, -1):
+        if out[i].role == "user" and isinstance(out[i].content, str):
+            out[i] = out[i].model_copy(update={"content": f"{out[i].content}\n\n{PROGRAM_REMINDER}"})
+            break
+    return out
 
 
 def program_code(text: str) -> str | None:
@@ -66,7 +79,7 @@ def program_code(text: str) -> str | None:
 
 
 def program_step(h: Hypothesis) -> ToolStep | None:
-    """The step recording *h*'s program run, if it has one."""
+    """The step recording *h*'s program run, if it has one: its answer came from executed code."""
     for s in h.steps or []:
         if s.protocol == "program":
             return s
@@ -80,14 +93,15 @@ class ProgramRunner:
     tool: PythonTool
 
     async def execute(self, h: Hypothesis, *, emit: EventSink) -> Hypothesis:
-        """*h* with its program run: ``answer`` = the last value printed (``None`` when the reply has no
-        program, or the program fails or prints nothing), the run recorded as a ``program`` step."""
+        """*h* with its program run: ``answer`` = the last value printed (``None`` when the program fails
+        or prints nothing), the run recorded as a ``program`` step. A reply without any program (the model
+        reasoned in prose after all) keeps the answer its text states and counts as a reasoning chain."""
         if not h.ok:
             return h
         steps = [s for s in (h.steps or []) if s.protocol != "program"]  # a replayed run is made again
         code = program_code(h.text)
         if code is None:
-            return h.model_copy(update={"answer": None, "steps": steps or None})
+            return h.model_copy(update={"steps": steps or None})
         step_no = len(steps)
         emit(ToolCallStarted(index=h.index, step=step_no, tool="python", arguments={"program": code[:200]}))
         started = time.monotonic()

@@ -1,0 +1,149 @@
+"""Verification by execution on the real local model: does cross-checking chains with programs beat the vote?
+
+GSM8K training questions from tests/data/gsm8k-train-300.jsonl, the local model (`heavy local start`),
+N = 8. Two disjoint sets of questions:
+
+* **tune** (``--tune``: questions 0-39, the ones earlier benchmarks used): where the program prompt and
+  the decision rule were chosen;
+* **held out** (questions 200-299; the report uses as many as have finished, at least 60 are the target):
+  never looked at while choosing anything, reported separately.
+
+Per question one pool is recorded once: 8 reasoning chains and 8 program hypotheses at temperature 0.7,
+max_tokens 512 (`heavy eval --programs 8 --record`). Every row below is then decided on those same samples
+(`--replay`; programs are executed again on replay), so rows differ only in how they decide:
+
+    vote@8              majority of the 8 chains
+    programs@8          majority of the 8 executed programs (crosscheck -o programs=1)
+    mixed@8             4 chains + 4 programs, cross-route agreement first, no early stop
+    crosscheck@8        the same with early stopping (1 chain + 1 program first)
+    heavy@8 (python)    the default strategy with the python tool enabled (what `heavy eval --tools python
+                        -s heavy` runs)
+    verify@8            vote@8 with `--verify python` (a check program per numeric answer; live calls)
+    greedy              one chain at temperature 0 (live)
+
+Every step is `heavy eval` with an append-only results file, so the script resumes where a killed run
+stopped. Run it in the background and commit bench/results/ as it grows:
+
+    nohup python bench/crosscheck.py > bench/results/xc.log 2>&1 &
+    python bench/crosscheck.py --report      # only rebuild bench/results/crosscheck.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from heavy.evaluation import is_correct, wilson  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from quality import DATA, SYSTEM, heavy, rows_of  # noqa: E402
+
+OUT = ROOT / "bench" / "results"
+SETS = {"tune": (0, 40), "heldout": (200, 100)}  # name -> (offset, questions)
+
+# (row label, results file stem, strategy, extra `heavy eval` arguments); all replayed on the set's pool.
+REPLAYS: list[tuple[str, str, str, tuple[str, ...]]] = [
+    ("vote@8", "vote", "vote", ()),
+    ("programs@8", "programs", "crosscheck", ("-o", "programs=1", "-o", "early_stop=false")),
+    ("mixed@8 (4+4, no early stop)", "mixed", "crosscheck", ("-o", "early_stop=false")),
+    ("crosscheck@8 (early stop)", "crosscheck", "crosscheck", ()),
+    ("heavy@8 --tools python (default)", "heavy-python", "heavy", ()),
+]
+
+
+def files(name: str) -> dict[str, Path]:
+    return {"pool": OUT / f"xc-pool-{name}.jsonl", "record": OUT / f"xc-{name}-record.jsonl",
+            "greedy": OUT / f"xc-{name}-greedy.jsonl", "verify": OUT / f"xc-{name}-verify.jsonl",
+            **{stem: OUT / f"xc-{name}-{stem}.jsonl" for _, stem, _, _ in REPLAYS}}
+
+
+def run(name: str, args: argparse.Namespace) -> None:
+    offset, questions = SETS[name]
+    f = files(name)
+    common = ["-m", args.model, "--system", SYSTEM, "--max-tokens", "512", "--tools", "python",
+              "--offset", str(offset), "--limit", str(questions)] + (
+        ["--base-url", args.base_url] if args.base_url else [])
+    data = str(DATA)
+    # The pool: 8 chains + 8 programs per question, recorded once (resumable, question by question).
+    heavy("eval", data, *common, "-s", "vote", "-n", "8", "--programs", "8", "-t", "0.7", "--seed", "1",
+          "--concurrency", str(args.concurrency), "--record", str(f["pool"]), "--results", str(f["record"]))
+    for _, stem, strategy, extra in REPLAYS:
+        heavy("eval", data, *common, "-s", strategy, "-n", "8", *extra, "--replay", str(f["pool"]),
+              "--results", str(f[stem]))
+    if args.live:
+        heavy("eval", data, *common, "-s", "vote", "-n", "1", "-t", "0", "--concurrency", "2",
+              "--results", str(f["greedy"]))
+        heavy("eval", data, *[a for a in common if a != "--tools" and a != "python"], "-s", "vote", "-n", "8",
+              "--verify", "python", "--replay", str(f["pool"]), "--results", str(f["verify"]))
+
+
+def _ok(h: dict, gold: str) -> bool:
+    return h.get("status", "ok") == "ok" and is_correct(h.get("answer"), gold)
+
+
+def report_set(name: str) -> list[str]:
+    f = files(name)
+    pool = {r["id"]: r for r in rows_of(f["pool"])}
+    rows = {label: {r["id"]: r for r in rows_of(f[stem]) if not r.get("error")} for label, stem, _, _ in REPLAYS}
+    rows["greedy (t=0, live)"] = {r["id"]: r for r in rows_of(f["greedy"]) if not r.get("error")}
+    rows["verify@8 (vote + --verify python)"] = {r["id"]: r for r in rows_of(f["verify"]) if not r.get("error")}
+    base = rows["vote@8"]
+    ids = [i for i in pool if i in base]
+    if not ids:
+        return [f"### {name}: no finished questions yet", ""]
+    lines = [f"### {name} questions ({len(ids)} finished)", "",
+             "| decision | questions | correct | accuracy (95 % CI) | tokens/question | calls/question "
+             "| wins / losses vs vote@8 | settled by 2 samples |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, by_id in rows.items():
+        common = [i for i in ids if i in by_id]
+        if not common:
+            continue
+        correct = sum(bool(by_id[i]["correct"]) for i in common)
+        lo, hi = wilson(correct, len(common))
+        tokens = sum(by_id[i].get("total_tokens") or 0 for i in common) / len(common)
+        calls = sum(by_id[i].get("calls") or 0 for i in common) / len(common)
+        wins = sum(bool(by_id[i]["correct"]) and not base[i]["correct"] for i in common)
+        losses = sum(base[i]["correct"] and not by_id[i]["correct"] for i in common)
+        two = sum(1 for i in common if by_id[i].get("calls") == 2 and "agree" in (by_id[i].get("path") or []))
+        lines.append(f"| {label} | {len(common)} | {correct} | {correct / len(common):.1%} ({lo:.0%}–{hi:.0%}) "
+                     f"| {tokens:,.0f} | {calls:.1f} | {'–' if label == 'vote@8' else f'{wins} / {losses}'} "
+                     f"| {two if two else '–'} |")
+    chains = sum(1 for i in ids if any(_ok(h, pool[i]["gold"]) for h in pool[i]["hypotheses"] if not h.get("route")))
+    progs = sum(1 for i in ids if any(_ok(h, pool[i]["gold"]) for h in pool[i]["hypotheses"] if h.get("route")))
+    lines += ["", f"Ceiling: some chain right on {chains}/{len(ids)} ({chains / len(ids):.0%}); some program's "
+              f"recorded answer right on {progs}/{len(ids)}.", ""]
+    return lines
+
+
+def report() -> str:
+    text = "\n".join(["# Verification by execution (local Qwen2.5-Coder-1.5B, GSM8K training questions, N = 8)", "",
+                      "Written by `python bench/crosscheck.py --report`; see the script's docstring for the design.",
+                      "", *report_set("heldout"), *report_set("tune")])
+    (OUT / "crosscheck.md").write_text(text + "\n", encoding="utf-8")
+    return text
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="local")
+    ap.add_argument("--base-url", default=os.environ.get("HEAVY_LOCAL_BASE_URL"))
+    ap.add_argument("--concurrency", type=int, default=1, help="questions in flight (x16 samples each)")
+    ap.add_argument("--set", choices=sorted(SETS), action="append", help="which question sets (default both)")
+    ap.add_argument("--live", action="store_true", help="also the live rows: greedy and --verify python")
+    ap.add_argument("--report", action="store_true", help="only rebuild crosscheck.md from the results files")
+    args = ap.parse_args()
+    if not args.report:
+        for name in args.set or ["heldout", "tune"]:
+            run(name, args)
+    print(report())
+
+
+if __name__ == "__main__":
+    main()
