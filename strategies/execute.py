@@ -17,6 +17,10 @@ Ties are broken by a vote on outputs: the candidate whose outputs on the tests (
 each ``assert f(x) == y``) are shared by the most candidates wins, then the lowest index. With no code
 in any candidate (or no usable test at all), the strategy falls back to the majority vote and says so.
 Cost: N samples + ``test_calls`` calls when no tests are given; sandbox runs: one per distinct program.
+
+A candidate cannot make itself pass by printing results, exiting early or patching the harness: the
+verdicts are made and reported outside its process (:mod:`heavy.tools.codecheck`). Where this machine's
+sandbox cannot guarantee that, ``decision.details["sandbox_warning"]`` says so.
 """
 
 from __future__ import annotations
@@ -197,6 +201,9 @@ class Execute(Strategy):
         iso = next((r.isolation for r in results.values() if r.isolation is not None), None)
         if iso is not None:
             details["sandbox"] = iso.summary()
+        warnings = list(dict.fromkeys(n for r in results.values() for n in r.notes))
+        if warnings:  # e.g. the candidates could reach the report channel here (docs/tools.md)
+            details["sandbox_warning"] = "; ".join(warnings)
         decision = Decision(method="execute", path=["sample", f"{source} tests", "execute"], rationale=rationale,
                             winner=winner, scores={str(i): s for i, s in scores.items()}, details=details)
         return ctx.result(strategy=self.name, answer=codes[winner] or w.text.strip(), text=w.text, decision=decision,

@@ -24,8 +24,8 @@ import pytest
 from heavy.constants import SANDBOX_UID_BASE, SANDBOX_UID_SPAN
 from heavy.tools.codecheck import run_tests
 from heavy.tools.sandbox import SandboxLimits, run_python
-from heavy.tools.verify import Verifier
 from heavy.tools.python import PythonTool
+from heavy.tools.verify import Verifier
 
 pytestmark = pytest.mark.anyio
 
@@ -75,14 +75,18 @@ ATTACKS = {
         "            fd = os.open(f'/proc/{judge}/fd/{name}', os.O_WRONLY | os.O_NONBLOCK)\n"
         "            os.write(fd, FAKE.encode())\n        except OSError:\n            pass\n"
         "    os.kill(judge, signal.SIGKILL)\n    return a - b\n"),
+    "takes over the worker's protocol": PRELUDE + (
+        "import json, struct\nrequests, replies = int(sys.argv[2]), int(sys.argv[3])\n"
+        "def reply(obj):\n    data = json.dumps(obj).encode()\n"
+        "    os.write(replies, struct.pack('>I', len(data)) + data)\n"
+        "fn = ['h', 0, 'function']\n"  # a forged load reply: the tests' builtins, name and function are ours
+        "reply({'names': {'__builtins__': ['d', [['abs', fn], ['bool', fn], ['len', fn]]], '__name__': 'x',\n"
+        "                 'add': fn}})\n"
+        "while True:\n    size = struct.unpack('>I', os.read(requests, 4))[0]\n    os.read(requests, size)\n"
+        "    reply({'value': -7})\n"),
     "floods the judge with SIGALRM": PRELUDE + (
         "def add(a, b):\n    for _ in range(50):\n        os.kill(os.getppid(), signal.SIGALRM)\n    return a - b\n"),
 }
-
-
-def exposed(result) -> bool:
-    """Whether heavy said this run's results could be forged (and why)."""
-    return any("could be forged" in n for n in result.notes)
 
 
 async def attack_results(namespaces: bool) -> dict:
@@ -124,7 +128,8 @@ async def test_forging_attempts_fail_and_honest_code_is_judged_right(namespaces)
 async def test_the_candidate_never_sees_the_expected_values():
     setup = "SECRET = 'heavy-expected-7f3a'\n"
     # The needle is built at run time: the candidate's own constants must not contain it.
-    hunt = ("import gc, os\ndef leaked(x):\n    needle = chr(55) + 'f' + chr(51) + 'a'\n    seen = []\n    for p in os.listdir('.'):\n        try:\n"
+    hunt = ("import gc, os\ndef leaked(x):\n    needle = chr(55) + 'f' + chr(51) + 'a'\n    seen = []\n"
+            "    for p in os.listdir('.'):\n        try:\n"
             "            seen.append(open(p, errors='replace').read())\n        except OSError:\n            pass\n"
             "    for f in ('cmdline', 'environ', 'mem'):\n        try:\n"
             "            seen.append(open(f'/proc/{os.getppid()}/{f}', errors='replace').read(1 << 20))\n"
@@ -179,7 +184,8 @@ def div(a, b):
 '''
     setup = ("import math\nxs = [3, 1, 2]\nsort_in_place(xs)\ntry:\n    div(1, 0)\n    raised = False\n"
              "except ZeroDivisionError:\n    raised = True\ns = Stack().push(4).push(5)\n")
-    tests = ["assert point() == (1, 2)", "assert counts('aab') == {'a': 2, 'b': 1}", "assert ordered() == {'a': 2, 'b': 1}",
+    tests = ["assert point() == (1, 2)", "assert counts('aab') == {'a': 2, 'b': 1}",
+             "assert ordered() == {'a': 2, 'b': 1}",
              "assert list(evens(7)) == [0, 2, 4, 6]", "assert big() == 3 ** 10000",
              "assert odd() == {(1, 2): {b'x', b'y'}, 'f': [math.inf, 1 - 2j], 's': frozenset({None, True})}",
              "assert xs == [1, 2, 3]", "assert raised", "assert s.pop() == 5 and len(s) == 1",
@@ -410,3 +416,38 @@ def test_fork_bomb_isolation_under_other_identities(user, namespaces):
 @pytest.mark.parametrize("namespaces", MODES)
 def test_leftovers_are_killed_as_the_sandboxs_own_uid_without_namespaces(namespaces):
     check_leftovers(elsewhere("leftovers_of_an_escaper", namespaces, None))
+
+
+# --- where the results are used: `-s execute` and graded code tasks -----------------------------------
+
+
+class Forgers:
+    """Three copies of a forger (the majority) and one honest program, for the same task."""
+
+    name = "forgers"
+    FORGER = ATTACKS["kills the judge after forging"]
+
+    async def complete(self, request):
+        from heavy.providers.base import Completion
+
+        code = RIGHT if request.params.seed == 3 else self.FORGER
+        return Completion(text=f"```python\n{code}```")
+
+
+async def test_execute_and_grading_pick_the_honest_program_over_forgers():
+    from heavy import Heavy
+    from heavy.providers.base import Provider
+    from heavy.tools.codecheck import passes
+
+    provider = type("ForgerProvider", (Forgers, Provider), {})()
+    kw = dict(model="forgers:x", providers={"forgers": provider}, n=4, seed=0)
+    vote = await Heavy(strategy="vote", **kw).ask("Write add(a, b).")
+    assert "os.kill(os.getppid()" in vote.text  # three identical forgers win a vote on the text
+    r = await Heavy(strategy="execute", tests="\n".join(TESTS), **kw).ask("Write add(a, b).")
+    assert r.answer.strip() == RIGHT.strip() and r.decision.winner == 3
+    assert r.decision.details["pass_matrix"]["rows"] == [[0] * 4] * 3 + [[1] * 4]
+    # Graded `heavy eval` code tasks go through passes(): only the honest program is correct.
+    assert await passes(RIGHT, "\n".join(TESTS))
+    exposed_here = bool((await run_tests(RIGHT, TESTS)).notes)
+    for name, code in ATTACKS.items():
+        assert not await passes(code, "\n".join(TESTS)) or exposed_here, name

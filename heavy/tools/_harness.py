@@ -390,7 +390,8 @@ class Judge:
             raise WorkerBroken("protocol error: no names")
         ns: dict = {"__name__": "__main__", "__builtins__": builtins}
         for name, value in names.items():
-            if not name.isidentifier() or hasattr(builtins, name):  # a candidate's `len` must not judge
+            # A candidate's `len` must not judge, nor its `__builtins__` (the worker's replies are not trusted).
+            if type(name) is not str or not name.isidentifier() or name.startswith("__") or hasattr(builtins, name):
                 continue
             ns[name] = decode(value, self.remote)
             if isinstance(ns[name], Remote) and ns[name]._type == "module":

@@ -296,7 +296,8 @@ def main() -> None:
     elif namespaced and _kernel_at_least(NPROC_PER_USERNS):
         report["nproc_scope"] = "this sandbox only (its own user namespace)"
     else:
-        why = "no user namespace" if not namespaced else f"Linux {os.uname().release} counts it per uid, not per namespace"
+        why = ("no user namespace" if not namespaced
+               else f"Linux {os.uname().release} counts it per uid, not per namespace")
         report["nproc_scope"] = f"shared by every sandbox and every other process of uid {uid} ({why})"
         report["notes"].append(f"RLIMIT_NPROC is shared: every process of uid {uid} counts against each sandbox's "
                                f"limit, so one sandbox's fork bomb makes fork() fail in the others ({why})")

@@ -11,9 +11,10 @@ environment** (no API keys, no ``PATH``), in a fresh temporary working directory
 ``RLIMIT_CPU``, ``RLIMIT_AS`` (memory), ``RLIMIT_FSIZE``, ``RLIMIT_NPROC`` and ``RLIMIT_NOFILE``, with a
 wall-clock timeout (the whole process group is killed) and stdout/stderr truncated. Started as root it
 runs as a uid of its own (:data:`heavy.constants.SANDBOX_UID_BASE` + the launcher's pid), so the
-process limit is per sandbox and nothing of it outlives the run. Where namespaces are allowed, it also has **no network**, its own PID namespace
-(nothing survives the run) and its own mounts (home directories and temp dirs hidden). See
-``docs/tools.md`` for the exact list of what is and is not isolated.
+process limit is per sandbox and nothing of it outlives the run. Where namespaces are allowed, it also
+has **no network**, its own PID namespace (nothing survives the run) and its own mounts (home
+directories and temp dirs hidden). See ``docs/tools.md`` for the exact list of what is and is not
+isolated.
 
 ``channel=True`` gives the program one more pipe, its write end's descriptor number in ``sys.argv[1]``
 and read into :attr:`SandboxResult.channel`: only the program itself holds it (not the launcher, not
