@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,7 +39,8 @@ from heavy.voting import Tally, tally
 
 from ._common import decide_by_vote, text_of, vote_decision
 
-__all__ = ["CrossCheck", "CrossCheckOptions", "cross_check", "route_support"]
+__all__ = ["CrossCheck", "CrossCheckOptions", "RouteSample", "cross_check", "decide_agreed", "route_support",
+           "sample_routes"]
 
 
 class CrossCheckOptions(BaseModel):
@@ -131,16 +133,38 @@ async def _gather(runs: Sequence[SampleRun], stop: Any) -> None:
         await asyncio.gather(*pumps, return_exceptions=True)
 
 
-async def cross_check(ctx: Context, *, strategy: str, programs: float = 0.5, early_stop: bool = True,
-                      path: Sequence[str] = ()) -> Result:
-    """Sample chains and programs (``ctx.n`` in all) and decide by cross-route agreement, then by vote."""
+@dataclass
+class RouteSample:
+    """What :func:`sample_routes` sampled: every hypothesis (both routes) and how sampling ended."""
+
+    hypotheses: list[Hypothesis]
+    chains: int
+    programs: int
+    stopped_early: bool = False
+    deadline_hit: bool = False
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """The decision's account of the routes: planned, sampled, and each answer's support."""
+        hyps = self.hypotheses
+        return {"routes": route_support(tally(hyps), hyps), "planned": {"chains": self.chains, "programs": self.programs},
+                "sampled": {"chains": sum(1 for h in hyps if h.route != PROGRAM_ROUTE and h.status != "cancelled"),
+                            "programs": sum(1 for h in hyps if h.route == PROGRAM_ROUTE and h.status != "cancelled")}}
+
+    def agreed(self) -> list[str]:
+        t = tally(self.hypotheses)
+        return agreed(t, route_support(t, self.hypotheses))
+
+
+async def sample_routes(ctx: Context, *, strategy: str, programs: float = 0.5, early_stop: bool = True) -> RouteSample:
+    """Sample ``ctx.n`` hypotheses, a *programs* share of them as programs; with *early_stop*, one chain and
+    one program first, then the rest, stopping once an answer reached by both routes leads."""
     if programs > 0 and not ctx.sampler.can_run_code:
         raise OptionsError(f"strategy {strategy!r} runs the programs it samples: enable the python tool "
                            "(`heavy ask --tools python`, Heavy(tools=['python']), `heavy serve --tools python`)")
     n_chain, n_prog = split(ctx.n, programs)
     ctx.stage("sample", n=ctx.n, chains=n_chain, programs=n_prog, models=[m.label for m in ctx.sampler.models])
-    everything: list[Hypothesis] = []
-    stopped_early = deadline_hit = False
+    out = RouteSample([], n_chain, n_prog)
     waves = [(n_chain, n_prog)]
     if early_stop and n_chain and n_prog and ctx.n > 2:
         waves = [(1, 1), (n_chain - 1, n_prog - 1)]
@@ -152,49 +176,56 @@ async def cross_check(ctx: Context, *, strategy: str, programs: float = 0.5, ear
                 runs.append(await stack.enter_async_context(ctx.sampler.run(ctx.messages, c, tools=False)))
             if p:
                 runs.append(await stack.enter_async_context(ctx.sampler.run(ctx.messages, p, route=PROGRAM_ROUTE)))
-            await _gather(runs, (lambda done: _settled([*everything, *done])) if early_stop else (lambda done: False))
+            before = list(out.hypotheses)
+            await _gather(runs, (lambda done: _settled([*before, *done])) if early_stop else (lambda done: False))
         for r in runs:
-            everything.extend(r.hypotheses)
-            stopped_early |= r.stopped_early
-            deadline_hit |= r.deadline_hit
-        if early_stop and _settled(everything):
-            stopped_early = stopped_early or i + 1 < len(waves)
+            out.hypotheses.extend(r.hypotheses)
+            out.stopped_early |= r.stopped_early
+            out.deadline_hit |= r.deadline_hit
+        if early_stop and _settled(out.hypotheses):
+            out.stopped_early = out.stopped_early or i + 1 < len(waves)
             break
-        if deadline_hit or any(r.budget_hit for r in runs):
+        if out.deadline_hit or any(r.budget_hit for r in runs):
             break
-    return _decide(ctx, everything, strategy=strategy, path=list(path), n_chain=n_chain, n_prog=n_prog,
-                   stopped_early=stopped_early, deadline_hit=deadline_hit)
+    ok = [h for h in out.hypotheses if h.ok]
+    if not ok or len(ok) < min(ctx.sampler.min_successes, len(out.hypotheses)):
+        raise QuorumError("too few hypotheses succeeded to decide", failures=out.hypotheses)
+    return out
 
 
-def _decide(ctx: Context, hypotheses: list[Hypothesis], *, strategy: str, path: list[str], n_chain: int,
-            n_prog: int, stopped_early: bool, deadline_hit: bool) -> Result:
-    ok = [h for h in hypotheses if h.ok]
-    if len(ok) < min(ctx.sampler.min_successes, len(hypotheses)) or not ok:
-        raise QuorumError("too few hypotheses succeeded to decide", failures=hypotheses)
+async def cross_check(ctx: Context, *, strategy: str, programs: float = 0.5, early_stop: bool = True,
+                      path: Sequence[str] = ()) -> Result:
+    """Sample chains and programs (``ctx.n`` in all) and decide by cross-route agreement, then by vote."""
+    sample = await sample_routes(ctx, strategy=strategy, programs=programs, early_stop=early_stop)
+    if sample.agreed():
+        return decide_agreed(ctx, sample, strategy=strategy, path=[*path, "sample", "chain+program", "agree"])
+    why = ("no answer was reached by both a chain and a program: majority vote over all answers."
+           if sample.chains and sample.programs else f"{'programs' if sample.programs else 'chains'} only: majority vote.")
+    return decide_by_vote(ctx, sample.hypotheses, strategy=strategy, path=[*path, "sample", "chain+program", "vote"],
+                          why=why, details=sample.details, stopped_early=sample.stopped_early,
+                          deadline_hit=sample.deadline_hit)
+
+
+def decide_agreed(ctx: Context, sample: RouteSample, *, strategy: str, path: list[str]) -> Result:
+    """The answer reached by both routes (the most supported one) wins; the Result says by how many of each."""
+    hypotheses = sample.hypotheses
     t = tally(hypotheses)
     support = route_support(t, hypotheses)
     both = agreed(t, support)
-    sampled = {"chains": sum(1 for h in hypotheses if h.route != PROGRAM_ROUTE and h.status != "cancelled"),
-               "programs": sum(1 for h in hypotheses if h.route == PROGRAM_ROUTE and h.status != "cancelled")}
-    details: dict[str, Any] = {"routes": support, "sampled": sampled, "planned": {"chains": n_chain, "programs": n_prog}}
-    if not both:
-        why = ("no answer was reached by both a chain and a program: majority vote over all answers."
-               if n_chain and n_prog else f"{'programs' if n_prog else 'chains'} only: majority vote.")
-        return decide_by_vote(ctx, hypotheses, strategy=strategy, path=[*path, "sample", "chain+program", "vote"],
-                              why=why, details=details, stopped_early=stopped_early, deadline_hit=deadline_hit)
     winner = both[0]
     s = support[winner]
     ctx.stage("agree", answer=winner, chains=s["chain"], programs=s["program"])
-    decision = vote_decision(t, path=[*path, "sample", "chain+program", "agree"], method="crosscheck")
-    first = min(h.index for h in ok if h.answer is not None and t.canonical(h.answer) == winner)
+    decision = vote_decision(t, path=path, method="crosscheck")
+    first = min(h.index for h in hypotheses if h.ok and h.answer is not None and t.canonical(h.answer) == winner)
     decision.winner = first
     runner_up = max((t.counts[a] for a in t.ranking if a != winner), default=0)
+    ok = sum(1 for h in hypotheses if h.ok)
     decision.rationale = (
         f"{s['chain']} reasoning chain(s) and {s['program']} executed program(s) agree on {winner!r} "
         f"({t.counts[winner]} of {t.total - t.no_answer} answers; the best other answer has {runner_up})"
         + (f"; {len(both) - 1} other answer(s) also had both routes and fewer votes" if len(both) > 1 else "")
-        + (f"; stopped after {len(ok)} samples" if stopped_early else "") + "."
+        + (f"; stopped after {ok} samples" if sample.stopped_early else "") + "."
     )
-    decision.details.update(details)
+    decision.details.update(sample.details)
     return ctx.result(strategy=strategy, answer=winner, text=text_of(hypotheses, first), decision=decision,
-                      stopped_early=stopped_early, deadline_hit=deadline_hit)
+                      stopped_early=sample.stopped_early, deadline_hit=sample.deadline_hit)

@@ -11,18 +11,30 @@ vote was right on all 24 questions with a clear majority, so no aggregator is pa
 the synthesis's place lost questions (it picked minority answers against a 3-1 majority), so there is
 none; on splits synthesis tied with the vote, and it stays because free-form answers have nothing to
 vote on and a stronger ``--aggregator-model`` is where splits are won.
+
+**Where code may run** (the user enabled the python tool): a program the model writes and heavy executes
+is the one verifier a small model can trust, so half of the N hypotheses are programs and the answer a
+reasoning chain and an executed program agree on wins (``crosscheck``'s decision, with its early stop:
+one chain and one program first, so questions they agree on cost two samples). Without such an
+agreement the rule above applies to all the samples: a clear majority is answered by vote, a split is
+synthesized. ``-o programs=0`` keeps the python tool for the hypotheses' own use and the old policy.
+Measured in docs/benchmarks.md ("Verification by execution").
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from typing import Any
+
 from heavy import constants as C
+from heavy.errors import QuorumError
 from heavy.strategy import Context, Strategy
-from heavy.types import Result
+from heavy.types import Hypothesis, Result
 from heavy.voting import tally
 
-from ._common import shuffle_seed, sample_all, synthesize_or_vote, vote_result
+from ._common import decide_by_vote, sample_all, shuffle_seed, synthesize_over
+from .crosscheck import decide_agreed, sample_routes
 
 
 class HeavyOptions(BaseModel):
@@ -34,6 +46,8 @@ class HeavyOptions(BaseModel):
     """Show candidates in a random order (guards against position bias)."""
     shuffle_seed: int | None = None
     """Seed of that order (default: the run's sampling seed)."""
+    programs: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Where code may run: the share of hypotheses sampled as executed programs (0: never)."""
 
 
 class HeavyDefault(Strategy):
@@ -43,14 +57,33 @@ class HeavyDefault(Strategy):
     Options = HeavyOptions
 
     async def run(self, ctx: Context) -> Result:
+        if ctx.sampler.can_run_code and self.options.programs > 0 and ctx.n >= 2:
+            return await self._with_programs(ctx)
         run = await sample_all(ctx)
-        t = tally(run.hypotheses)
-        ok = len(run.successes)
+        return await self._decide(ctx, run.hypotheses, path=["sample"], stopped_early=run.stopped_early,
+                                  deadline_hit=run.deadline_hit)
+
+    async def _with_programs(self, ctx: Context) -> Result:
+        sample = await sample_routes(ctx, strategy=self.name, programs=self.options.programs)
+        path = ["python", "sample", "chain+program"]
+        if sample.agreed():
+            return decide_agreed(ctx, sample, strategy=self.name, path=[*path, "agree"])
+        return await self._decide(ctx, sample.hypotheses, path=[*path, "no agreement"], details=sample.details,
+                                  stopped_early=sample.stopped_early, deadline_hit=sample.deadline_hit)
+
+    async def _decide(self, ctx: Context, hypotheses: list[Hypothesis], *, path: list[str],
+                      details: dict[str, Any] | None = None, stopped_early: bool = False,
+                      deadline_hit: bool = False) -> Result:
+        t = tally(hypotheses)
+        ok = sum(1 for h in hypotheses if h.ok)
         share = t.top_count / ok if ok else 0.0
         if t.winner is not None and share > self.options.threshold and not t.tied:
             why = f"clear majority ({t.top_count}/{ok} = {share:.0%} > {self.options.threshold:.0%}): answered by vote."
-            return vote_result(ctx, run, strategy=self.name, path=["sample", "majority", "vote"], why=why)
+            return decide_by_vote(ctx, hypotheses, strategy=self.name, path=[*path, "majority", "vote"], why=why,
+                                  details=details, stopped_early=stopped_early, deadline_hit=deadline_hit)
+        if not ok:
+            raise QuorumError("no hypothesis succeeded, so there is nothing to decide on", failures=list(hypotheses))
         reason = "no extractable answers" if t.winner is None else f"no clear majority ({share:.0%})"
-        result = await synthesize_or_vote(ctx, run, strategy=self.name, path=["sample", reason],
-                                          shuffle=self.options.shuffle, seed=shuffle_seed(ctx, self.options.shuffle_seed))
-        return result
+        return await synthesize_over(ctx, hypotheses, strategy=self.name, path=[*path, reason],
+                                     shuffle=self.options.shuffle, seed=shuffle_seed(ctx, self.options.shuffle_seed),
+                                     details=details, stopped_early=stopped_early, deadline_hit=deadline_hit)

@@ -192,3 +192,25 @@ def test_eval_records_programs_and_replays_them(tmp_path):
     r = run(cli, ["eval", str(data), "-m", "sim", "--programs", "2", "--record", str(tmp_path / "p2.jsonl"),
                   "--results", str(tmp_path / "r3.jsonl")])
     assert r.exit_code == 1 and "--tools python" in r.stderr
+
+
+async def test_the_default_strategy_cross_checks_where_code_may_run():
+    h, _ = sim_heavy(n=8, tools="python")  # strategy "heavy", the default
+    r = await h.ask("What is 17 * 24 + 3?")
+    assert r.strategy == "heavy" and r.answer == "411"
+    assert r.decision.path[:2] == ["python", "sample"] and r.decision.path[-1] == "agree"
+    assert r.decision.method == "crosscheck" and sum(x.status == "ok" for x in r.hypotheses) == 2
+    plain, _ = sim_heavy(n=4)  # no python tool: the policy as before, no program is ever asked for
+    r = await plain.ask("What is 17 * 24 + 3?")
+    assert r.decision.path[0] == "sample" and all(x.route is None for x in r.hypotheses)
+    off, _ = sim_heavy(n=4, tools="python", options={"programs": 0})
+    assert all(x.route is None for x in (await off.ask("What is 17 * 24 + 3?")).hypotheses)
+
+
+async def test_without_agreement_the_default_synthesizes_a_split():
+    transport, seen = scripted(["The answer is 5.", "The answer is 6.", "The answer is 7."],
+                               [prog("8"), prog("9"), prog("10")])
+    r = await make(transport, n=6, tools="python").ask("q")
+    assert r.decision.path[:4] == ["python", "sample", "chain+program", "no agreement"]
+    assert r.decision.method == "synthesize" and len(r.aggregator_calls) == 1
+    assert r.decision.details["sampled"] == {"chains": 3, "programs": 3}
