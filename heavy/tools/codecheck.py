@@ -82,7 +82,7 @@ class CaseResults:
     error: str | None = None  #: why the candidate could not run at all (load error, no code, sandbox stopped)
     isolation: Isolation | None = None
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  #: e.g. why this machine cannot protect the results
 
     @property
     def count(self) -> int:
