@@ -296,13 +296,15 @@ async def test_verify_leaves_answers_without_a_number_alone():
 
 
 def test_cli_tools_python_with_the_simulated_model():
-    r = CliRunner().invoke(cli, ["ask", "--tools", "python", "-m", "sim:heavy-simulated@accuracy=0", "-n", "3",
-                                 "--json", QUESTION])
+    # -s vote: every hypothesis is an agent with the tool (the default strategy would cross-check chains
+    # without tools against programs instead; tests/test_crosscheck.py covers that path).
+    r = CliRunner().invoke(cli, ["ask", "--tools", "python", "-s", "vote", "-m", "sim:heavy-simulated@accuracy=0",
+                                 "-n", "3", "--json", QUESTION])
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["answer"] == GOLD and all(h["steps"][0]["tool"] == "python" for h in data["hypotheses"])
-    r = CliRunner().invoke(cli, ["ask", "--tools", "python", "--tool-protocol", "text", "--max-steps", "1",
-                                 "-m", "sim:heavy-simulated@accuracy=0", "-n", "2", QUESTION])
+    r = CliRunner().invoke(cli, ["ask", "--tools", "python", "--tool-protocol", "text", "--max-steps", "1", "-s",
+                                 "vote", "-m", "sim:heavy-simulated@accuracy=0", "-n", "2", QUESTION])
     assert r.exit_code == 0 and r.stdout == f"{GOLD}\n"
     r = CliRunner().invoke(cli, ["ask", "--tools", "nosuch", "-m", "sim", "hi"])
     assert r.exit_code == 1 and "unknown tool 'nosuch'" in r.stderr and "Traceback" not in r.output

@@ -25,6 +25,7 @@ init), so a program that keeps it from the code it runs has a report channel tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -280,24 +281,26 @@ async def _run(workdir: str, limits: SandboxLimits, namespaces: bool, channel: b
     loop = asyncio.get_running_loop()
     report_reader = asyncio.StreamReader()
     report_file = os.fdopen(read_fd, "rb", buffering=0)
-    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(report_reader), report_file)
+    transport = chan_transport = None
+    pumps: asyncio.Future | None = None
     chan = _Capture(CHANNEL_MAX_BYTES, bytearray())
-    chan_transport = None
-    readers = [pump(proc.stdout, out), pump(proc.stderr, err)]
-    if chan_read is not None:
-        chan_reader = asyncio.StreamReader()
-        chan_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(chan_reader),
-                                                         os.fdopen(chan_read, "rb", buffering=0))
-        readers.append(_drain(chan_reader, chan))
 
     async def read_report() -> None:
         while line := await report_reader.readline():
             report_lines.append(line)
 
-    pumps = asyncio.gather(*readers, read_report())
     stopped: str | None = None
     deadline = started + limits.timeout
-    try:
+    try:  # from here on a cancellation (a strategy stopping early) must still kill and reap the process
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(report_reader), report_file)
+        readers = [pump(proc.stdout, out), pump(proc.stderr, err)]
+        if chan_read is not None:
+            chan_reader = asyncio.StreamReader()
+            chan_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(chan_reader),
+                                                             os.fdopen(chan_read, "rb", buffering=0))
+            chan_read = None
+            readers.append(_drain(chan_reader, chan))
+        pumps = asyncio.gather(*readers, read_report())
         # Poll the exit status: asyncio's proc.wait() also waits for the pipes, which a leftover child
         # of the program may hold open long after the program itself has ended.
         while proc.returncode is None:
@@ -321,11 +324,22 @@ async def _run(workdir: str, limits: SandboxLimits, namespaces: bool, channel: b
             pumps.cancel()
     except BaseException:
         _killpg(proc.pid)
+        # Cancelled (a strategy stopped early): reap the killed process and close its pipes before
+        # re-raising, or its transport outlives the event loop ("Event loop is closed" at exit).
+        if pumps is not None:
+            pumps.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(asyncio.wait_for(proc.wait(), timeout=5.0))
         raise
     finally:
-        transport.close()
+        if transport is not None:
+            transport.close()
+        else:
+            report_file.close()
         if chan_transport is not None:
             chan_transport.close()
+        elif chan_read is not None:
+            os.close(chan_read)
     duration = time.monotonic() - started
     isolation, status = _parse_report(report_lines)
     exit_code, sig = _status(status, proc.returncode)
