@@ -20,7 +20,7 @@ from typing import Any
 
 from . import constants as C
 from .answers import final_answer
-from .errors import ConfigError, OptionsError, describe_validation
+from .errors import OptionsError, describe_validation
 from .events import Event, EventSink, Final, fanout
 from .models import ModelSpec, Preset, parse_spec
 from .providers.base import Provider
@@ -28,6 +28,7 @@ from .providers.factory import build_provider
 from .pricing import cost, price_for
 from .providers.wrappers import ConcurrencyLimit, RateLimit, Retry, RetryPolicy, WrapperProvider
 from .run import Budget, RunState, using_run
+from .settings import ProviderLimits, RunSettings
 from .sampler import ModelRef, ReplaySampler, Sampler, check_n
 from .strategy import Context, Strategy, load_strategy
 from .types import PROGRAM_ROUTE, Hypothesis, Message, Result, SamplingParams, Usage, as_messages
@@ -40,118 +41,67 @@ Prompt = str | Message | Sequence[Message] | Sequence[dict[str, Any]]
 class Heavy:
     """A configured Heavy ensemble: which models sample, how many hypotheses, which strategy decides.
 
-    ``model`` is one spec or a list (round-robined over the N hypotheses). ``timeout`` bounds each
-    hypothesis (retries included), ``deadline`` the whole sampling phase (what arrived by then is used).
-    ``rpm``/``tpm`` rate-limit each provider (``limits`` sets concurrency/rpm/tpm per preset name); ``retry`` sets the retry policy; ``max_total_tokens`` and
-    ``max_cost_usd`` cap a run (reaching a cap stops sampling and the strategy decides on what arrived).
-    ``providers`` adds model sources of your own: ``Heavy(model="mine:some-model", providers={"mine":
-    MyProvider()})`` samples ``some-model`` through ``MyProvider`` (a :class:`~heavy.providers.base.Provider`).
-    ``tools`` lets every hypothesis run tools as an agent (``["python"]``, ``"python,web_search"``, Tool
-    instances; see :mod:`heavy.tools.agent`): ``tool_protocol`` (``native``, ``text`` or ``auto``) says how
-    they are offered, ``max_steps`` caps tool runs per hypothesis, ``tool_options`` configures each tool by
-    name (e.g. ``{"python": {"limits": {"timeout": 5}}}``). ``verify="python"`` checks every numeric answer
-    with a program the model writes and lowers the vote weight of answers the check contradicts.
-    Extra keyword arguments are strategy options, validated by the strategy's options model.
+    Its run options are a :class:`~heavy.settings.RunSettings` (``settings=``), or keyword arguments that
+    build one over the built-in defaults (``Heavy(model=..., n=8, strategy="vote", timeout=30)``; both
+    together: the keywords win). Every option, its default and bounds: ``heavy.settings`` and the table
+    in docs/architecture.md. ``model`` is one spec or a list (round-robined over the N hypotheses);
+    ``timeout`` bounds each hypothesis (retries included), ``deadline`` the whole sampling phase (what
+    arrived by then is used); ``rpm``/``tpm`` rate-limit each provider (``limits`` per preset name);
+    ``max_total_tokens`` and ``max_cost_usd`` cap a run (the strategy decides on what arrived); ``tools``
+    lets every hypothesis run tools as an agent (``["python"]``, ``"python,web_search"``, Tool instances;
+    see :mod:`heavy.tools.agent`); ``verify="python"`` checks every numeric answer with a program the
+    model writes. Keyword arguments that are not run options are strategy options, validated by the
+    strategy's options model.
+
+    The rest are objects, not options: ``retry`` (a RetryPolicy), ``on_event`` (a listener of every run),
+    ``transport`` (under the HTTP clients) and ``providers``, model sources of your own:
+    ``Heavy(model="mine:some-model", providers={"mine": MyProvider()})`` samples ``some-model`` through
+    ``MyProvider`` (a :class:`~heavy.providers.base.Provider`).
     """
 
-    def __init__(
-        self,
-        model: str | Sequence[str] = "sim",
-        n: int = C.DEFAULT_N,
-        strategy: str = C.DEFAULT_STRATEGY,
-        *,
-        aggregator_model: str | None = None,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        system: str | None = None,
-        temperature: float | None = C.DEFAULT_TEMPERATURE,
-        max_tokens: int | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
-        stop: str | list[str] | None = None,
-        logprobs: bool = False,
-        top_logprobs: int | None = None,
-        timeout: float | None = None,
-        deadline: float | None = None,
-        min_successes: int = 1,
-        concurrency: int = C.DEFAULT_PROVIDER_CONCURRENCY,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        limits: dict[str, dict[str, float]] | None = None,
-        retry: RetryPolicy | None = None,
-        max_total_tokens: int | None = None,
-        max_cost_usd: float | None = None,
-        stream: bool | None = None,
-        on_event: EventSink | None = None,
-        transport: Any = None,
-        providers: dict[str, Provider] | None = None,
-        tools: Any = None,
-        tool_protocol: str = "auto",
-        max_steps: int = 4,
-        tool_options: dict[str, dict[str, Any]] | None = None,
-        verify: str | None = None,
-        options: dict[str, Any] | None = None,
-        **strategy_options: Any,
-    ) -> None:
-        specs = [model] if isinstance(model, str) else list(model)
-        if not specs:
-            raise ConfigError("no model given; e.g. model='openai:gpt-4.1' or model='sim'")
-        check_n(n)
-        if not 1 <= min_successes <= n:
-            raise OptionsError(f"min_successes must be between 1 and n ({n})")
-        if concurrency < 1:
-            raise OptionsError("concurrency must be at least 1")
-        for name, value in (("timeout", timeout), ("deadline", deadline)):
-            if value is not None and value <= 0:
-                raise OptionsError(f"{name} must be a positive number of seconds")
+    def __init__(self, model: str | Sequence[str] | None = None, n: int | None = None, strategy: str | None = None,
+                 *, settings: RunSettings | None = None, retry: RetryPolicy | None = None,
+                 on_event: EventSink | None = None, transport: Any = None,
+                 providers: dict[str, Provider] | None = None, **options: Any) -> None:
+        given = {k: v for k, v in (("model", model), ("n", n), ("strategy", strategy)) if v is not None}
+        self.settings = s = RunSettings.build(settings, **given, **options)
         self._custom = dict(providers or {})
-
-        def resolve(spec: str) -> ModelSpec:
-            name, sep, model = spec.partition(":")
-            if sep and name in self._custom:
-                return ModelSpec(spec=spec, preset=Preset(name, "", None, None, key_required=False, wire="custom",
-                                                          note="a provider given to Heavy(providers=...)"),
-                                 model=model, base_url="", api_key=None)
-            return parse_spec(spec, base_url=base_url, api_key=api_key)
-
-        self.specs: list[ModelSpec] = [resolve(s) for s in specs]
-        self.aggregator_spec = resolve(aggregator_model) if aggregator_model else self.specs[0]
-        try:
-            self.budget = Budget(max_tokens=max_total_tokens, max_cost_usd=max_cost_usd)
-        except ValueError as exc:
-            raise OptionsError(f"invalid budget: {describe_validation(exc)}") from None
-        if max_cost_usd is not None:
-            unpriced = [s.label for s in {*self.specs, self.aggregator_spec}
-                        if price_for(s.preset.name, s.model) is None]
-            if unpriced:
-                raise OptionsError(f"a dollar cap needs prices, and none is known for {', '.join(sorted(unpriced))}; "
-                                   "add them under [prices] in the config file (see `heavy config`)")
-        self.rpm, self.tpm = rpm, tpm
-        self.limits = limits or {}
+        self.specs: list[ModelSpec] = [self._resolve(spec) for spec in s.model]
+        self.aggregator_spec = self._resolve(s.aggregator_model) if s.aggregator_model else self.specs[0]
+        self.budget = Budget(max_tokens=s.max_total_tokens, max_cost_usd=s.max_cost_usd)
+        unpriced = [x.label for x in {*self.specs, self.aggregator_spec} if price_for(x.preset.name, x.model) is None]
+        if s.max_cost_usd is not None and unpriced:
+            raise OptionsError(f"a dollar cap needs prices, and none is known for {', '.join(sorted(unpriced))}; "
+                               "add them under [prices] in the config file (see `heavy config`)")
         self.retry = retry or RetryPolicy()
-        self.n = n
-        self.strategy_name = strategy
-        self.strategy_cls: type[Strategy] = load_strategy(strategy)
-        self.options = self.strategy_cls.parse_options({**(options or {}), **strategy_options})
-        try:
-            self.params = SamplingParams(temperature=temperature, max_tokens=max_tokens, top_p=top_p, seed=seed,
-                                         stop=stop, logprobs=logprobs, top_logprobs=top_logprobs)
-        except ValueError as exc:
-            raise OptionsError(f"invalid sampling parameter: {describe_validation(exc)}") from None
-        self.system = system
-        self.timeout = timeout
-        self.deadline = deadline
-        self.min_successes = min_successes
-        self.concurrency = concurrency
-        self.stream = stream
-        self.on_event = on_event
-        self._transport = transport
-        self.agent, self.verifier = _tooling(tools, tool_protocol, max_steps, tool_options, verify)
+        self.strategy_cls: type[Strategy] = load_strategy(s.strategy)
+        self.options = self.strategy_cls.parse_options(s.options)
+        self.params = SamplingParams(**s.model_dump(include=set(SamplingParams.model_fields)))
+        self.on_event, self._transport = on_event, transport
+        self.agent, self.verifier = _tooling(s.tools, s.tool_protocol, s.max_steps, s.tool_options, s.verify)
         # The python tool, where the user enabled it (tools or --verify): program hypotheses may run.
         self.python = self.verifier.tool if self.verifier is not None else \
             next((t for t in (self.agent.tools if self.agent else []) if t.name == "python"), None)
         self._providers: dict[tuple[str, str, bool], Provider] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def n(self) -> int:
+        """Hypotheses per run unless a call says otherwise."""
+        return self.settings.n
+
+    @property
+    def strategy_name(self) -> str:
+        """The strategy a call runs unless it names another."""
+        return self.settings.strategy
+
+    def _resolve(self, spec: str) -> ModelSpec:
+        name, sep, model = spec.partition(":")
+        if sep and name in self._custom:
+            return ModelSpec(spec=spec, preset=Preset(name, "", None, None, key_required=False, wire="custom",
+                                                      note="a provider given to Heavy(providers=...)"),
+                             model=model, base_url="", api_key=None)
+        return parse_spec(spec, base_url=self.settings.base_url, api_key=self.settings.api_key)
 
     # --- providers, one pooled client each, bound to the running event loop ------------------
 
@@ -161,11 +111,11 @@ class Heavy:
             self._providers, self._loop = {}, loop
         key = (spec.preset.name, spec.base_url, bool(spec.api_key))
         if key not in self._providers:
-            lim = self.limits.get(spec.preset.name, {})
+            s, lim = self.settings, self.settings.limits.get(spec.preset.name) or ProviderLimits()
             base = _Borrowed(self._custom[spec.preset.name]) if spec.preset.wire == "custom" else None
             inner = ConcurrencyLimit(base or build_provider(spec, transport=self._transport),
-                                     int(lim.get("concurrency", self.concurrency)))
-            gate = RateLimit(inner, rpm=lim.get("rpm", self.rpm), tpm=lim.get("tpm", self.tpm))
+                                     lim.concurrency or s.concurrency)
+            gate = RateLimit(inner, rpm=lim.rpm or s.rpm, tpm=lim.tpm or s.tpm)
             self._providers[key] = Retry(gate, self.retry, gate=gate)
         return self._providers[key]
 
@@ -198,9 +148,9 @@ class Heavy:
                  pool: Sequence[Hypothesis] | None, live: bool) -> Sampler:
         params = self.params if seed is None else self.params.merged(seed=seed)
         kwargs: dict[str, Any] = dict(
-            params=params, extract=final_answer, emit=emit, stream=stream, timeout=self.timeout,
-            deadline=(time.monotonic() + self.deadline) if self.deadline else None,
-            min_successes=min(self.min_successes, n), agent=self.agent, verifier=self.verifier, python=self.python,
+            params=params, extract=final_answer, emit=emit, stream=stream, timeout=self.settings.timeout,
+            deadline=(time.monotonic() + self.settings.deadline) if self.settings.deadline else None,
+            min_successes=min(self.settings.min_successes, n), agent=self.agent, verifier=self.verifier, python=self.python,
         )
         refs = [self._ref(s) for s in self.specs]
         if pool is not None:
@@ -209,7 +159,7 @@ class Heavy:
 
     def _messages(self, prompt: Prompt, system: str | None) -> list[Message]:
         try:
-            return as_messages(prompt, system if system is not None else self.system)  # type: ignore[arg-type]
+            return as_messages(prompt, system if system is not None else self.settings.system)  # type: ignore[arg-type]
         except ValueError as exc:
             raise OptionsError(f"invalid messages: {describe_validation(exc)}") from None
 
@@ -235,7 +185,7 @@ class Heavy:
         """
         messages = self._messages(prompt, system)
         emit = fanout(self.on_event, on_event)
-        stream = self.stream if self.stream is not None else (self.on_event is not None or on_event is not None)
+        stream = self.settings.stream if self.settings.stream is not None else (self.on_event is not None or on_event is not None)
         n = self.n if n is None else check_n(n)  # n=0 is a mistake to report, not a request for the default
         if strategy is None or strategy == self.strategy_name:
             strategy_cls = self.strategy_cls
@@ -247,7 +197,7 @@ class Heavy:
         with using_run(state):
             sampler = self._sampler(messages, n, emit, stream, seed, pool, live)
             ctx = Context(messages=messages, n=n, sampler=sampler, aggregator=self._ref(self.aggregator_spec),
-                          emit=emit, stream_aggregator=stream, aggregator_timeout=self.timeout,
+                          emit=emit, stream_aggregator=stream, aggregator_timeout=self.settings.timeout,
                           max_tokens=self.params.max_tokens, run=state,
                           fallbacks=[self._ref(s) for s in dict.fromkeys(self.specs)])
             result = await strategy_cls(opts).run(ctx)
@@ -268,7 +218,7 @@ class Heavy:
             check_n(programs)
         total = n + programs
         with using_run(RunState(self.budget, retries=C.RETRY_BUDGET_PER_HYPOTHESIS * total, price=self._price)):
-            sampler = self._sampler(messages, total, fanout(self.on_event, on_event), self.stream or False, seed,
+            sampler = self._sampler(messages, total, fanout(self.on_event, on_event), self.settings.stream or False, seed,
                                     None, True)
             if not programs:
                 return await sampler.sample(messages, n, min_successes=0)

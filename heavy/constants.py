@@ -172,3 +172,7 @@ MAX_N = 1024
 #: and below systemd's "foreign" range (from 0x7FFF0000); no account should own uids there.
 SANDBOX_UID_BASE = 0x70000000
 SANDBOX_UID_SPAN = 1 << 22
+
+#: Most hypotheses one `heavy serve` request may ask for (the operator moves it with `heavy serve --max-n`):
+#: a client's n multiplies the upstream calls one request causes, as an option ceiling does.
+SERVE_MAX_N = 64
