@@ -9,7 +9,8 @@ N = 8. Two disjoint sets of questions:
   never looked at while choosing anything, reported separately.
 
 Per question one pool is recorded once: 8 reasoning chains and 8 program hypotheses at temperature 0.7,
-max_tokens 512 (`heavy eval --programs 8 --record`). Every row below is then decided on those same samples
+max_tokens 512 (`heavy eval --programs 8 --record`). The tune set reuses the 8 chains per question that
+bench/quality.py recorded with the same prompt and settings (`pool-gsm8k-8.jsonl`) and adds 8 programs. Every row below is then decided on those same samples
 (`--replay`; programs are executed again on replay), so rows differ only in how they decide:
 
     vote@8              majority of the 8 chains
@@ -63,6 +64,20 @@ def files(name: str) -> dict[str, Path]:
             **{stem: OUT / f"xc-{name}-{stem}.jsonl" for _, stem, _, _ in REPLAYS}}
 
 
+def merge_tune_pool(chains: Path, programs: Path, out: Path) -> int:
+    """The tune pool: each question's 8 recorded chains (bench/quality.py) + its 8 new programs; returns rows."""
+    by_id = {r["id"]: r for r in rows_of(chains)}
+    merged = []
+    for row in rows_of(programs):
+        base = by_id.get(row["id"])
+        if base is None:
+            continue
+        progs = [h for h in row["hypotheses"] if h.get("route") == "program"]
+        merged.append({**base, "hypotheses": [*base["hypotheses"][:8], *progs]})
+    out.write_text("".join(json.dumps(r) + "\n" for r in merged), encoding="utf-8")
+    return len(merged)
+
+
 def run(name: str, args: argparse.Namespace) -> None:
     offset, questions = SETS[name]
     f = files(name)
@@ -70,9 +85,17 @@ def run(name: str, args: argparse.Namespace) -> None:
               "--offset", str(offset), "--limit", str(questions)] + (
         ["--base-url", args.base_url] if args.base_url else [])
     data = str(DATA)
-    # The pool: 8 chains + 8 programs per question, recorded once (resumable, question by question).
-    heavy("eval", data, *common, "-s", "vote", "-n", "8", "--programs", "8", "-t", "0.7", "--seed", "1",
-          "--concurrency", str(args.concurrency), "--record", str(f["pool"]), "--results", str(f["record"]))
+    if name == "tune":
+        # Programs only (`-n 1`: eval needs a chain, it is dropped), merged with the chains already recorded.
+        programs = OUT / "xc-pool-tune-programs.jsonl"
+        heavy("eval", data, *common, "-s", "vote", "-n", "1", "--programs", "8", "-t", "0.7", "--seed", "1",
+              "--concurrency", str(args.concurrency), "--record", str(programs),
+              "--results", str(OUT / "xc-tune-programs-record.jsonl"))
+        print(f"tune pool: {merge_tune_pool(OUT / 'pool-gsm8k-8.jsonl', programs, f['pool'])} questions")
+    else:
+        # The pool: 8 chains + 8 programs per question, recorded once (resumable, question by question).
+        heavy("eval", data, *common, "-s", "vote", "-n", "8", "--programs", "8", "-t", "0.7", "--seed", "1",
+              "--concurrency", str(args.concurrency), "--record", str(f["pool"]), "--results", str(f["record"]))
     for _, stem, strategy, extra in REPLAYS:
         heavy("eval", data, *common, "-s", strategy, "-n", "8", *extra, "--replay", str(f["pool"]),
               "--results", str(f[stem]))
