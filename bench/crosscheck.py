@@ -10,8 +10,9 @@ N = 8. Two disjoint sets of questions:
 
 Per question one pool is recorded once: 8 reasoning chains and 8 program hypotheses at temperature 0.7,
 max_tokens 512 (`heavy eval --programs 8 --record`). The tune set reuses the 8 chains per question that
-bench/quality.py recorded with the same prompt and settings (`pool-gsm8k-8.jsonl`) and adds 8 programs. Every row below is then decided on those same samples
-(`--replay`; programs are executed again on replay), so rows differ only in how they decide:
+bench/quality.py recorded with the same prompt and settings (`pool-gsm8k-8.jsonl`) and adds 8 programs.
+Every row below is then decided on those same samples (`--replay`; programs are executed again on
+replay), so rows differ only in how they decide:
 
     vote@8              majority of the 8 chains
     programs@8          majority of the 8 executed programs (crosscheck -o programs=1)

@@ -147,7 +147,8 @@ class RouteSample:
     def details(self) -> dict[str, Any]:
         """The decision's account of the routes: planned, sampled, and each answer's support."""
         hyps = self.hypotheses
-        return {"routes": route_support(tally(hyps), hyps), "planned": {"chains": self.chains, "programs": self.programs},
+        return {"routes": route_support(tally(hyps), hyps),
+                "planned": {"chains": self.chains, "programs": self.programs},
                 "sampled": {"chains": sum(1 for h in hyps if h.route != PROGRAM_ROUTE and h.status != "cancelled"),
                             "programs": sum(1 for h in hyps if h.route == PROGRAM_ROUTE and h.status != "cancelled")}}
 
@@ -199,8 +200,9 @@ async def cross_check(ctx: Context, *, strategy: str, programs: float = 0.5, ear
     sample = await sample_routes(ctx, strategy=strategy, programs=programs, early_stop=early_stop)
     if sample.agreed():
         return decide_agreed(ctx, sample, strategy=strategy, path=[*path, "sample", "chain+program", "agree"])
+    only = "programs" if sample.programs else "chains"
     why = ("no answer was reached by both a chain and a program: majority vote over all answers."
-           if sample.chains and sample.programs else f"{'programs' if sample.programs else 'chains'} only: majority vote.")
+           if sample.chains and sample.programs else f"{only} only: majority vote.")
     return decide_by_vote(ctx, sample.hypotheses, strategy=strategy, path=[*path, "sample", "chain+program", "vote"],
                           why=why, details=sample.details, stopped_early=sample.stopped_early,
                           deadline_hit=sample.deadline_hit)

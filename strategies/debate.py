@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from heavy.prompts import debate_messages, labels
 from heavy.strategy import Context, Strategy
-from heavy.types import Hypothesis, Result
+from heavy.types import Result
 
 from ._common import (agent_models, answers_of, budget_note, budget_spent, decide_by_vote, latest, sample_each,
                       shuffle_seed, synthesize_over, unanimous)

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from heavy import Heavy
-from heavy.errors import FatalRequestError, ProviderError, QuorumError
+from heavy.errors import FatalRequestError, ProviderError
 from heavy.models import parse_spec
 from heavy.providers.anthropic import AnthropicProvider
 from heavy.providers.base import CompletionRequest
