@@ -3,7 +3,7 @@
 Looked for at ``$HEAVY_CONFIG``, else ``~/.config/heavy/config.toml``. Everything in it is optional and
 validated (unknown keys are errors that name the key)::
 
-    [defaults]                 # any `heavy ask` flag's default
+    [defaults]                 # any run option (heavy.settings.RunSettings): every flag of ask/eval/serve
     model = ["openai:gpt-4.1-mini"]
     n = 8
     strategy = "heavy"
@@ -18,8 +18,11 @@ validated (unknown keys are errors that name the key)::
     input = 0.3
     output = 1.2
 
-The library does not read it implicitly (a library should not change behaviour with a file in the
-user's home); shells do, and ``Heavy(**load_config().heavy_kwargs())`` does the same for library users.
+Run options are layered built-in defaults < this file < the environment (``HEAVY_N=3``, see
+:func:`heavy.settings.env_layer`) < the caller: :func:`run_settings` stacks them for every shell (``heavy
+ask``, ``heavy eval``, ``heavy serve``, the llm plugin). The library does not read file or environment
+implicitly (a library should not change behaviour with a file in the user's home);
+``Heavy(settings=run_settings())`` does what the shells do.
 """
 
 from __future__ import annotations
@@ -31,34 +34,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import ConfigError, describe_validation
+from .errors import ConfigError
 from .models import PRESETS, parse_spec
+from .settings import ProviderLimits, RunSettings, env_layer, fields_where, layered, partial_model
+from .settings import describe as describe_errors
 
-__all__ = ["Defaults", "ProviderLimits", "PriceEntry", "HeavyConfig", "config_path", "load_config", "describe"]
+__all__ = ["Defaults", "ProviderLimits", "PriceEntry", "HeavyConfig", "config_path", "load_config", "describe",
+           "run_settings"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Defaults(_Strict):
-    model: str | list[str] | None = None
-    n: int | None = Field(default=None, ge=1)
-    strategy: str | None = None
-    aggregator_model: str | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, gt=0)
-    timeout: float | None = Field(default=None, gt=0)
-    deadline: float | None = Field(default=None, gt=0)
-    max_total_tokens: int | None = Field(default=None, gt=0)
-    max_cost_usd: float | None = Field(default=None, gt=0)
-    system: str | None = None
-
-
-class ProviderLimits(_Strict):
-    concurrency: int | None = Field(default=None, ge=1)
-    rpm: float | None = Field(default=None, gt=0)
-    tpm: float | None = Field(default=None, gt=0)
+#: ``[defaults]``: every run option the config file may set, each optional (generated from RunSettings).
+Defaults = partial_model("Defaults", fields_where(config=True), doc="The config file's [defaults] section.")
 
 
 class PriceEntry(_Strict):
@@ -73,9 +63,16 @@ class HeavyConfig(_Strict):
     prices: dict[str, PriceEntry] = Field(default_factory=dict)
     path: str | None = Field(default=None, exclude=True)
 
+    def layer(self) -> dict[str, Any]:
+        """The run options this file sets: ``[defaults]``, and ``[providers]`` as ``limits``."""
+        out = self.defaults.model_dump(exclude_none=True, include=self.defaults.model_fields_set)
+        if self.providers:
+            out["limits"] = dict(self.providers)
+        return out
+
     def heavy_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :class:`heavy.Heavy` from ``[defaults]`` and ``[providers]``."""
-        out = {k: v for k, v in self.defaults.model_dump().items() if v is not None}
+        out = self.layer()
         if self.providers:
             out["limits"] = {name: lim.model_dump(exclude_none=True) for name, lim in self.providers.items()}
         return out
@@ -107,12 +104,31 @@ def load_config(path: str | Path | None = None) -> HeavyConfig:
     try:
         cfg = HeavyConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{p}: {describe_validation(exc)}") from None
+        raise ConfigError(f"{p}: {describe_errors(exc)}") from None
     unknown = set(cfg.providers) - set(PRESETS)
     if unknown:
         raise ConfigError(f"{p}: [providers.{sorted(unknown)[0]}] is not a known provider ({', '.join(PRESETS)})")
+    try:
+        layered(cfg.layer())  # the values together (min_successes <= n, ...)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: [defaults]: {exc}") from None
     cfg.path = str(p)
     return cfg
+
+
+def run_settings(caller: dict[str, Any] | None = None, *, cfg: HeavyConfig | None = None,
+                 env: dict[str, str] | None = None) -> RunSettings:
+    """The run options a shell runs with: built-in defaults < config file < environment < *caller*.
+
+    *caller* holds what the user gave (flags, a request, ``llm -o``): a ``None`` there means "not given".
+    Loads the config file unless *cfg* is given, and installs its ``[prices]`` (a dollar cap needs them).
+    Strategy options in *caller* go to ``options`` as in :meth:`RunSettings.build`.
+    """
+    cfg = load_config() if cfg is None else cfg
+    cfg.apply_prices()
+    given = {k: v for k, v in (caller or {}).items() if v is not None and v != () and v != []}
+    base = layered(cfg.layer(), env_layer(os.environ if env is None else env))
+    return RunSettings.build(base, **given)
 
 
 def _mask(value: str | None) -> str:
@@ -139,9 +155,27 @@ def describe(cfg: HeavyConfig, env: dict[str, str] | None = None) -> dict[str, A
             "ready": spec_ok, **({"limits": cfg.providers[name].model_dump(exclude_none=True)}
                                  if name in cfg.providers else {}),
         }
+    from_env = env_layer(env)
+    effective = layered(cfg.layer(), from_env)
     return {
         "config_file": cfg.path or f"{config_path()} (absent)",
         "defaults": cfg.defaults.model_dump(exclude_none=True),
+        "environment": from_env,
+        "run_options": {name: {"value": _plain(getattr(effective, name)),
+                               "from": "environment" if name in from_env else
+                               "config file" if name in cfg.layer() else "built-in"}
+                        for name in RunSettings.model_fields if name not in ("api_key", "options")},
         "providers": providers,
         "prices": {k: v.model_dump(exclude_none=True) for k, v in cfg.prices.items()},
     }
+
+
+def _plain(value: Any) -> Any:
+    """A run option's value as JSON-ready data."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_none=True)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [v if isinstance(v, (str, int, float, bool)) else str(v) for v in value]
+    return value

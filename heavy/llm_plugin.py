@@ -18,10 +18,12 @@ involved. While it runs, progress (hypotheses done, the vote tally, the judge) s
 which ``llm`` shows dimmed on stderr (``-R`` hides it); the final answer goes to stdout, and the Result
 summary is logged as the response JSON (``llm logs --json``).
 
-Options (``-o name value``): ``strategy``, ``n``, ``temperature``, ``max_tokens``, ``seed``, ``aggregator`` (an llm
-model id for judge/synthesis calls), ``timeout``, ``deadline``, and ``strategy_options`` (the strategy's
-options as JSON, e.g. ``-o strategy_options '{"early_stop": true}'``). Defaults come from heavy's config
-file (``[defaults]``: n, temperature, max_tokens, timeout, deadline, and the strategy of ``heavy``).
+Options (``-o name value``): the run options of :class:`heavy.settings.RunSettings` that name a ``plugin``
+place (``strategy``, ``n``, ``temperature``, ``max_tokens``, ``seed``, ``timeout``, ``deadline``), plus
+``aggregator`` (an llm model id for judge/synthesis calls) and ``strategy_options`` (the strategy's
+options as JSON, e.g. ``-o strategy_options '{"early_stop": true}'``). Every other run option comes from
+heavy's config file and environment exactly as for ``heavy ask`` (``[defaults]``, ``[prices]``,
+``HEAVY_<OPTION>``; :func:`heavy.config.run_settings`), except the models: those are llm's.
 """
 
 from __future__ import annotations
@@ -38,9 +40,8 @@ from typing import Any
 
 import llm
 from llm.parts import StreamEvent
-from pydantic import Field, field_validator
+from pydantic import Field, create_model, field_validator
 
-from . import constants as C
 from .api import Heavy
 from .errors import (FatalRequestError, HeavyError, ProviderConnectionError, ProviderError, ProviderHTTPError,
                      ProviderTimeout)
@@ -48,6 +49,7 @@ from .events import AggregatorDelta, Final, TokenDelta
 from .providers.base import Completion, CompletionRequest, Delta, Provider
 from .serve.progress import CONTENT_PURPOSES, Progress
 from .serve.protocol import summary
+from .settings import fields_where, plugin_fields, surface
 from .strategy import registered_strategies
 from .types import Message, SamplingParams, Usage
 
@@ -175,16 +177,8 @@ def _translate(exc: Exception, model_id: str) -> ProviderError:
 # --- Heavy as llm models ------------------------------------------------------------------------------
 
 
-class HeavyOptions(llm.Options):
-    strategy: str | None = Field(None, description="a registered strategy (`heavy strategies`), instead of the "
-                                                   "one in the model name")
-    n: int | None = Field(None, ge=1, le=256, description="hypotheses to sample (default: config file, else 8)")
-    temperature: float | None = Field(None, ge=0, le=2, description="sampling temperature of the hypotheses")
-    max_tokens: int | None = Field(None, gt=0, description="token limit of each hypothesis")
-    seed: int | None = Field(None, description="base seed; hypothesis i uses seed + i")
+class _PluginOptions(llm.Options):
     aggregator: str | None = Field(None, description="llm model id for judge/synthesis (default: the sampling model)")
-    timeout: float | None = Field(None, gt=0, description="seconds allowed for each hypothesis")
-    deadline: float | None = Field(None, gt=0, description="seconds for the whole sampling phase")
     strategy_options: dict[str, Any] | None = Field(None, description="the strategy's options as JSON, e.g. "
                                                     "{\"early_stop\": true} (see `heavy strategies`)")
 
@@ -199,6 +193,11 @@ class HeavyOptions(llm.Options):
         return value
 
 
+#: ``llm -o`` options: the run options that name a plugin place (RunSettings), then aggregator, strategy_options.
+HeavyOptions = create_model("HeavyOptions", __base__=_PluginOptions, **plugin_fields())
+_PLUGIN = {name: surface(name)["plugin"] for name in fields_where(plugin=True)}
+
+
 class _HeavyBase:
     """What the sync and async Heavy models share: building the run and turning its events into output."""
 
@@ -210,28 +209,16 @@ class _HeavyBase:
         self.strategy = strategy
         self.base_model = base_model  # None: llm's default model, resolved when run
 
-    def _setup(self, options: HeavyOptions) -> tuple[Heavy, int]:
-        from .config import load_config
+    def _setup(self, options: Any) -> tuple[Heavy, int]:
+        from .config import run_settings
 
-        defaults = load_config().defaults
-        base = self.base_model or llm.get_default_model()
-        kwargs: dict[str, Any] = {
-            "model": f"{_PROVIDER}:{base}",
-            "strategy": options.strategy or self.strategy or defaults.strategy or C.DEFAULT_STRATEGY,
-            "providers": {_PROVIDER: LLMProvider()},
-        }
-        for key in ("temperature", "max_tokens", "timeout", "deadline"):
-            value = getattr(options, key)
-            if value is None:
-                value = getattr(defaults, key)
-            if value is not None:
-                kwargs[key] = value
-        if options.aggregator:
-            kwargs["aggregator_model"] = f"{_PROVIDER}:{options.aggregator}"
-        if options.strategy_options:
-            kwargs["options"] = options.strategy_options
-        n = options.n or defaults.n or C.DEFAULT_N
-        return Heavy(n=n, **kwargs), n
+        given = {name: getattr(options, exposed) for name, exposed in _PLUGIN.items()}
+        given["strategy"] = options.strategy or self.strategy  # else the config file's, else the built-in
+        settings = run_settings({**given, "options": options.strategy_options}).merged(
+            # llm's models, never heavy's: the config file's model/aggregator name heavy's providers
+            model=[f"{_PROVIDER}:{self.base_model or llm.get_default_model()}"],
+            aggregator_model=f"{_PROVIDER}:{options.aggregator}" if options.aggregator else None)
+        return Heavy(settings=settings, providers={_PROVIDER: LLMProvider()}), settings.n
 
     async def _run(self, prompt: Any, stream: bool, response: Any) -> AsyncIterator[Any]:
         """The model's output: progress as reasoning events (when streaming), then the answer text."""

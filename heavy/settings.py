@@ -34,7 +34,7 @@ from . import constants as C
 from .errors import OptionsError
 
 __all__ = ["RunSettings", "ProviderLimits", "surface", "fields_where", "layered", "partial_model", "env_layer",
-           "client_fields", "describe", "ceiling", "options_table", "ENV_PREFIX"]
+           "client_fields", "plugin_fields", "optional_fields", "describe", "ceiling", "options_table", "ENV_PREFIX"]
 
 #: Environment variables of the environment layer are this prefix plus the option's name in capitals.
 ENV_PREFIX = "HEAVY_"
@@ -284,7 +284,7 @@ def describe(exc: ValidationError, prefix: str = "") -> str:
         loc = prefix + ".".join(str(p) for p in err["loc"])
         if err["type"] == "value_error":
             text = str(err.get("ctx", {}).get("error", err["msg"]))
-            parts.append(f"{loc}: {text}" if prefix and loc else text)
+            parts.append(f"{loc}: {text}" if prefix or len(err["loc"]) > 1 else text)
         else:
             parts.append(f"invalid {loc or 'value'}: {err['msg']}")
     return "; ".join(parts)
@@ -319,17 +319,31 @@ def _constrained(info: FieldInfo) -> Any:
     return annotation
 
 
-def client_fields(prefix: str = "") -> dict[str, tuple[Any, Any]]:
-    """Fields of a request model (strict, all optional) for the run options a ``heavy serve`` client sets
-    at *prefix* (``""``: the body's top level, ``"heavy."``: the ``heavy`` object), by their client names."""
+def optional_fields(names: Mapping[str, str]) -> dict[str, tuple[Any, Any]]:
+    """Fields for another model (a request body, ``llm -o``): run option -> the name it has there, each
+    optional (``None``: not given) with the option's type, bounds and help."""
     out: dict[str, tuple[Any, Any]] = {}
+    for name, exposed in names.items():
+        info = RunSettings.model_fields[name]
+        out[exposed] = (_optional(_constrained(info)), Field(None, description=info.description))
+    return out
+
+
+def client_fields(prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Fields of a request model for the run options a ``heavy serve`` client sets at *prefix* (``""``: the
+    body's top level, ``"heavy."``: the ``heavy`` object), by their client names."""
+    names = {}
     for name in RunSettings.model_fields:
         for where in surface(name)["client"]:
             head, dot, tail = where.rpartition(".")
-            if (head + dot) == prefix:
-                info = RunSettings.model_fields[name]
-                out[tail] = (_optional(_constrained(info)), Field(None, description=info.description))
-    return out
+            if head + dot == prefix:
+                names[name] = tail
+    return optional_fields(names)
+
+
+def plugin_fields() -> dict[str, tuple[Any, Any]]:
+    """Fields of the llm plugin's options (``llm -m heavy/... -o NAME VALUE``), by their plugin names."""
+    return optional_fields({name: surface(name)["plugin"] for name in fields_where(plugin=True)})
 
 
 def env_layer(env: Mapping[str, str]) -> dict[str, Any]:

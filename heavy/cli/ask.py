@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from .. import constants as C
+from ..settings import ASK
 from . import fail, run_guarded
+from .flags import run_flags
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -34,39 +35,6 @@ def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
             value = raw
         out[key.strip().replace("-", "_")] = value
     return out
-
-
-def heavy_kwargs(**flags: Any) -> dict[str, Any]:
-    """Arguments for :class:`heavy.Heavy`: the config file's defaults, overridden by the flags given."""
-    from ..config import load_config
-
-    cfg = load_config()
-    cfg.apply_prices()
-    kwargs = cfg.heavy_kwargs()
-    kwargs.update({k: v for k, v in flags.items() if v is not None and v != () and v != []})
-    if isinstance(kwargs.get("model"), tuple):
-        kwargs["model"] = list(kwargs["model"])
-    kwargs.setdefault("model", "sim")
-    return kwargs
-
-
-def tool_flags(command: Any) -> Any:
-    """``--tools``, ``--tool-protocol``, ``--max-steps`` and ``--verify``: the same flags on `ask` and `eval`."""
-    flags = [
-        click.option("--tools", "tools", multiple=True, metavar="NAME[,NAME]",
-                     help="Let hypotheses run tools as agents (opt-in): python (sandboxed), web_search. "
-                          "See `heavy tools`."),
-        click.option("--tool-protocol", type=click.Choice(["native", "text", "auto"]), default=None,
-                     help="How tools are offered: native tool calls, the fenced-code text protocol, or auto "
-                          "[default: auto]."),
-        click.option("--max-steps", type=int, default=None, help="Tool runs allowed per hypothesis [default: 4]."),
-        click.option("--verify", type=click.Choice(["python"]), default=None,
-                     help="Check each numeric answer with a program the model writes; contradicted answers weigh "
-                          "less."),
-    ]
-    for flag in reversed(flags):
-        command = flag(command)
-    return command
 
 
 def read_stdin_text() -> str:
@@ -109,42 +77,25 @@ def read_question(question: str | None) -> str:
 
 @click.command()
 @click.argument("question", required=False)
-@click.option("-m", "--model", "models", multiple=True, metavar="PROVIDER:MODEL",
-              help="Sampling model; repeat to round-robin several. Default: sim (simulated, not a real model).")
-@click.option("-n", "n", type=int, default=None, help=f"Number of hypotheses [default: {C.DEFAULT_N}].")
-@click.option("-s", "--strategy", default=None,
-              help=f"See `heavy strategies` [default: {C.DEFAULT_STRATEGY}].")
-@click.option("--aggregator-model", default=None, metavar="PROVIDER:MODEL",
-              help="Model for judge/synthesis calls (default: the first sampling model).")
-@click.option("--system", default=None, help="System prompt.")
-@click.option("-t", "--temperature", type=float, default=None, help=f"[default: {C.DEFAULT_TEMPERATURE}]")
-@click.option("--max-tokens", type=int, default=None)
-@click.option("--seed", type=int, default=None, help="Base seed; hypothesis i uses seed+i.")
-@click.option("--timeout", type=float, default=None, help="Seconds allowed for each hypothesis.")
-@click.option("--deadline", type=float, default=None,
-              help="Seconds for the whole sampling phase; late hypotheses are cancelled, the rest decide.")
-@click.option("--min-successes", type=int, default=None, help="Hypotheses that must succeed [default: 1].")
-@click.option("--max-total-tokens", type=int, default=None, help="Token cap of the run (all calls).")
-@click.option("--max-cost", "max_cost_usd", type=float, default=None, help="Dollar cap of the run (price table).")
-@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Strategy option (repeatable); KEY=@FILE reads the value from a file (-o tests=@tests.py).")
-@click.option("--base-url", default=None, help="Endpoint of the model's API: e.g. http://127.0.0.1:8080/v1 (OpenAI-compatible), or the API root "
-                   "for anthropic:/gemini: models.")
-@tool_flags
+@run_flags(ASK)
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Strategy option (repeatable); KEY=@FILE reads the value from a file (-o tests=@tests.py).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole Result as one JSON object.")
 @click.option("--live/--no-live", default=None, help="Live view on stderr (default: when stderr is a terminal).")
-def ask(question: str | None, models: tuple[str, ...], as_json: bool, live: bool | None, options: tuple[str, ...],
-        tools: tuple[str, ...], **flags: Any) -> None:
+def ask(question: str | None, as_json: bool, live: bool | None, options: tuple[str, ...], **flags: Any) -> None:
     """Ask QUESTION (or stdin): sample N hypotheses in parallel, decide, print only the answer.
 
-    Defaults come from the config file (`heavy config` shows it), then from heavy's built-ins.
+    Defaults come from the config file and HEAVY_<OPTION> variables (`heavy config` shows them), then from
+    heavy's built-ins.
     """
     text = read_question(question)
     strategy_options = parse_options(options)
 
     def go() -> None:
         from ..api import Heavy
+        from ..config import run_settings
 
-        h = Heavy(**heavy_kwargs(model=models, options=strategy_options, tools=",".join(tools) or None, **flags))
+        h = Heavy(settings=run_settings({**flags, "options": strategy_options or None}))
         show_live = sys.stderr.isatty() if live is None else live
         if show_live:
             from .live import LiveView

@@ -9,8 +9,10 @@ from typing import Any
 import click
 
 from .. import constants as C
+from ..settings import EVAL
 from . import fail, run_guarded
-from .ask import parse_options, tool_flags
+from .ask import parse_options
+from .flags import run_flags
 
 
 def _csv(value: str | None, cast: Any = str) -> list[Any]:
@@ -19,10 +21,9 @@ def _csv(value: str | None, cast: Any = str) -> list[Any]:
 
 @click.command(name="eval")
 @click.argument("dataset", type=click.Path(dir_okay=False))
-@click.option("-m", "--model", "models", multiple=True, metavar="PROVIDER:MODEL", help="Sampling model (repeatable).")
-@click.option("-s", "--strategy", "strategy_list", multiple=True, help="Strategy (repeatable).")
+@click.option("-s", "--strategy", "strategy_list", multiple=True,
+              help="Strategy (repeatable) [default: the config file's, else heavy].")
 @click.option("--strategies", default=None, help="Comma-separated strategies, compared on the same samples.")
-@click.option("-n", "n", type=int, default=C.DEFAULT_N, show_default=True, help="Hypotheses per question.")
 @click.option("--ns", default=None, help="Comma-separated Ns (e.g. 1,2,4,8): prefixes of one pool of max(N).")
 @click.option("--results", "results_path", required=True, type=click.Path(dir_okay=False),
               help="Append-only JSONL of per-question results; re-running resumes it.")
@@ -34,13 +35,7 @@ def _csv(value: str | None, cast: Any = str) -> list[Any]:
                    "later rounds of debate, refine, … are the only new calls). A .gz pool is read through gzip.")
 @click.option("--limit", type=int, default=None, help="Only the first K questions (after --offset).")
 @click.option("--offset", type=int, default=0)
-@click.option("--base-url", default=None)
-@click.option("--aggregator-model", default=None, metavar="PROVIDER:MODEL")
-@click.option("--system", default=None)
-@click.option("-t", "--temperature", type=float, default=C.DEFAULT_TEMPERATURE, show_default=True)
-@click.option("--max-tokens", type=int, default=None)
-@click.option("--seed", type=int, default=None)
-@click.option("--timeout", type=float, default=None, help="Seconds allowed for each hypothesis.")
+@run_flags(EVAL)
 @click.option("--logprobs", "top_logprobs", type=click.IntRange(0, 20), default=None, metavar="K",
               help="Ask for token logprobs (and the top K alternatives) with every sample, so a --record pool "
                    "can be replayed by `confidence`.")
@@ -49,30 +44,33 @@ def _csv(value: str | None, cast: Any = str) -> list[Any]:
 @click.option("--retry-errors", is_flag=True, help="Redo questions whose earlier result is an error.")
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
               help="Write an SVG of accuracy vs N and vs tokens.")
-@tool_flags
 @click.option("--programs", type=click.IntRange(0, C.MAX_N), default=0, show_default=True, metavar="M",
               help="With a pool (--record, several strategies or Ns): also sample M program hypotheses per "
                    "question (the model writes Python, the sandbox runs it; needs --tools python), for "
                    "strategies that use them (crosscheck).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def eval_command(dataset: str, models: tuple[str, ...], strategy_list: tuple[str, ...], strategies: str | None,
-                 n: int, ns: str | None, results_path: str, concurrency: int, record_path: str | None,
-                 replay_path: str | None, limit: int | None, offset: int, base_url: str | None,
-                 aggregator_model: str | None, system: str | None, temperature: float, max_tokens: int | None,
-                 seed: int | None, timeout: float | None, top_logprobs: int | None, options: tuple[str, ...],
-                 retry_errors: bool, plot_path: str | None, tools: tuple[str, ...], tool_protocol: str | None,
-                 max_steps: int | None, verify: str | None, programs: int, as_json: bool) -> None:
-    """Run strategies over DATASET (JSONL: question, answer) and print accuracy with a 95 % interval."""
-    names = list(strategy_list) + _csv(strategies) or [C.DEFAULT_STRATEGY]
+def eval_command(dataset: str, strategy_list: tuple[str, ...], strategies: str | None, ns: str | None,
+                 results_path: str, concurrency: int, record_path: str | None, replay_path: str | None,
+                 limit: int | None, offset: int, top_logprobs: int | None, options: tuple[str, ...],
+                 retry_errors: bool, plot_path: str | None, programs: int, as_json: bool, **flags: Any) -> None:
+    """Run strategies over DATASET (JSONL: question, answer) and print accuracy with a 95 % interval.
+
+    Run options default to the config file and HEAVY_<OPTION> variables, as for `heavy ask`.
+    """
+    from ..config import run_settings
+
+    settings = run_guarded(run_settings, {**flags, "top_logprobs": top_logprobs or None,
+                                          "logprobs": True if top_logprobs is not None else None})
+    names = list(strategy_list) + _csv(strategies) or [settings.strategy]
     try:
-        n_values = sorted(set(_csv(ns, int))) or [n]
+        n_values = sorted(set(_csv(ns, int))) or [settings.n]
     except ValueError:
         fail(f"--ns takes comma-separated integers, got {ns!r}")
     if min(n_values) < 1 or concurrency < 1:
         fail("N and --concurrency must be at least 1")
     if programs and not record_path:
         fail("--programs records program hypotheses into a pool: give --record POOL.jsonl too")
-    if programs and "python" not in ",".join(tools).split(",") and verify != "python":
+    if programs and "python" not in (settings.tools or []) and settings.verify != "python":
         fail("--programs runs the programs the model writes: enable the python tool with --tools python")
     if record_path and replay_path:
         fail("use --record or --replay, not both (--record already reuses what it has stored)")
@@ -104,12 +102,7 @@ def eval_command(dataset: str, models: tuple[str, ...], strategy_list: tuple[str
         unknown = set(strategy_options) - {k for o in per_strategy.values() for k in o}
         if unknown:
             fail(f"option(s) {', '.join(sorted(unknown))} are not accepted by {', '.join(names)}")
-        heavy = Heavy(model=list(models) or "sim", n=max(n_values), strategy=names[0], base_url=base_url,
-                      aggregator_model=aggregator_model, system=system, temperature=temperature,
-                      max_tokens=max_tokens, seed=seed, timeout=timeout, options=per_strategy[names[0]],
-                      logprobs=top_logprobs is not None, top_logprobs=top_logprobs or None,
-                      verify=verify, tools=",".join(tools) or None,
-                      **{k: v for k, v in (("tool_protocol", tool_protocol), ("max_steps", max_steps)) if v is not None})
+        heavy = Heavy(settings=settings.merged(n=max(n_values), strategy=names[0], options=per_strategy[names[0]]))
         # Locked from before reading until the end: a second writer is refused, and the rows this run
         # resumes from cannot change under it. The replayed pool is only read, so it takes no lock.
         results = ResultsFile(results_path, lock=True)

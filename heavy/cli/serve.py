@@ -7,8 +7,9 @@ from typing import Any
 import click
 
 from .. import constants as C
+from ..settings import SERVE, ceiling
 from . import fail, run_guarded
-from .ask import tool_flags
+from .flags import run_flags
 
 
 @click.command()
@@ -17,18 +18,13 @@ from .ask import tool_flags
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--api-key", default=None, envvar="HEAVY_SERVER_KEY", show_envvar=True,
               help="Bearer token clients must send (not an upstream key).")
-@click.option("-m", "--model", "models", multiple=True, metavar="PROVIDER:MODEL",
-              help="Default sampling model(s) of the model name `heavy` [default: config file, else sim].")
-@click.option("-n", "n", type=int, default=None, help="Default number of hypotheses.")
-@click.option("-s", "--strategy", default=None, help="Default strategy of the model name `heavy`.")
-@click.option("--aggregator-model", default=None, metavar="PROVIDER:MODEL", help="Default judge/synthesis model.")
-@click.option("--timeout", type=float, default=None, help="Seconds allowed for each hypothesis.")
-@click.option("--deadline", type=float, default=None, help="Seconds for the whole sampling phase of a request.")
+@run_flags(SERVE)
 @click.option("--max-body-bytes", type=int, default=4 * 1024 * 1024, show_default=True,
               help="Largest request body accepted (413 beyond).")
 @click.option("--max-concurrent", "max_concurrent_per_client", type=int, default=32, show_default=True,
               help="Requests in flight per client address (429 beyond).")
-@click.option("--max-n", type=int, default=64, show_default=True, help="Most hypotheses one request may ask for.")
+@click.option("--max-n", type=int, default=ceiling("n"), show_default=True,
+              help="Most hypotheses one request may ask for (the ceiling of a client's n).")
 @click.option("--option-limit", "option_limits", multiple=True, metavar="NAME=MAX",
               help="Ceiling of a numeric value a client may set: heavy.options.NAME (STRATEGY.NAME for one "
                    "strategy, * for every option without its own) or max_tokens; repeatable. Defaults: "
@@ -38,15 +34,15 @@ from .ask import tool_flags
               help="Seconds a client has to send a request's headers (408 and closed beyond).")
 @click.option("--body-timeout", type=float, default=C.SERVE_BODY_TIMEOUT_S, show_default=True,
               help="Seconds a client has to send a request's body (408 beyond).")
-@tool_flags
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-def serve(host: str, port: int, api_key: str | None, models: tuple[str, ...], max_body_bytes: int,
-          max_concurrent_per_client: int, max_n: int, option_limits: tuple[str, ...], header_timeout: float,
-          body_timeout: float, log_level: str, tools: tuple[str, ...], **flags: Any) -> None:
+def serve(host: str, port: int, api_key: str | None, max_body_bytes: int, max_concurrent_per_client: int,
+          max_n: int, option_limits: tuple[str, ...], header_timeout: float, body_timeout: float, log_level: str,
+          **flags: Any) -> None:
     """Serve Heavy as an OpenAI-compatible API: POST /v1/chat/completions, GET /v1/models, GET /health.
 
-    Model names: `heavy` (these defaults), `heavy/<strategy>`, `heavy/<strategy>/<provider:model>`.
+    Model names: `heavy` (these defaults, over the config file and HEAVY_<OPTION> variables),
+    `heavy/<strategy>`, `heavy/<strategy>/<provider:model>`.
     Upstream endpoints and keys come from this process's environment (OPENAI_API_KEY, OPENAI_BASE_URL, …),
     exactly as for `heavy ask`; clients never send or see them. Code runs on this machine only if the
     operator enables it: strategies such as `execute` need `--tools python`.
@@ -57,8 +53,8 @@ def serve(host: str, port: int, api_key: str | None, models: tuple[str, ...], ma
 
         require_server_deps("heavy serve")
         from ..serve import create_app
+        from ..config import run_settings
         from ..serve import serve as run_server
-        from .ask import heavy_kwargs
 
         if not is_loopback(host) and not api_key:
             fail(f"binding {host} exposes the server beyond this machine: give --api-key (or HEAVY_SERVER_KEY)")
@@ -77,7 +73,7 @@ def serve(host: str, port: int, api_key: str | None, models: tuple[str, ...], ma
 
         sock = listen(host, port)  # first: a busy port is one line before anything else happens
         try:
-            app = create_app(heavy_kwargs(model=models, tools=",".join(tools) or None, **flags), settings=settings)
+            app = create_app(run_settings(flags), settings=settings)
         except APIError as exc:  # the defaults do not make a valid run (e.g. an unknown strategy)
             sock.close()
             fail(exc.message)

@@ -37,6 +37,7 @@ from .. import constants as C
 from ..api import Heavy
 from ..errors import HeavyError
 from ..events import AggregatorDelta, Event, TokenDelta
+from ..settings import RunSettings, ceiling
 from .errors import APIError, from_exception
 from .policy import decode_body, parse_limits
 from .pool import HeavyPool
@@ -59,7 +60,8 @@ class ServeSettings(BaseModel):
     api_key: str | None = Field(None, min_length=1, repr=False, description="bearer token clients must send")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest request body accepted (413 beyond)")
     max_concurrent_per_client: int = Field(32, ge=1, description="requests in flight per client address (429 beyond)")
-    max_n: int = Field(64, ge=1, description="most hypotheses one request may ask for")
+    max_n: int = Field(ceiling("n"), ge=1, description="most hypotheses one request may ask for (the ceiling of a "
+                       "client's n; see heavy.settings)")
     max_configs: int = Field(32, ge=1, description="distinct Heavy configurations kept open (LRU)")
     option_limits: dict[str, float] = Field(default_factory=dict, description="ceilings of numeric values a "
                                             "client may set, over heavy.constants.SERVE_OPTION_LIMITS "
@@ -78,7 +80,7 @@ class ServeSettings(BaseModel):
 class HeavyServer:
     """The state behind the app: the planner (defaults), the pool of Heavy instances, per-client counters."""
 
-    def __init__(self, defaults: dict[str, Any], settings: ServeSettings,
+    def __init__(self, defaults: RunSettings, settings: ServeSettings,
                  heavy_factory: Callable[..., Heavy] | None = None) -> None:
         self.settings = settings
         self.planner = Planner(defaults, max_n=settings.max_n, option_limits=settings.option_limits)
@@ -376,22 +378,23 @@ class _Auth:
 # --- the app ----------------------------------------------------------------------------------------
 
 
-def create_app(defaults: dict[str, Any] | None = None, *, settings: ServeSettings | None = None,
+def create_app(defaults: RunSettings | dict[str, Any] | None = None, *, settings: ServeSettings | None = None,
                heavy_factory: Callable[..., Heavy] | None = None) -> Any:
     """The ASGI app of ``heavy serve``.
 
-    ``defaults`` are :class:`heavy.Heavy` keyword arguments for the model name ``heavy`` (and the base of
-    every other): by default the config file's ``[defaults]`` and ``[providers]`` (``heavy config``).
-    ``heavy_factory(**kwargs)`` builds each Heavy (default: :class:`heavy.Heavy`); tests use it to put an
-    in-process transport under the providers, e.g. ``functools.partial(Heavy, transport=...)``.
+    ``defaults`` are the run options of the model name ``heavy`` (and the base of every other): a
+    :class:`~heavy.settings.RunSettings`, or :class:`heavy.Heavy` keyword arguments that build one; by
+    default the config file and environment (:func:`heavy.config.run_settings`, as ``heavy config`` shows).
+    ``heavy_factory(settings=...)`` builds each Heavy (default: :class:`heavy.Heavy`); tests use it to put
+    an in-process transport under the providers, e.g. ``functools.partial(Heavy, transport=...)``.
     The :class:`HeavyServer` is at ``app.state.heavy``.
     """
     if defaults is None:
-        from ..config import load_config
+        from ..config import run_settings
 
-        cfg = load_config()
-        cfg.apply_prices()
-        defaults = cfg.heavy_kwargs()
+        defaults = run_settings()
+    elif not isinstance(defaults, RunSettings):
+        defaults = RunSettings.build(**defaults)
     server = HeavyServer(defaults, settings or ServeSettings(), heavy_factory)
     server.check_defaults()
 

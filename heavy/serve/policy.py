@@ -8,7 +8,9 @@
   ``json_schema_extra={"operator_only": True}``) are refused for every client, whatever the server enables.
 * **Costs are bounded**: every numeric option a client sets has a ceiling (its own in
   :data:`heavy.constants.SERVE_OPTION_LIMITS`, else :data:`~heavy.constants.SERVE_DEFAULT_OPTION_LIMIT`),
-  which the operator changes with ``heavy serve --option-limit NAME=MAX``; so has ``max_tokens``.
+  which the operator changes with ``heavy serve --option-limit NAME=MAX``; so has every client-set run
+  option whose :class:`~heavy.settings.RunSettings` field declares a ``ceiling`` (``max_tokens``; ``n``'s is
+  ``heavy serve --max-n``).
 * **Bodies are plain JSON**: at most :data:`~heavy.constants.SERVE_MAX_JSON_DEPTH` levels deep, and every
   string valid Unicode (a lone UTF-16 surrogate such as ``"\\ud800"`` cannot be sent upstream).
 
@@ -23,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import constants as C
+from ..settings import RunSettings, ceiling
 from .errors import APIError
 
 __all__ = ["OptionPolicy", "decode_body", "check_json", "parse_limits"]
@@ -113,7 +116,9 @@ class OptionPolicy:
     def __init__(self, tools: str | list[str] | None = None, limits: Mapping[str, float] | None = None) -> None:
         names = tools.split(",") if isinstance(tools, str) else [getattr(t, "name", t) for t in tools or []]
         self.tools = [str(t).strip() for t in names if t and str(t).strip()]
-        self.limits = {**C.SERVE_OPTION_LIMITS, **(limits or {})}
+        run_ceilings = {name: ceiling(name) for name in RunSettings.model_fields if name != "n"}
+        self.limits = {**C.SERVE_OPTION_LIMITS, **{k: v for k, v in run_ceilings.items() if v is not None},
+                       **(limits or {})}
         self.default_limit = self.limits.pop("*", C.SERVE_DEFAULT_OPTION_LIMIT)
 
     @property
@@ -163,10 +168,11 @@ class OptionPolicy:
             if ceiling is not None and value > ceiling:
                 raise self._above(f"heavy.options.{name}", name, value, ceiling)
 
-    def check_max_tokens(self, value: int | None, param: str) -> None:
-        ceiling = self.limits.get("max_tokens")
-        if value is not None and ceiling is not None and value > ceiling:
-            raise self._above(param, "max_tokens", value, ceiling)
+    def check_run_option(self, name: str, value: float | None, param: str) -> None:
+        """400 for a client-set run option (``max_tokens``) above its ceiling."""
+        top = self.limits.get(name)
+        if value is not None and top is not None and value > top:
+            raise self._above(param, name, value, top)
 
     @staticmethod
     def _above(param: str, name: str, value: float, ceiling: float) -> APIError:

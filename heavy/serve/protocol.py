@@ -11,6 +11,12 @@ Model names::
 A request body is the standard one plus an optional ``heavy`` object (:class:`HeavyParams`). Fields are
 honoured (:data:`HONOURED`), accepted and ignored because they cannot change the answer's meaning
 (:data:`IGNORED`), or rejected with a 400 that names them (everything else, e.g. ``tools``).
+
+The run options a client may set, their types and bounds, come from :class:`heavy.settings.RunSettings`
+(fields that name a ``client`` place): ``temperature``, ``top_p``, ``max_tokens``, ``seed``, ``stop`` and
+``n`` in the body, ``heavy.n``, ``heavy.strategy``, ``heavy.models``, ``heavy.aggregator``,
+``heavy.tools`` and ``heavy.options`` in the ``heavy`` object. A request's values go over the server's
+:class:`~heavy.settings.RunSettings` (its config file, environment and flags).
 """
 
 from __future__ import annotations
@@ -21,11 +27,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from .. import constants as C
 from ..errors import ConfigError, MissingKeyError, ModelSpecError, StrategyNotFound
 from ..models import parse_spec
+from ..settings import RunSettings, client_fields
 from ..strategy import load_strategy, registered_strategies
 from ..types import Result, Usage
 from .errors import APIError
@@ -36,9 +42,8 @@ __all__ = ["HONOURED", "IGNORED", "HeavyParams", "ChatRequest", "RunPlan", "Plan
 
 MODEL_PREFIX = "heavy"
 
-#: Standard fields that steer the run.
-HONOURED = ("model", "messages", "stream", "stream_options", "n", "temperature", "top_p", "max_tokens",
-            "max_completion_tokens", "seed", "stop", "heavy")
+#: Standard fields that steer the run: the run options a client sets in the body (from RunSettings) and these.
+HONOURED = ("model", "messages", "stream", "stream_options", *client_fields(""), "max_completion_tokens", "heavy")
 
 #: Standard fields accepted and ignored: bookkeeping (user, metadata, store, …) or knobs that do not change
 #: what the answer means (penalties, logprobs: heavy returns one decided answer, no token logprobs).
@@ -58,16 +63,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
-class HeavyParams(_Strict):
-    """The optional ``heavy`` object of a request body."""
-
-    n: int | None = Field(None, ge=1, description="hypotheses to sample")
-    strategy: str | None = Field(None, min_length=1, description="a registered strategy (`heavy strategies`)")
-    models: list[str] | None = Field(None, min_length=1, description="provider:model specs, round-robined")
-    aggregator: str | None = Field(None, min_length=1, description="provider:model for judge/synthesis calls")
-    options: dict[str, Any] | None = Field(None, description="options of the strategy (its own Options model)")
-    tools: list[str] | None = Field(None, description="heavy-side tools for this request: some of those the "
-                                    "server enables with `heavy serve --tools` ([] for none)")
+#: The optional ``heavy`` object of a request body: the run options a client sets there (RunSettings).
+HeavyParams = create_model("HeavyParams", __base__=_Strict, __doc__="The optional ``heavy`` object of a request body.",
+                           **client_fields("heavy."))
 
 
 class _Message(BaseModel):
@@ -86,19 +84,13 @@ class _StreamOptions(BaseModel):
     include_usage: bool | None = None
 
 
-class ChatRequest(_Strict):
+class _ChatBase(_Strict):
     model: str = Field(min_length=1)
     messages: list[_Message] = Field(min_length=1)
     stream: bool | None = False
     stream_options: _StreamOptions | None = None
-    n: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    seed: int | None = None
-    stop: str | list[str] | None = None
-    heavy: HeavyParams | None = None
+    heavy: HeavyParams | None = None  # type: ignore[valid-type]
     # accepted, ignored (see IGNORED)
     user: Any = None
     metadata: Any = None
@@ -117,6 +109,10 @@ class ChatRequest(_Strict):
     verbosity: Any = None
     response_format: Any = None
     modalities: Any = None
+
+
+#: A request body: the standard fields above, plus the run options a client sets at its top level.
+ChatRequest = create_model("ChatRequest", __base__=_ChatBase, **client_fields(""))
 
 
 def _describe(exc: ValidationError, prefix: str = "") -> tuple[str, str | None]:
@@ -183,9 +179,9 @@ def parse_body(data: Any) -> ChatRequest:
 
 @dataclass
 class RunPlan:
-    """What one request runs: the Heavy configuration (shared across requests) and the per-call values."""
+    """What one request runs: the run options of its Heavy (shared across requests) and the per-call values."""
 
-    heavy_kwargs: dict[str, Any]  #: arguments of :class:`heavy.Heavy` (also the reuse key)
+    settings: RunSettings  #: the Heavy's run options; :meth:`key` leaves out the per-call ones
     messages: list[dict[str, Any]]
     n: int
     strategy: str
@@ -194,12 +190,17 @@ class RunPlan:
     stream: bool = False
     include_usage: bool = False
 
+    @property
+    def heavy_kwargs(self) -> dict[str, Any]:
+        """Arguments of :class:`heavy.Heavy` for this plan."""
+        return {"settings": self.settings}
+
     def key(self) -> str:
-        return json.dumps(self.heavy_kwargs, sort_keys=True, default=str)
+        return self.settings.key(exclude=_PER_CALL)
 
 
-#: Defaults that are per-call values here, not Heavy arguments: one Heavy serves every strategy and n.
-_PER_CALL = ("n", "strategy", "system")
+#: Run options that are per-call values here, not part of a Heavy: one Heavy serves every strategy and n.
+_PER_CALL = ("n", "strategy", "system", "options", "seed")
 
 
 class Planner:
@@ -210,17 +211,15 @@ class Planner:
     is a 400 rather than a silent pick.
     """
 
-    def __init__(self, defaults: dict[str, Any], *, max_n: int, option_limits: dict[str, float] | None = None) -> None:
-        self.defaults = dict(defaults)
-        self.defaults.setdefault("model", "sim")
+    def __init__(self, defaults: RunSettings, *, max_n: int, option_limits: dict[str, float] | None = None) -> None:
+        self.defaults = defaults
         self.max_n = max_n
         #: what a request may set (code execution, operator-only options, ceilings): see heavy.serve.policy
-        self.policy = OptionPolicy(self.defaults.get("tools"), option_limits)
+        self.policy = OptionPolicy(defaults.tools, option_limits)
 
     @property
     def default_models(self) -> list[str]:
-        m = self.defaults["model"]
-        return [m] if isinstance(m, str) else list(m)
+        return list(self.defaults.model)
 
     def split_model(self, name: str) -> tuple[str | None, list[str] | None]:
         """``(strategy, models)`` named by a model name; 404 if it is not a heavy model (or names an unknown
@@ -262,16 +261,16 @@ class Planner:
                                "conflicting_parameters", param=values[-1][0])
             return values[0][1] if values else None
 
-        strategy = pick("the strategy", ("model", strategy), ("heavy.strategy", hp.strategy)) or d.get(
-            "strategy", C.DEFAULT_STRATEGY)
+        strategy = pick("the strategy", ("model", strategy), ("heavy.strategy", hp.strategy)) or d.strategy
         models = pick("the models", ("model", models), ("heavy.models", hp.models))
-        n = pick("n", ("n", req.n), ("heavy.n", hp.n)) or d.get("n") or C.DEFAULT_N
+        n = pick("n", ("n", req.n), ("heavy.n", hp.n)) or d.n
         max_tokens = pick("max_tokens", ("max_tokens", req.max_tokens),
                           ("max_completion_tokens", req.max_completion_tokens))
         if n > self.max_n:
             raise APIError(400, f"n={n} is more hypotheses than this server allows ({self.max_n})", "invalid_value",
                            param="n")
-        self.policy.check_max_tokens(max_tokens, "max_completion_tokens" if req.max_completion_tokens else "max_tokens")
+        self.policy.check_run_option("max_tokens", max_tokens,
+                                     "max_completion_tokens" if req.max_completion_tokens else "max_tokens")
         try:
             strategy_cls = load_strategy(strategy)
         except StrategyNotFound as exc:
@@ -284,32 +283,32 @@ class Planner:
             raise APIError(400, exc.message, "invalid_value", param="heavy.options") from None
         self.policy.check_values(strategy, hp.options or {}, parsed)
 
-        kwargs = {k: v for k, v in d.items() if k not in _PER_CALL}
+        shared: dict[str, Any] = {"system": None}  # the server's system prompt goes into the messages below
         if models is not None:
-            kwargs["model"] = models
-            kwargs.pop("aggregator_model", None)  # a model chosen per request also judges its own candidates
+            shared["model"] = models
+            if d.aggregator_model:  # a model chosen per request also judges its own candidates
+                shared["aggregator_model"] = None
         if hp.aggregator is not None:
-            kwargs["aggregator_model"] = hp.aggregator
+            shared["aggregator_model"] = hp.aggregator
         if hp.tools is not None:
-            kwargs["tools"] = self._tools(hp.tools)
+            shared["tools"] = self._tools(hp.tools)
         for key, value in (("temperature", req.temperature), ("top_p", req.top_p), ("max_tokens", max_tokens),
                            ("stop", req.stop)):
             if value is not None:
-                kwargs[key] = value
+                shared[key] = value
 
         messages = [{"role": m.role, "content": m.content} for m in req.messages]
-        system = d.get("system")
-        if system and not any(m["role"] in ("system", "developer") for m in messages):
-            messages.insert(0, {"role": "system", "content": system})
-        return RunPlan(heavy_kwargs=kwargs, messages=messages, n=n, strategy=strategy, options=hp.options or {},
+        if d.system and not any(m["role"] in ("system", "developer") for m in messages):
+            messages.insert(0, {"role": "system", "content": d.system})
+        return RunPlan(settings=d.merged(**shared), messages=messages, n=n, strategy=strategy, options=hp.options or {},
                        seed=req.seed, stream=bool(req.stream),
                        include_usage=bool(req.stream_options and req.stream_options.include_usage))
 
     def _tools(self, wanted: list[str]) -> str | None:
         """A request may narrow the server's tools, never widen them: running code or searching the web on
         this machine is the operator's decision (`heavy serve --tools`), not a client's."""
-        enabled = [t.strip() for t in str(self.defaults.get("tools") or "").split(",") if t.strip()]
-        extra = [t for t in wanted if t not in enabled]
+        enabled = [str(getattr(t, "name", t)) for t in self.defaults.tools or []]
+        extra = [str(t) for t in wanted if t not in enabled]
         if extra:
             where = f"this server enables {', '.join(enabled)}" if enabled else "this server enables no tools"
             raise APIError(400, f"heavy.tools asks for {', '.join(extra)}, but {where} (its operator starts it "
