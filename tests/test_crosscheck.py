@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from heavy import Heavy
 from heavy.cli import cli
 from heavy.errors import OptionsError
+from heavy.testing import SimConfig
 from heavy.tools.agent import TEXT_PROTOCOL_INSTRUCTION
 from heavy.tools.program import PROGRAM_INSTRUCTION, program_code
 from heavy.types import PROGRAM_ROUTE, Hypothesis
@@ -95,7 +96,7 @@ async def test_without_cross_route_agreement_the_vote_decides():
 
 
 async def test_early_agreement_costs_two_samples():
-    h, _ = sim_heavy(n=8, strategy="crosscheck", tools="python")
+    h, _ = sim_heavy(SimConfig(accuracy=1.0), n=8, strategy="crosscheck", tools="python")
     r = await h.ask("What is 17 * 24 + 3?")
     assert r.answer == "411" and r.decision.path[-1] == "agree"
     done = [x for x in r.hypotheses if x.status == "ok"]
@@ -198,7 +199,7 @@ def test_eval_records_programs_and_replays_them(tmp_path):
 
 
 async def test_the_default_strategy_cross_checks_where_code_may_run():
-    h, _ = sim_heavy(n=8, tools="python")  # strategy "heavy", the default
+    h, _ = sim_heavy(SimConfig(accuracy=1.0), n=8, tools="python")  # strategy "heavy", the default
     r = await h.ask("What is 17 * 24 + 3?")
     assert r.strategy == "heavy" and r.answer == "411"
     assert r.decision.path[:2] == ["python", "sample"] and r.decision.path[-1] == "agree"
