@@ -147,10 +147,11 @@ class Heavy:
     def _sampler(self, messages: list[Message], n: int, emit: EventSink, stream: bool, seed: int | None,
                  pool: Sequence[Hypothesis] | None, live: bool) -> Sampler:
         params = self.params if seed is None else self.params.merged(seed=seed)
+        s = self.settings
         kwargs: dict[str, Any] = dict(
-            params=params, extract=final_answer, emit=emit, stream=stream, timeout=self.settings.timeout,
-            deadline=(time.monotonic() + self.settings.deadline) if self.settings.deadline else None,
-            min_successes=min(self.settings.min_successes, n), agent=self.agent, verifier=self.verifier, python=self.python,
+            params=params, extract=final_answer, emit=emit, stream=stream, timeout=s.timeout,
+            deadline=(time.monotonic() + s.deadline) if s.deadline else None,
+            min_successes=min(s.min_successes, n), agent=self.agent, verifier=self.verifier, python=self.python,
         )
         refs = [self._ref(s) for s in self.specs]
         if pool is not None:
@@ -185,7 +186,8 @@ class Heavy:
         """
         messages = self._messages(prompt, system)
         emit = fanout(self.on_event, on_event)
-        stream = self.settings.stream if self.settings.stream is not None else (self.on_event is not None or on_event is not None)
+        listening = self.on_event is not None or on_event is not None
+        stream = self.settings.stream if self.settings.stream is not None else listening
         n = self.n if n is None else check_n(n)  # n=0 is a mistake to report, not a request for the default
         if strategy is None or strategy == self.strategy_name:
             strategy_cls = self.strategy_cls

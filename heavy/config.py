@@ -164,7 +164,7 @@ def describe(cfg: HeavyConfig, env: dict[str, str] | None = None) -> dict[str, A
         "run_options": {name: {"value": _plain(getattr(effective, name)),
                                "from": "environment" if name in from_env else
                                "config file" if name in cfg.layer() else "built-in"}
-                        for name in RunSettings.model_fields if name not in ("api_key", "options")},
+                        for name in fields_where(config=True) + ["limits"]},
         "providers": providers,
         "prices": {k: v.model_dump(exclude_none=True) for k, v in cfg.prices.items()},
     }

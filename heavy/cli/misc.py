@@ -61,12 +61,14 @@ def sim(port: int, host: str, dataset: str | None, **knobs: float | None) -> Non
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def config(as_json: bool) -> None:
-    """Print the effective configuration (config file, defaults, providers with keys masked, prices)."""
+    """Print the effective configuration (config file, defaults, providers with keys masked, prices) and every
+    run option with where its value comes from (built-in < config file < HEAVY_<OPTION> environment)."""
 
     def go() -> None:
         import json
 
         from ..config import describe, load_config
+        from ..settings import ENV_PREFIX
 
         info = describe(load_config())
         if as_json:
@@ -84,5 +86,11 @@ def config(as_json: bool) -> None:
         if info["prices"]:
             click.echo("price overrides (USD / 1M tokens): " + ", ".join(
                 f"{k}: in {v['input']}, out {v['output']}" for k, v in info["prices"].items()))
+        if info["environment"]:
+            click.echo("environment: " + ", ".join(f"{ENV_PREFIX}{k.upper()}={v}"
+                                                    for k, v in info["environment"].items()))
+        click.echo("run options (flags and requests override them):")
+        for name, option in info["run_options"].items():
+            click.echo(f"  {name:<17} {option['value']!s:<24} {option['from']}")
 
     run_guarded(go)

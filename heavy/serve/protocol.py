@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ..errors import ConfigError, MissingKeyError, ModelSpecError, StrategyNotFound
 from ..models import parse_spec
-from ..settings import RunSettings, client_fields
+from ..settings import RunSettings, client_fields, surface
 from ..strategy import load_strategy, registered_strategies
 from ..types import Result, Usage
 from .errors import APIError
@@ -202,6 +202,10 @@ class RunPlan:
 #: Run options that are per-call values here, not part of a Heavy: one Heavy serves every strategy and n.
 _PER_CALL = ("n", "strategy", "system", "options", "seed")
 
+#: Run options a client sets at the body's top level that configure the Heavy: run option -> body field.
+_BODY = {name: where for name in RunSettings.model_fields for where in surface(name)["client"]
+         if "." not in where and name not in _PER_CALL}
+
 
 class Planner:
     """Turns model names and request bodies into :class:`RunPlan` objects, on top of the server's defaults.
@@ -269,8 +273,10 @@ class Planner:
         if n > self.max_n:
             raise APIError(400, f"n={n} is more hypotheses than this server allows ({self.max_n})", "invalid_value",
                            param="n")
-        self.policy.check_run_option("max_tokens", max_tokens,
-                                     "max_completion_tokens" if req.max_completion_tokens else "max_tokens")
+        body = {name: max_tokens if name == "max_tokens" else getattr(req, where) for name, where in _BODY.items()}
+        for name, value in body.items():  # under the server's ceilings (declared on the RunSettings fields)
+            self.policy.check_run_option(name, value, "max_completion_tokens" if name == "max_tokens" and
+                                         req.max_completion_tokens else _BODY[name])
         try:
             strategy_cls = load_strategy(strategy)
         except StrategyNotFound as exc:
@@ -292,10 +298,7 @@ class Planner:
             shared["aggregator_model"] = hp.aggregator
         if hp.tools is not None:
             shared["tools"] = self._tools(hp.tools)
-        for key, value in (("temperature", req.temperature), ("top_p", req.top_p), ("max_tokens", max_tokens),
-                           ("stop", req.stop)):
-            if value is not None:
-                shared[key] = value
+        shared.update({name: value for name, value in body.items() if value is not None})
 
         messages = [{"role": m.role, "content": m.content} for m in req.messages]
         if d.system and not any(m["role"] in ("system", "developer") for m in messages):
