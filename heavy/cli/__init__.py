@@ -18,7 +18,8 @@ __all__ = ["main", "cli"]
 # name -> (module, attribute, one-line help). Help text lives here so listing commands imports nothing.
 _COMMANDS = {
     "ask": ("heavy.cli.ask", "ask", "Ask a question: sample N hypotheses in parallel and print one answer."),
-    "config": ("heavy.cli.misc", "config", "Print the effective configuration, with keys masked."),
+    "config": ("heavy.cli.misc", "config",
+               "Print the effective configuration (keys masked) and where each run option comes from."),
     "eval": ("heavy.cli.eval", "eval_command", "Score strategies on a JSONL dataset (resumable; record/replay pools)."),
     "strategies": ("heavy.cli.misc", "strategies", "List the registered strategies, one per line."),
     "tools": ("heavy.cli.tools", "tools", "List the registered tools (opt-in with `heavy ask --tools`); --sandbox: what it isolates here."),

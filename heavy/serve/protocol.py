@@ -21,7 +21,6 @@ The run options a client may set, their types and bounds, come from :class:`heav
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -91,28 +90,12 @@ class _ChatBase(_Strict):
     stream_options: _StreamOptions | None = None
     max_completion_tokens: int | None = Field(None, ge=1)
     heavy: HeavyParams | None = None  # type: ignore[valid-type]
-    # accepted, ignored (see IGNORED)
-    user: Any = None
-    metadata: Any = None
-    store: Any = None
-    service_tier: Any = None
-    logprobs: Any = None
-    top_logprobs: Any = None
-    frequency_penalty: Any = None
-    presence_penalty: Any = None
-    logit_bias: Any = None
-    parallel_tool_calls: Any = None
-    prompt_cache_key: Any = None
-    prompt_cache_retention: Any = None
-    safety_identifier: Any = None
-    reasoning_effort: Any = None
-    verbosity: Any = None
-    response_format: Any = None
-    modalities: Any = None
 
 
-#: A request body: the standard fields above, plus the run options a client sets at its top level.
-ChatRequest = create_model("ChatRequest", __base__=_ChatBase, **client_fields(""))
+#: A request body: the standard fields above, the run options a client sets at its top level, and the
+#: accepted-and-ignored fields (any value).
+ChatRequest = create_model("ChatRequest", __base__=_ChatBase, **client_fields(""),
+                           **{name: (Any, None) for name in IGNORED})
 
 
 def _describe(exc: ValidationError, prefix: str = "") -> tuple[str, str | None]:
