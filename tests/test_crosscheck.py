@@ -218,3 +218,22 @@ async def test_without_agreement_the_default_synthesizes_a_split():
     assert r.decision.path[:4] == ["python", "sample", "chain+program", "no agreement"]
     assert r.decision.method == "synthesize" and len(r.aggregator_calls) == 1
     assert r.decision.details["sampled"] == {"chains": 3, "programs": 3}
+
+
+async def test_through_the_proxy_programs_run_only_where_the_operator_enabled_python(monkeypatch):
+    from test_serve import MODEL, assert_openai_error, proxy, user
+
+    async with proxy(monkeypatch, SimConfig(seed=1, accuracy=1.0)) as (client, _, llm, _rec):
+        err = assert_openai_error(await client.post("/chat/completions", json={
+            "model": f"heavy/crosscheck/{MODEL}", "messages": user()}), 400, "code_execution_disabled")
+        assert "heavy serve --tools python" in err["message"]
+        r = await client.post("/chat/completions", json={"model": "heavy", "messages": user(), "n": 4})
+        assert r.status_code == 200 and r.json()["heavy"]["method"] != "crosscheck", "no python: the old policy"
+    async with proxy(monkeypatch, SimConfig(seed=1, accuracy=1.0), defaults={"model": MODEL, "tools": "python"}) as (
+            client, _, llm, rec):
+        for model in (f"heavy/crosscheck/{MODEL}", "heavy"):
+            r = await client.post("/chat/completions", json={"model": model, "messages": user(), "n": 4})
+            assert r.status_code == 200, r.text
+            assert "411" in r.json()["choices"][0]["message"]["content"]
+            assert r.json()["heavy"]["method"] == "crosscheck"
+        assert any(PROGRAM_INSTRUCTION in json.dumps(b) for b in rec.bodies), "programs were asked for upstream"
