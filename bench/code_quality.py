@@ -3,14 +3,24 @@ tool help on GSM8K-style questions?
 
 Against one model (default: the local model, `heavy local start`; any heavy model spec works):
 
-1. **Code tasks** (bench/code_tasks.jsonl: a function to write, its tests as asserts): N samples per task
-   are recorded once (a pool), every sample is graded by running the task's tests in the sandbox, and
-   three ways of choosing one of the N are replayed on that same pool:
+1. **Code tasks** (bench/code_tasks.jsonl: a function to write, its hidden grading tests ``tests`` and a
+   disjoint ``visible_tests``, the one or two examples a user would have): N samples per task are recorded
+   once (a pool), every sample is graded by running the task's ``tests`` in the sandbox, and ways of
+   choosing one of the N are replayed on that same pool, every choice graded by ``tests``:
    - ``pass@1``: the chance that a single sample passes (unbiased: passing samples / N, averaged);
    - ``vote``: the majority over the samples' code (normalized text);
-   - ``execute-given``: the ``execute`` strategy with the task's tests;
-   - ``execute-codet``: ``execute`` without them: the model writes tests (CodeT, dual agreement);
+   - ``execute-visible``: ``execute`` with what ``heavy eval`` gives it (the visible tests, else the
+     question's examples), never the grading tests: HumanEval-style hidden tests;
+   - ``execute-visible-noprobes``: the same without probe inputs (``-o probes=0``), to show what they add;
+   - ``execute-codet``: ``execute`` with no tests and no examples: the model writes tests (CodeT);
+   - ``execute-given``: ``execute`` *given the grading tests* (a user who has the tests; not a measure of
+     hidden-test accuracy, kept for contrast);
    - ``pass@N``: whether any sample passes (the ceiling of any selection).
+
+   **Rotation** (``code-rotation-N.jsonl``), so the result does not hang on which examples were made
+   visible: each of a task's grading asserts in turn is the only test the selection may run, and the
+   task's *other* asserts grade (pass@1, pass@N, vote and execute graded the same way); the score of a
+   task is the mean over its asserts, and tasks weigh equally.
 2. **GSM8K questions** (tests/data/gsm8k-train-300.jsonl) answered once without tools and once with the
    python tool (``--tool-protocol``, default auto: the text protocol for local servers).
 
@@ -39,9 +49,9 @@ sys.path.insert(0, str(ROOT))
 
 from heavy import Heavy  # noqa: E402
 from heavy.answers import extract_code  # noqa: E402
-from heavy.evaluation import Pool, ResultsFile, is_correct, load_items, wilson  # noqa: E402
+from heavy.evaluation import Pool, ResultsFile, is_correct, load_items, selection_tests, wilson  # noqa: E402
 from heavy.tools.agent import python_blocks  # noqa: E402
-from heavy.tools.codecheck import passes  # noqa: E402
+from heavy.tools.codecheck import passes, run_tests, split_tests  # noqa: E402
 from heavy.types import Hypothesis  # noqa: E402
 
 TASKS = ROOT / "bench" / "code_tasks.jsonl"
@@ -49,7 +59,8 @@ GSM8K = ROOT / "tests" / "data" / "gsm8k-train-300.jsonl"
 OUT = ROOT / "bench" / "results"
 CODE_SYSTEM = "You are an expert Python programmer. Reply with the complete function in one ```python block."
 MATH_SYSTEM = "Solve the math word problem step by step. End with a final line of the form 'The answer is N.'"
-METHODS = ("vote", "execute-given", "execute-codet")
+METHODS = ("vote", "execute-given", "execute-visible", "execute-visible-noprobes", "execute-codet")
+ROTATION = ("pass@1", "pass@N", "vote", "execute-visible", "execute-visible-noprobes")
 
 
 def code_of(text: str) -> str | None:
@@ -123,16 +134,70 @@ async def code_tasks(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                 chosen.append(await select(h, item, hyps, method))
 
     await gather_limited(args.concurrency, [task(i) for i in items])
+    summary = summarize_code(items, graded.rows, chosen.rows, args.n)
+    summary["rotation"] = await rotation(h, items, pool, out / f"code-rotation-{args.n}.jsonl")
     await h.aclose()
-    return summarize_code(items, graded.rows, chosen.rows, args.n)
+    return summary
+
+
+async def rotation(h: Heavy, items: list[Any], pool: Pool, path: Path) -> dict[str, Any]:
+    """Each grading assert in turn the only visible test, the task's other asserts grading (see the module
+    docstring); replayed on the recorded pool, no sampling. Per method: the mean over tasks of the mean
+    over their asserts."""
+    rows = ResultsFile(path)
+    done = {(r["id"], r["visible"], r["method"]) for r in rows.rows}
+    for item in items:
+        hyps = pool.hypotheses(item.id)
+        setup, tests = split_tests(item.tests or "")
+        if not hyps or len(tests) < 2:
+            continue
+        codes = [code_of(x.text) if x.ok else None for x in hyps]
+        grid: dict[str, list[bool]] = {}
+
+        async def grade(code: str | None, hidden: list[int]) -> bool:
+            if not code:
+                return False
+            if code not in grid:  # every assert once per distinct program
+                grid[code] = (await run_tests(code, tests, setup)).passed
+            return all(grid[code][k] for k in hidden)
+
+        for j, visible in enumerate(tests):
+            hidden = [k for k in range(len(tests)) if k != j]
+            for method in ROTATION:
+                if (item.id, j, method) in done:
+                    continue
+                if method in ("pass@1", "pass@N"):
+                    ok = [await grade(c, hidden) for c in codes]
+                    score = sum(ok) / len(ok) if method == "pass@1" else float(any(ok))
+                else:
+                    strategy, options = ("vote", None) if method == "vote" else \
+                        ("execute", {"tests": "\n".join([setup, visible]), "entry_point": item.entry_point,
+                                     **({"probes": 0} if method.endswith("noprobes") else {})})
+                    r = await h.ask(item.prompt, strategy=strategy, options=options, pool=hyps, live=False)
+                    score = float(await grade(r.answer if r.decision.method == "execute" else code_of(r.text),
+                                              hidden))
+                rows.append({"id": item.id, "visible": j, "visible_test": visible, "method": method, "score": score})
+            log(f"rotation {item.id}: assert {j + 1}/{len(tests)} visible")
+    ids = {i.id for i in items}
+    per_task: dict[str, dict[str, list[float]]] = {}
+    for r in rows.rows:
+        if r["id"] in ids:
+            per_task.setdefault(r["method"], {}).setdefault(r["id"], []).append(r["score"])
+    return {m: {"score": sum(sum(v) / len(v) for v in t.values()) / len(t), "tasks": len(t),
+                "splits": sum(len(v) for v in t.values())} for m, t in per_task.items()}
 
 
 async def select(h: Heavy, item: Any, hyps: list[Hypothesis], method: str) -> dict[str, Any]:
+    """One selection over the task's pool, graded by the task's ``tests``."""
     strategy, options = ("vote", None) if method == "vote" else ("execute", {})
-    if method == "execute-given":
+    if method == "execute-given":  # the grading tests themselves: the easy case, for contrast
         options = {"tests": item.tests, "entry_point": item.entry_point}
+    if method.startswith("execute-visible"):  # what heavy eval gives execute: never the grading tests
+        options = {"tests": selection_tests(item), "entry_point": item.entry_point}
+        if method == "execute-visible-noprobes":
+            options["probes"] = 0
     if method == "execute-codet":
-        options = {"entry_point": item.entry_point}
+        options = {"entry_point": item.entry_point, "examples": False}
     started = time.monotonic()
     try:
         r = await h.ask(item.prompt, strategy=strategy, options=options, pool=hyps, live=False)
@@ -142,7 +207,8 @@ async def select(h: Heavy, item: Any, hyps: list[Hypothesis], method: str) -> di
     ok = await passes(code, item.tests or "")
     log(f"code {item.id}: {method} -> {'pass' if ok else 'FAIL'}")
     return {"id": item.id, "method": method, "correct": ok, "winner": r.decision.winner,
-            "path": r.decision.path, "extra_calls": len(r.aggregator_calls),
+            "path": r.decision.path, "probes": len(r.decision.details.get("probes", [])),
+            "extra_calls": len(r.aggregator_calls),
             "extra_tokens": sum(c.usage.total_tokens for c in r.aggregator_calls),
             "seconds": round(time.monotonic() - started, 2)}
 
@@ -222,17 +288,34 @@ def report(args: argparse.Namespace, code: dict[str, Any], math: dict[str, Any])
     if code.get("tasks"):
         n = code["n"]
         lines += [f"{code['tasks']} tasks from {Path(args.tasks).name}, N={n} samples each at temperature "
-                  f"{args.temperature}; every selection replayed on the same samples.", "",
-                  "| selection | tasks passing all tests | 95% CI |", "|---|---:|---:|"]
+                  f"{args.temperature}; every selection replayed on the same samples and graded by the "
+                  "task's hidden `tests`; `visible_tests` (disjoint from them) are all a selection may run, "
+                  "except in the last execute row.", "",
+                  "| selection | tasks passing all (hidden) tests | 95% CI |", "|---|---:|---:|"]
         for key, label in [("pass@1", "single sample (pass@1, expected)"), ("vote", f"vote over {n}"),
-                           ("execute-given", f"execute, given tests, over {n}"),
+                           ("execute-visible", f"execute, visible tests + probes, over {n}"),
+                           ("execute-visible-noprobes", f"execute, visible tests, no probes, over {n}"),
                            ("execute-codet", f"execute, model-written tests (CodeT), over {n}"),
-                           (f"pass@{n}", f"any of {n} (pass@{n}, ceiling)")]:
+                           (f"pass@{n}", f"any of {n} (pass@{n}, ceiling)"),
+                           ("execute-given", f"execute, given tests = grading tests (not hidden), over {n}")]:
             if key in code:
                 k, total = code.get(f"{key}_counts", [round(code[key] * code["tasks"]), code["tasks"]])
                 lo, hi = wilson(int(k), int(total))
                 lines.append(f"| {label} | {code[key]:.1%} | {lo:.0%}–{hi:.0%} |")
         lines.append("")
+        rot = code.get("rotation") or {}
+        if rot:
+            first = next(iter(rot.values()))
+            lines += [f"Rotation ({first['tasks']} tasks, {first['splits']} splits): each grading assert in turn is "
+                      "the only visible test and the task's other asserts grade; mean over tasks of the share "
+                      "of splits passing.", "", "| selection | passing the other asserts |", "|---|---:|"]
+            for key, label in [("pass@1", "single sample (pass@1, expected)"), ("vote", f"vote over {n}"),
+                               ("execute-visible", f"execute, one visible assert + probes, over {n}"),
+                               ("execute-visible-noprobes", f"execute, one visible assert, no probes, over {n}"),
+                               ("pass@N", f"any of {n} (pass@{n}, ceiling)")]:
+                if key in rot:
+                    lines.append(f"| {label} | {rot[key]['score']:.1%} |")
+            lines.append("")
     if math:
         lines += [f"GSM8K questions from {Path(args.gsm8k).name}, one answer each at temperature "
                   f"{args.gsm8k_temperature}; python tool protocol `{args.tool_protocol}`.", "",

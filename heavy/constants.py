@@ -176,3 +176,9 @@ SANDBOX_UID_SPAN = 1 << 22
 #: Most hypotheses one `heavy serve` request may ask for (the operator moves it with `heavy serve --max-n`):
 #: a client's n multiplies the upstream calls one request causes, as an option ceiling does.
 SERVE_MAX_N = 64
+
+#: Probe inputs `execute` derives from the tests to break ties between candidates that pass the same tests
+#: (each probe is one extra call per distinct program, run in the same sandbox as the tests). With the one
+#: or two examples a user has, ties are the rule; 16 edge-case neighbours of the examples' inputs were
+#: enough to separate right from wrong programs on bench/code_tasks.jsonl (docs/benchmarks.md).
+EXECUTE_PROBES = 16

@@ -4,8 +4,11 @@
   optionally ``id`` and, for multiple choice, ``choices`` (a list, or a dict keyed by letter) with the
   gold answer as a letter. A **code task** has ``tests`` (Python source whose top-level ``assert`` lines
   are the tests) instead of, or besides, ``answer``, and optionally ``entry_point``: it is correct when the
-  chosen answer's code passes every test in the sandbox, and strategies that take a ``tests`` option
-  (``execute``) are given them.
+  chosen answer's code passes every test in the sandbox. Those tests *grade*; they never reach the model
+  or the strategy (HumanEval-style hidden tests). A strategy that takes a ``tests`` option (``execute``)
+  gets what a user would have: the row's optional ``visible_tests`` (same format), else the examples in
+  the question (doctest ``>>>`` lines, ``f(x) == y``; :func:`heavy.tools.examples.examples_from`), else
+  nothing (``execute`` then has the model write tests, CodeT).
 * **Results file** (append-only JSONL): one line per finished (question, strategy, n) with at least
   ``question``, ``gold``, ``answer`` and ``correct``. Re-running with the same file skips what is there,
   so a killed run resumes with no question lost or repeated. Nothing in it is ever deleted: a torn last
@@ -37,7 +40,7 @@ from .evalfiles import Pool, ResultsFile
 from .types import PROGRAM_ROUTE, Hypothesis, Usage
 
 __all__ = [
-    "EvalItem", "load_items", "is_correct", "wilson", "ResultsFile", "Pool", "EvalRunner", "summarize", "SummaryRow",
+    "EvalItem", "load_items", "selection_tests", "is_correct", "wilson", "ResultsFile", "Pool", "EvalRunner", "summarize", "SummaryRow",
 ]
 
 LETTERS = "ABCDEFGHIJ"
@@ -49,8 +52,9 @@ class EvalItem:
     question: str
     gold: str
     prompt: str
-    tests: str | None = None  #: a code task's tests (correct = the answer's code passes them all)
+    tests: str | None = None  #: a code task's tests (correct = the answer's code passes them all); hidden
     entry_point: str | None = None
+    visible_tests: str | None = None  #: tests a user would have, given to the strategy (never ``tests``)
 
 
 def _gold(raw: Any) -> str:
@@ -106,8 +110,33 @@ def _item(row: Any, where: str) -> EvalItem:
     entry = row.get("entry_point")
     if entry is not None and not isinstance(entry, str):
         raise ConfigError(f"{where}: 'entry_point' must be the name of the function under test, got {_show(entry)}")
+    visible = _visible_tests(row.get("visible_tests"), tests, where)
     item_id = str(raw_id or hashlib.sha256(question.encode()).hexdigest()[:16])
-    return EvalItem(item_id, question, gold, prompt, tests, entry or None)
+    return EvalItem(item_id, question, gold, prompt, tests, entry or None, visible)
+
+
+def _visible_tests(value: Any, tests: str | None, where: str) -> str | None:
+    """A row's ``visible_tests``: Python source with at least one top-level ``assert``, beside ``tests``."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: 'visible_tests' must be a string of Python assert lines, got {_show(value)}")
+    if not value.strip():
+        return None
+    if tests is None:
+        raise ConfigError(f"{where}: 'visible_tests' needs 'tests' beside it: 'tests' grade the answer, "
+                          "'visible_tests' are what the strategy may run")
+    from .tools.codecheck import split_tests
+
+    try:
+        asserts = split_tests(value)[1]
+    except SyntaxError as exc:
+        raise ConfigError(f"{where}: 'visible_tests' is not valid Python ({exc.msg}, line {exc.lineno}): "
+                          "give assert lines such as 'assert f(2) == 4'") from None
+    if not asserts:
+        raise ConfigError(f"{where}: 'visible_tests' has no top-level assert: give assert lines such as "
+                          "'assert f(2) == 4'")
+    return value
 
 
 def load_items(path: str | Path, *, limit: int | None = None, offset: int = 0) -> list[EvalItem]:
@@ -219,19 +248,32 @@ def summarize(rows: Sequence[dict[str, Any]], ids: set[str] | None = None) -> li
     return out
 
 
+def selection_tests(item: EvalItem) -> str | None:
+    """The tests a strategy may run on a code task: its ``visible_tests``, else the examples in its
+    question, else None. Never its ``tests``: those grade, and a user does not have them."""
+    if item.visible_tests:
+        return item.visible_tests
+    from .tools.examples import examples_from
+
+    return examples_from(item.question, item.entry_point) or None
+
+
 def _with_tests(strategy: str, options: dict[str, Any] | None, item: EvalItem) -> dict[str, Any] | None:
-    """A code task's tests (and entry point) as options of a strategy that takes them (``execute``)."""
+    """A code task's selection tests (:func:`selection_tests`, never the grading ``tests``) and entry point
+    as options of a strategy that takes them (``execute``)."""
     if not item.tests:
         return options
     from .strategy import load_strategy
 
     fields = load_strategy(strategy).Options.model_fields
-    extra = {k: v for k, v in (("tests", item.tests), ("entry_point", item.entry_point)) if k in fields and v}
+    given = (("tests", selection_tests(item)), ("entry_point", item.entry_point))
+    extra = {k: v for k, v in given if k in fields and v}
     return {**(options or {}), **extra} if extra else options
 
 
 async def _passes_tests(result: Any, item: EvalItem) -> bool:
-    """Whether the code of *result*'s chosen answer passes every test of the code task *item* (sandboxed)."""
+    """Whether the code of *result*'s chosen answer passes every grading test (``tests``, hidden from the
+    strategy) of the code task *item*, in the sandbox."""
     from .answers import extract_code
     from .tools.agent import python_blocks
     from .tools.codecheck import passes
