@@ -36,7 +36,8 @@ def sim_heavy(config: SimConfig, **kw) -> Heavy:
 def test_the_benchmark_tasks_are_well_formed():
     assert len(ROWS) >= 20
     for row in ROWS.values():
-        assert set(row) >= {"id", "question", "tests", "entry_point"} and row["entry_point"] in row["question"]
+        assert set(row) >= {"id", "question", "tests", "visible_tests", "entry_point"}
+        assert row["entry_point"] in row["question"] and row["entry_point"] in row["visible_tests"]
         assert row["tests"].count("assert ") >= 4
 
 
@@ -136,12 +137,17 @@ def test_cli_tests_from_a_file(tmp_path, monkeypatch):
 
 async def test_heavy_eval_scores_code_tasks_by_running_their_tests(tmp_path, monkeypatch):
     items = [i for i in load_items(TASKS) if i.id in ("digital-root", "leap-year", "chunk")]
-    assert all(i.tests and i.entry_point for i in items)
+    assert all(i.tests and i.entry_point and i.visible_tests for i in items)
     h = sim_heavy(SimConfig(accuracy=0.4, seed=11), n=6, strategy="vote", seed=1)
     results = ResultsFile(tmp_path / "results.jsonl")
     runner = EvalRunner(heavy=h, strategies=["vote", "execute"], ns=[6], results=results, concurrency=2)
     await runner.run(items)
     await h.aclose()
     summary = {s.strategy: s for s in summarize(results.rows)}
-    assert summary["execute"].correct == 3 and summary["vote"].correct == 1
-    assert {r["strategy"] for r in results.rows if r["correct"]} == {"vote", "execute"}
+    # execute selects with each task's visible tests and is graded by the hidden ones: leap-year's visible
+    # 1996/1999 cannot tell the right program from mutants that get 1900 or 2000 wrong, and it misses.
+    assert summary["execute"].correct == 2 and summary["vote"].correct == 1
+    rows = {(r["id"], r["strategy"]): r for r in results.rows}
+    assert rows[("leap-year", "execute")]["correct"] is False
+    assert rows[("chunk", "execute")]["correct"] and rows[("digital-root", "execute")]["correct"]
+    assert all(r["path"] == ["sample", "given tests", "execute"] for r in results.rows if r["strategy"] == "execute")

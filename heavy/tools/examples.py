@@ -40,6 +40,7 @@ PROBE_EXPECTED = "None"
 _JOINERS = ("should return", "should be", "returns", "gives", "==>", "==", "=>", "->", "➞", "→", "=", "is")
 _CALL_START = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")
 _MAX_LINE = 400  # an inline example longer than this is not an example a reader would write
+_MAX_EXPECTED = 200  # characters of an inline example's expected value (bounds the parse attempts per call)
 
 
 def _literal(source: str) -> bool:
@@ -131,7 +132,7 @@ def _call_at(line: str, start: int, entry_point: str | None) -> tuple[str, int] 
 def _expected_after(rest: str) -> str | None:
     """The longest literal at the start of *rest* (the text after the joiner), without the sentence's
     punctuation after it."""
-    rest = rest.strip()
+    rest = rest.strip()[:_MAX_EXPECTED]
     for end in range(len(rest), 0, -1):
         candidate = rest[:end].rstrip()
         if not candidate or (end < len(rest) and rest[end - 1].isalnum() and rest[end].isalnum()):
