@@ -21,7 +21,6 @@ Adding a run option is one field here plus the code that uses it (see docs/archi
 from __future__ import annotations
 
 import json
-import operator
 import types
 import typing
 from collections.abc import Mapping
@@ -189,18 +188,14 @@ def _as_list(value: Any) -> Any:
 
 
 def _whole_n(value: Any) -> Any:
-    # as strict as heavy.sampler.check_n: 2.5, "8" and True are mistakes, not numbers of hypotheses
+    """heavy.sampler.check_n's rule (2.5, "8" and True are mistakes, not numbers of hypotheses), as the
+    ValueError a pydantic validator raises."""
+    from .sampler import check_n  # the sampler's module imports more than settings should at import time
+
     try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"n must be a whole number of hypotheses, not {value!r}") from None
-    if value < 1:
-        raise ValueError(f"n must be at least 1 (got {value})")
-    if value > C.MAX_N:
-        raise ValueError(f"n must be at most {C.MAX_N} (heavy's MAX_N hypotheses per run; got {value})")
-    return value
+        return check_n(value)
+    except OptionsError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _tool_list(value: Any) -> Any:
