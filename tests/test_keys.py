@@ -13,10 +13,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
@@ -30,6 +29,8 @@ from heavy.providers.openai import OpenAIProvider
 from heavy.providers.wrappers import RetryPolicy
 from heavy.testing import SimConfig, SimulatedLLM
 from heavy.types import Message
+
+from helpers import http_server
 
 ENV_KEY = "sk-env-0123456789-DO-NOT-LEAK"
 WIRE_KEY_VAR = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY"}
@@ -297,15 +298,8 @@ def recording_server(status: int) -> Iterator[tuple[str, list[dict[str, str]]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with http_server(Handler) as url:
+        yield url, seen
 
 
 def heavy_cli(*args: str, **env: str) -> subprocess.CompletedProcess:

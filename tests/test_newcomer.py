@@ -12,10 +12,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
@@ -27,6 +26,8 @@ from heavy.errors import ConfigError
 from heavy.providers.openai import OpenAIProvider
 from heavy.sampler import ModelRef, Sampler
 from heavy.types import Message, SamplingParams
+
+from helpers import http_server
 
 QUESTION = "What is 17 * 24 + 3?"
 
@@ -167,15 +168,8 @@ class _Recorder(BaseHTTPRequestHandler):
 def recording_endpoint() -> Iterator[tuple[str, list[dict]]]:
     bodies: list[dict] = []
     handler = type("Recorder", (_Recorder,), {"bodies": bodies})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", bodies
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with http_server(handler) as url:
+        yield url, bodies
 
 
 def sent_questions(bodies: list[dict]) -> list[str]:
