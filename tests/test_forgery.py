@@ -377,6 +377,11 @@ def elsewhere(scenario: str, namespaces: bool, user: int | None) -> dict:
     if user is not None and os.getuid() != 0:
         pytest.skip("switching to another user needs root")
     site = [p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p)]
+    if user is not None:
+        unreadable = [p for p in (str(REPO), *site) if not _readable_by(p, user)]
+        if unreadable:
+            pytest.skip(f"uid {user} cannot read {unreadable[0]} (a folder on its path is private, e.g. mktemp's "
+                        "0700): the scenario must import heavy as that user; run from a folder others can read")
     prelude = (f"import sys, asyncio, json; sys.path[:0] = {[str(REPO), *site]!r}\n"
                f"import tests.test_forgery as t\n"
                f"print(json.dumps(asyncio.run(t.{scenario}({namespaces!r}))))\n")
@@ -385,6 +390,13 @@ def elsewhere(scenario: str, namespaces: bool, user: int | None) -> dict:
                           timeout=300, env={}, **kw)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.splitlines()[-1])
+
+
+def _readable_by(path: str, uid: int) -> bool:
+    """Can *uid* (with no supplementary groups) list *path*? Every folder above it must let it through."""
+    probe = subprocess.run([SYSTEM_PYTHON, "-I", "-c", f"import os; os.listdir({path!r})"], capture_output=True,
+                           cwd="/", env={}, user=uid, group=uid, extra_groups=[], timeout=60)
+    return probe.returncode == 0
 
 
 IDENTITIES = [pytest.param(None, id="as-us-system-python"), pytest.param(65534, id="as-nobody")]
