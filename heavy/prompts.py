@@ -3,7 +3,7 @@
 Candidates are shown under neutral labels (A, B, …) in an order the caller shuffles, so neither
 position nor model name can bias the judge. Every prompt carries its instruction constant
 (``JUDGE_INSTRUCTION``, ``PAIRWISE_INSTRUCTION``, ``DEBATE_INSTRUCTION``, …) verbatim: the simulated LLM
-(heavy.testing) recognises each prompt by it and follows it deterministically, which is what makes
+(heavy.sim) recognises each prompt by it and follows it deterministically, which is what makes
 aggregation testable without a real model. The question always travels in a ``<question>`` block and
 candidates in ``<candidate id="X">`` blocks (:func:`parse_candidates` reads them back).
 """

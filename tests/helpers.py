@@ -85,7 +85,7 @@ def sim_heavy(config=None, model="openai:heavy-simulated", base_url="http://sim.
     import httpx
 
     from heavy import Heavy
-    from heavy.testing import SimConfig, SimulatedLLM
+    from heavy.sim import SimConfig, SimulatedLLM
 
     app = SimulatedLLM(config or SimConfig())
     return Heavy(model=model, base_url=base_url, transport=httpx.ASGITransport(app=app), **kw), app

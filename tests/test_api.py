@@ -9,7 +9,7 @@ import heavy
 from heavy import Heavy
 from heavy.errors import ConfigError, FatalRequestError, OptionsError, QuorumError
 from heavy.events import Final, HypothesisFinished, HypothesisStarted, StageStarted, TokenDelta
-from heavy.testing import SimConfig, SimulatedLLM
+from heavy.sim import SimConfig, SimulatedLLM
 
 SIM = "sim:heavy-simulated@accuracy=1"
 

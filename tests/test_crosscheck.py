@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from heavy import Heavy
 from heavy.cli import cli
 from heavy.errors import OptionsError
-from heavy.testing import SimConfig
+from heavy.sim import SimConfig
 from heavy.tools.agent import TEXT_PROTOCOL_INSTRUCTION
 from heavy.tools.program import PROGRAM_INSTRUCTION, program_code
 from heavy.types import PROGRAM_ROUTE, Hypothesis

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from heavy import Heavy
 from heavy.cli import cli
 from heavy.evaluation import EvalRunner, Pool, ResultsFile, is_correct, load_items, summarize, wilson
-from heavy.testing import SimConfig, SimulatedLLM
+from heavy.sim import SimConfig, SimulatedLLM
 
 from helpers import running_sim
 

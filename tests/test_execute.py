@@ -18,7 +18,7 @@ from heavy.answers import extract_code
 from heavy.cli import cli
 from heavy.evaluation import EvalRunner, ResultsFile, load_items, summarize
 from heavy.providers.base import Completion, CompletionRequest, Provider
-from heavy.testing import SimConfig, SimulatedLLM, load_dataset
+from heavy.sim import SimConfig, SimulatedLLM, load_dataset
 from heavy.tools.codecheck import TESTS_INSTRUCTION, passes
 
 pytestmark = pytest.mark.anyio

@@ -17,7 +17,7 @@ import pytest
 from heavy import Heavy
 from heavy.errors import ConfigError
 from heavy.evaluation import EvalRunner, ResultsFile, _with_tests, load_items, selection_tests
-from heavy.testing import SimConfig, SimulatedLLM, load_dataset
+from heavy.sim import SimConfig, SimulatedLLM, load_dataset
 from heavy.tools.codecheck import TESTS_INSTRUCTION, passes, split_tests
 from heavy.tools.examples import examples_from, probe_calls
 

@@ -27,7 +27,7 @@ from heavy.providers.anthropic import AnthropicProvider
 from heavy.providers.base import CompletionRequest
 from heavy.providers.openai import OpenAIProvider
 from heavy.providers.wrappers import RetryPolicy
-from heavy.testing import SimConfig, SimulatedLLM
+from heavy.sim import SimConfig, SimulatedLLM
 from heavy.types import Message
 
 from helpers import http_server

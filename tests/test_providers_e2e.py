@@ -25,7 +25,7 @@ from heavy.providers.factory import build_provider
 from heavy.providers.gemini import GeminiProvider
 from heavy.providers.openai import OpenAIProvider
 from heavy.providers.wrappers import RetryPolicy
-from heavy.testing import SimConfig, SimulatedLLM
+from heavy.sim import SimConfig, SimulatedLLM
 from helpers import arithmetic_questions as arithmetic
 from helpers import running_sim
 

@@ -16,7 +16,7 @@ from heavy.errors import FatalRequestError, OptionsError
 from heavy.events import HypothesisRestarted
 from heavy.http import retry_after
 from heavy.providers.wrappers import RetryPolicy
-from heavy.testing import SimConfig, SimulatedLLM
+from heavy.sim import SimConfig, SimulatedLLM
 
 pytestmark = pytest.mark.anyio
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)

@@ -24,7 +24,7 @@ from heavy import Heavy
 from heavy.http import StreamingASGITransport
 from heavy.serve import create_app, is_loopback
 from heavy.serve.app import ServeSettings
-from heavy.testing import SimConfig, SimulatedLLM
+from heavy.sim import SimConfig, SimulatedLLM
 
 from helpers import free_port, running_heavy, running_sim
 

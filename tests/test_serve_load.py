@@ -16,7 +16,7 @@ import pytest
 from heavy import Heavy
 from heavy.http import StreamingASGITransport
 from heavy.serve import create_app
-from heavy.testing import SimConfig, SimulatedLLM
+from heavy.sim import SimConfig, SimulatedLLM
 
 from test_serve import MODEL, AsgiCall, user
 

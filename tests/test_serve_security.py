@@ -38,7 +38,7 @@ from heavy.serve.app import ServeSettings
 from heavy.serve.errors import APIError
 from heavy.serve.policy import OptionPolicy, check_json, parse_limits
 from heavy.strategy import load_strategy, registered_strategies
-from heavy.testing import SimConfig, SimulatedLLM, load_dataset
+from heavy.sim import SimConfig, SimulatedLLM, load_dataset
 
 from helpers import free_port
 from test_serve import MODEL, assert_openai_error, proxy, user

@@ -1,4 +1,4 @@
-"""Tests of the simulated OpenAI-compatible LLM (heavy.testing).
+"""Tests of the simulated OpenAI-compatible LLM (heavy.sim).
 
 Everything runs in-process through ``httpx.ASGITransport`` except one test that starts the real
 HTTP server in a subprocess. Statistical tests use seeded requests, so they are deterministic; their
@@ -26,8 +26,8 @@ import pytest
 from heavy.answers import final_answer, normalize_answer
 from heavy.errors import ConfigError
 from heavy.prompts import judge_messages, parse_verdict, synthesize_messages
-from heavy.testing import SimConfig, SimulatedLLM, load_dataset, serve
-from heavy.testing.solver import solve_arithmetic
+from heavy.sim import SimConfig, SimulatedLLM, load_dataset, serve
+from heavy.sim.solver import solve_arithmetic
 from heavy.types import as_messages
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,8 +79,8 @@ def assert_openai_error(r: httpx.Response, status: int, type_: str = "invalid_re
 
 
 def test_no_web_framework_needed_in_process():
-    """heavy.testing must not import httpx/starlette, and uvicorn only inside a function (serve)."""
-    for path in (REPO / "heavy" / "testing").glob("*.py"):
+    """heavy.sim must not import httpx/starlette, and uvicorn only inside a function (serve)."""
+    for path in (REPO / "heavy" / "sim").glob("*.py"):
         tree = ast.parse(path.read_text())
         top_level = set()
         for node in ast.walk(tree):
@@ -587,7 +587,7 @@ def test_serve_without_uvicorn_names_the_extra(monkeypatch):
 
 
 def test_cli_rejects_bad_config(capsys):
-    from heavy.testing.__main__ import main
+    from heavy.sim.__main__ import main
 
     assert main(["--accuracy", "2"]) == 2
     assert "accuracy" in capsys.readouterr().err
@@ -598,7 +598,7 @@ def test_serve_in_subprocess():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "heavy.testing", "--port", str(port), "--accuracy", "1"],
+    proc = subprocess.Popen([sys.executable, "-m", "heavy.sim", "--port", str(port), "--accuracy", "1"],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         base = f"http://127.0.0.1:{port}"

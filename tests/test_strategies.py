@@ -8,7 +8,7 @@ from heavy import Heavy
 from heavy.answers import normalize_answer
 from heavy.events import AggregatorDelta, StageStarted
 from heavy.prompts import SYNTHESIZE_INSTRUCTION
-from heavy.testing import SimConfig, SimulatedLLM
+from heavy.sim import SimConfig, SimulatedLLM
 from helpers import arithmetic_questions, sim_heavy
 
 pytestmark = pytest.mark.anyio

@@ -17,9 +17,9 @@ from heavy.prompts import (CHAIRMAN_INSTRUCTION, CONSISTENCY_INSTRUCTION, CRITIQ
                            RANK_INSTRUCTION, SYNTHESIZE_INSTRUCTION, debate_messages, pairwise_messages,
                            parse_ranking, parse_status, parse_verdict, rank_messages, critique_messages)
 from heavy.strategy import load_strategy, registered_strategies
-from heavy.testing import SimConfig, SimulatedLLM
-from heavy.testing.followers import follow
-from heavy.testing.solver import GoldIndex
+from heavy.sim import SimConfig, SimulatedLLM
+from heavy.sim.followers import follow
+from heavy.sim.solver import GoldIndex
 from heavy.types import Message
 from strategies.adaptive import beta_confidence, dirichlet_confidence
 from helpers import arithmetic_questions, sim_heavy

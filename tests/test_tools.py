@@ -1,6 +1,6 @@
 """Hypotheses as agents: native tool calls on all three wires, the text protocol, web search, checks, CLI.
 
-The simulated model uses tools deterministically (``heavy/testing/tooluse.py``): offered ``python`` on an
+The simulated model uses tools deterministically (``heavy/sim/tooluse.py``): offered ``python`` on an
 arithmetic question, it calls it with a program printing the expression, then answers from the output.
 With ``accuracy=0`` its unaided answers are always wrong, so a right answer proves the tool ran.
 """
@@ -21,8 +21,8 @@ from heavy.cli import cli
 from heavy.errors import ConfigError
 from heavy.events import ToolCallFinished, ToolCallStarted
 from heavy.providers.base import Completion, CompletionRequest, Provider
-from heavy.testing import SimConfig, SimulatedLLM
-from heavy.testing.search_sim import SimulatedSearch
+from heavy.sim import SimConfig, SimulatedLLM
+from heavy.sim.search import SimulatedSearch
 from heavy.tools import Tool, ToolNotFound, ToolResult, load_tool, registered_tools
 from heavy.tools.agent import TEXT_PROTOCOL_INSTRUCTION, AgentConfig
 from heavy.tools.python import PythonTool

@@ -40,7 +40,7 @@ def sim(port: int, host: str, dataset: str | None, **knobs: float | None) -> Non
     def go() -> None:
         from ..errors import describe_validation
         from ..serve import listen, require_server_deps, serve
-        from ..testing import SimConfig, SimulatedLLM, load_dataset
+        from ..sim import SimConfig, SimulatedLLM, load_dataset
 
         require_server_deps("heavy sim", ("uvicorn",))  # the simulator is a raw ASGI app: no starlette
         values = {k: v for k, v in knobs.items() if v is not None}

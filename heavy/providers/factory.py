@@ -17,7 +17,7 @@ __all__ = ["build_provider"]
 
 def _simulator() -> Any:
     """The in-process simulated LLM app (optionally knowing the gold answers of ``HEAVY_SIM_DATASET``)."""
-    from ..testing import SimConfig, SimulatedLLM, load_dataset
+    from ..sim import SimConfig, SimulatedLLM, load_dataset
 
     dataset_path = os.environ.get("HEAVY_SIM_DATASET")
     return SimulatedLLM(SimConfig(dataset=load_dataset(dataset_path) if dataset_path else {}))

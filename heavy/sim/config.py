@@ -23,7 +23,7 @@ class SimConfig(BaseModel):
     model name (see :func:`parse_model_overrides`), except ``dataset``.
 
     Frozen, because the server derives caches (the dataset index, override configs) from it: build a
-    new :class:`~heavy.testing.sim.SimulatedLLM` to change the defaults.
+    new :class:`~heavy.sim.server.SimulatedLLM` to change the defaults.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -107,7 +107,7 @@ def apply_overrides(config: SimConfig, overrides: dict[str, str]) -> SimConfig:
 def load_dataset(path: str | Path) -> dict[str, str]:
     """Read a JSONL file of ``{"question": ..., "answer": ...}`` objects into ``{question: answer}``.
 
-    A code task has ``solution`` (and ``tests``) instead of ``answer`` (see :mod:`heavy.testing.codetasks`).
+    A code task has ``solution`` (and ``tests``) instead of ``answer`` (see :mod:`heavy.sim.codetasks`).
     A GSM8K-style answer (a worked solution ending ``#### 42``) is reduced to what follows ``####``,
     so the raw GSM8K files work as well as pre-extracted ones. Numbers are accepted as answers.
     Raises :class:`~heavy.errors.ConfigError` naming the line of the first malformed record.

@@ -17,7 +17,7 @@ random generator (seeded by the request's seed when it has one) decides whether 
   when not right it repeats the wrong answer most of its inputs give, or makes a new slip.
 
 Questions the simulator cannot check get neutral replies: judges pick the first response, critiques say
-correct, revisions say (as :func:`~heavy.testing.writer.answer_reply` does) that it cannot answer.
+correct, revisions say (as :func:`~heavy.sim.writer.answer_reply` does) that it cannot answer.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ _BINOP_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Add, ast.FloorD
 
 
 def code_gold(solution: str, tests: str = "") -> str:
-    """The dataset gold of a code task (what :class:`~heavy.testing.solver.GoldIndex` returns for it)."""
+    """The dataset gold of a code task (what :class:`~heavy.sim.solver.GoldIndex` returns for it)."""
     return CODE_GOLD_PREFIX + json.dumps({"solution": solution, "tests": tests})
 
 

@@ -3,7 +3,7 @@ raised before a response starts, and the base class each format implements.
 
 A wire format only translates: it parses its request shape into a :class:`SimRequest` and renders a
 :class:`Generation` (or a :class:`SimHTTPError`) in its response shape. Deciding what to answer, timing,
-failures and disconnects live in :mod:`heavy.testing.sim`, the same for every format.
+failures and disconnects live in :mod:`heavy.sim.server`, the same for every format.
 """
 
 from __future__ import annotations

@@ -5,10 +5,10 @@ Anthropic and Gemini wire formats (``/v1/chat/completions``, ``/v1/messages``,
 It is not a model: it knows the gold answers of arithmetic questions and of a dataset you give it,
 answers right with a configurable probability, follows heavy's judge/synthesize prompts, and can be
 slow, heavy-tailed, rate-limited or flaky on demand. Use it in-process (``httpx.ASGITransport``) or
-over HTTP (``python -m heavy.testing --port 8399``). See :mod:`heavy.testing.sim`.
+over HTTP (``python -m heavy.sim --port 8399``). See :mod:`heavy.sim.server`.
 """
 
 from .config import SimConfig, load_dataset
-from .sim import SimStats, SimulatedLLM, serve
+from .server import SimStats, SimulatedLLM, serve
 
 __all__ = ["SimulatedLLM", "SimConfig", "SimStats", "load_dataset", "serve"]

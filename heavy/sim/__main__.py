@@ -1,4 +1,4 @@
-"""``python -m heavy.testing``: serve the simulated LLM over HTTP (needs ``heavy[serve]``)."""
+"""``python -m heavy.sim``: serve the simulated LLM over HTTP (needs ``heavy[serve]``)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import sys
 from ..constants import SIM_PORT
 from ..errors import HeavyError
 from .config import SimConfig, load_dataset
-from .sim import serve
+from .server import serve
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m heavy.testing",
+        prog="python -m heavy.sim",
         description="Serve heavy's simulated LLM (not a real model) in three wire formats: OpenAI at /v1, "
         "Anthropic at /v1/messages, Gemini at /v1beta/models/MODEL:generateContent. Per request, "
         "the model name may override settings: 'simulated@accuracy=0.6,latency=0.2'.",

@@ -5,14 +5,14 @@
     app = SimulatedLLM(SimConfig(accuracy=0.7, latency=0.2, seed=1))
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim/v1")
 
-and :func:`serve` runs the same app over HTTP with uvicorn (``python -m heavy.testing``).
+and :func:`serve` runs the same app over HTTP with uvicorn (``python -m heavy.sim``).
 
 It answers in the shape of the API it is asked through, with the same model behind all three:
 
-- OpenAI Chat Completions: ``POST /v1/chat/completions`` (:mod:`heavy.testing.openai_wire`);
-- Anthropic Messages: ``POST /v1/messages`` (:mod:`heavy.testing.anthropic_wire`);
+- OpenAI Chat Completions: ``POST /v1/chat/completions`` (:mod:`heavy.sim.openai_wire`);
+- Anthropic Messages: ``POST /v1/messages`` (:mod:`heavy.sim.anthropic_wire`);
 - Gemini: ``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``
-  (:mod:`heavy.testing.gemini_wire`).
+  (:mod:`heavy.sim.gemini_wire`).
 
 It answers arithmetic questions and questions from its dataset correctly with probability
 ``accuracy`` and otherwise with a plausible wrong number; it follows heavy's judge and synthesize

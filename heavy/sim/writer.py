@@ -1,7 +1,7 @@
 """The simulated model's replies: worked answers, judge verdicts, syntheses, tokens and logprobs.
 
 Prompts of the strategy suite (pairwise judging, ranking, critiques, debate turns, aggregations, …) are
-answered by :mod:`heavy.testing.followers`, reached through :func:`answer_reply`.
+answered by :mod:`heavy.sim.followers`, reached through :func:`answer_reply`.
 
 Everything here is a pure function of its inputs and a ``random.Random``, which is what makes the
 server's output reproducible. Filler sentences never contain digits or the word "answer", so the
@@ -136,7 +136,7 @@ def answer_reply(question: str, config: SimConfig, index: GoldIndex, rng: random
     """A worked answer of 30-150 words ending ``The answer is N.``; right with probability
     ``config.accuracy``. Questions without a known gold get a short "I am simulated" reply instead.
     Prompts of the strategy suite (debate turns, aggregations, critiques, rankings, …) are followed as
-    :mod:`heavy.testing.followers` describes."""
+    :mod:`heavy.sim.followers` describes."""
     followed = follow(question, config, index, rng)
     if followed is not None:
         return followed
