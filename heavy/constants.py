@@ -46,6 +46,10 @@ ERROR_BODY_EXCERPT = 500
 #: Majority share above which the `heavy` strategy trusts the vote and skips synthesis.
 HEAVY_MAJORITY_THRESHOLD = 0.5
 
+#: Share of hypotheses sampled as executed programs where code may run (`crosscheck`, and `heavy` with the
+#: python tool): 6 chains + 2 programs at N = 8 won on the tuning questions (bench/crosscheck_rules.py).
+CROSSCHECK_PROGRAMS = 0.25
+
 #: Candidates longer than this (characters) are cut (keeping head and tail) in aggregator prompts,
 #: so N long answers cannot overflow the aggregator's context.
 AGGREGATOR_CANDIDATE_CHARS = 6000

@@ -13,11 +13,11 @@ none; on splits synthesis tied with the vote, and it stays because free-form ans
 vote on and a stronger ``--aggregator-model`` is where splits are won.
 
 **Where code may run** (the user enabled the python tool): a program the model writes and heavy executes
-is the one verifier a small model can trust, so half of the N hypotheses are programs and the answer a
-reasoning chain and an executed program agree on wins (``crosscheck``'s decision, with its early stop:
-one chain and one program first, so questions they agree on cost two samples). Without such an
-agreement the rule above applies to all the samples: a clear majority is answered by vote, a split is
-synthesized. ``-o programs=0`` keeps the python tool for the hypotheses' own use and the old policy.
+is the one verifier a small model can trust, so a quarter of the N hypotheses are programs and an
+answer a reasoning chain and an executed program agree on wins if it leads or ties the vote
+(``crosscheck``'s decision, with its early stop: one chain and one program first, so questions they agree
+on cost two samples). Otherwise the rule above applies to all the samples: a clear majority is answered
+by vote, a split is synthesized. ``-o programs=0`` keeps the python tool for the hypotheses' own use and the old policy.
 Measured in docs/benchmarks.md ("Verification by execution").
 """
 
@@ -46,7 +46,7 @@ class HeavyOptions(BaseModel):
     """Show candidates in a random order (guards against position bias)."""
     shuffle_seed: int | None = None
     """Seed of that order (default: the run's sampling seed)."""
-    programs: float = Field(default=0.5, ge=0.0, le=1.0)
+    programs: float = Field(default=C.CROSSCHECK_PROGRAMS, ge=0.0, le=1.0)
     """Where code may run: the share of hypotheses sampled as executed programs (0: never)."""
 
 

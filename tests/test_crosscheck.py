@@ -65,26 +65,40 @@ async def test_crosscheck_needs_the_python_tool():
     assert r.exit_code == 1 and "--tools python" in r.stderr and "Traceback" not in r.output
 
 
-async def test_an_answer_both_routes_reach_beats_a_chain_majority():
-    # Chains: 7, 7, 7, 9. Programs: 9, 11, a crash, nothing printed. A vote over everything says 7 (3 votes
-    # to 2); only 9 was reached by a reasoning chain and by an executed program.
+async def test_an_answer_both_routes_reach_wins_a_tied_vote():
+    # 6 chains (7, 7, 9, 7, 7, 9) + 2 programs (9, 9): 7 and 9 tie 4 to 4; the plain vote takes 7 (seen
+    # first), cross-checking takes 9, the one answer reached by reasoning chains and by executed programs.
+    transport, seen = scripted(
+        ["Adding up gives 7.\n\nThe answer is 7.", "So 7.\n\nThe answer is 7.", "The answer is 9."],
+        [prog("9"), prog("9")])
+    h = make(transport, n=8, strategy="crosscheck", options={"early_stop": False, "programs": 0.25}, tools="python")
+    r = await h.ask("How many?")
+    assert seen == {"chain": 6, "program": 2, "offered tools": 0}, "chains reason without tools: independent routes"
+    assert r.answer == "9" and r.decision.method == "crosscheck" and r.decision.path[-1] == "agree"
+    assert r.decision.details["routes"]["9"] == {"chain": 2, "program": 2}
+    assert r.decision.details["routes"]["7"] == {"chain": 4, "program": 0}
+    assert "2 reasoning chain(s) and 2 executed program(s) agree on '9'" in r.decision.rationale
+    # The same hypotheses decided by a plain vote give the chains' majority: crosscheck is what changed it.
+    assert tally(r.hypotheses).winner == "7"
+
+
+async def test_an_outvoted_cross_route_answer_does_not_overturn_the_majority():
+    # Chains: 7, 7, 7, 9. Programs: 9, 11, a crash, nothing printed. 9 has both routes but 2 votes to 7's 3:
+    # one stray program agreeing with a minority chain is weaker evidence than a clear majority (tuned).
     transport, seen = scripted(
         ["Adding up gives 7.\n\nThe answer is 7.", "So 7.\n\nThe answer is 7.", "The answer is 7.", "The answer is 9."],
         [prog("9"), prog("11"), "```python\nraise SystemExit(3)\n```", "```python\nx = 9\n```"])
-    h = make(transport, n=8, strategy="crosscheck", options={"early_stop": False}, tools="python")
+    h = make(transport, n=8, strategy="crosscheck", options={"early_stop": False, "programs": 0.5}, tools="python")
     r = await h.ask("How many?")
-    assert seen == {"chain": 4, "program": 4, "offered tools": 0}, "chains reason without tools: independent routes"
-    assert r.answer == "9" and r.decision.method == "crosscheck" and r.decision.path[-1] == "agree"
+    assert seen == {"chain": 4, "program": 4, "offered tools": 0}
+    assert r.answer == "7" and r.decision.method == "vote"
+    assert "reached by both a chain and a program but outvoted: '9'" in r.decision.rationale
     assert r.decision.details["routes"]["9"] == {"chain": 1, "program": 1}
-    assert r.decision.details["routes"]["7"] == {"chain": 3, "program": 0}
-    assert "1 reasoning chain(s) and 1 executed program(s) agree on '9'" in r.decision.rationale
     programs = [x for x in r.hypotheses if x.route == PROGRAM_ROUTE]
     assert sorted(str(x.answer) for x in programs) == ["11", "9", "None", "None"]
     ran = [s for x in programs for s in x.steps or [] if s.protocol == "program"]
     assert len(ran) == 4 and {s.details["printed"] for s in ran} == {"9", "11", None}
     assert any("exit code 3" in s.result for s in ran), "a failing program's run is recorded as it ended"
-    # The same hypotheses decided by a plain vote give the chains' majority: crosscheck is what changed it.
-    assert tally(r.hypotheses).winner == "7"
 
 
 async def test_without_cross_route_agreement_the_vote_decides():
@@ -217,7 +231,7 @@ async def test_without_agreement_the_default_synthesizes_a_split():
     r = await make(transport, n=6, tools="python").ask("q")
     assert r.decision.path[:4] == ["python", "sample", "chain+program", "no agreement"]
     assert r.decision.method == "synthesize" and len(r.aggregator_calls) == 1
-    assert r.decision.details["sampled"] == {"chains": 3, "programs": 3}
+    assert r.decision.details["sampled"] == {"chains": 4, "programs": 2}, "a quarter are programs by default"
 
 
 async def test_through_the_proxy_programs_run_only_where_the_operator_enabled_python(monkeypatch):
