@@ -16,8 +16,9 @@ replay), so rows differ only in how they decide:
 
     vote@8              majority of the 8 chains
     programs@8          majority of the 8 executed programs (crosscheck -o programs=1)
-    mixed@8             4 chains + 4 programs, cross-route agreement first, no early stop
-    crosscheck@8        the same with early stopping (1 chain + 1 program first)
+    crosscheck 4+4      4 chains + 4 programs, early stop (the split before tuning)
+    crosscheck 6+2      6 chains + 2 programs (the tuned default), a cross-route answer wins if it leads
+                        or ties the vote; with and without early stopping (1 chain + 1 program first)
     heavy@8 (python)    the default strategy with the python tool enabled (what `heavy eval --tools python
                         -s heavy` runs)
     verify@8            vote@8 with `--verify python` (a check program per numeric answer; live calls)
@@ -53,9 +54,10 @@ SETS = {"tune": (0, 40), "heldout": (200, 100)}  # name -> (offset, questions)
 REPLAYS: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("vote@8", "vote", "vote", ()),
     ("programs@8", "programs", "crosscheck", ("-o", "programs=1", "-o", "early_stop=false")),
-    ("mixed@8 (4+4, no early stop)", "mixed", "crosscheck", ("-o", "early_stop=false")),
-    ("crosscheck@8 (early stop)", "crosscheck", "crosscheck", ()),
-    ("heavy@8 --tools python (default)", "heavy-python", "heavy", ()),
+    ("crosscheck 4+4 (untuned split, early stop)", "crosscheck-44", "crosscheck", ("-o", "programs=0.5")),
+    ("crosscheck 6+2, no early stop", "mixed", "crosscheck", ("-o", "early_stop=false")),
+    ("crosscheck@8 (6+2, early stop)", "crosscheck", "crosscheck", ()),
+    ("heavy@8 --tools python (the default)", "heavy-python", "heavy", ()),
 ]
 
 
@@ -141,7 +143,7 @@ def report_set(name: str) -> list[str]:
                      f"| {two if two else '–'} |")
     chains = sum(1 for i in ids if any(_ok(h, pool[i]["gold"]) for h in pool[i]["hypotheses"] if not h.get("route")))
     progs = sum(1 for i in ids if any(_ok(h, pool[i]["gold"]) for h in pool[i]["hypotheses"] if h.get("route")))
-    lines += ["", f"Ceiling: some chain right on {chains}/{len(ids)} ({chains / len(ids):.0%}); some program's "
+    lines += ["", f"Ceiling (pass@8): some chain right on {chains}/{len(ids)} ({chains / len(ids):.0%}); some program's "
               f"recorded answer right on {progs}/{len(ids)}.", ""]
     return lines
 
