@@ -112,12 +112,20 @@ class Heavy:
         key = (spec.preset.name, spec.base_url, bool(spec.api_key))
         if key not in self._providers:
             s, lim = self.settings, self.settings.limits.get(spec.preset.name) or ProviderLimits()
-            base = _Borrowed(self._custom[spec.preset.name]) if spec.preset.wire == "custom" else None
-            inner = ConcurrencyLimit(base or build_provider(spec, transport=self._transport),
-                                     lim.concurrency or s.concurrency)
+            inner = ConcurrencyLimit(self._build(spec), lim.concurrency or s.concurrency)
             gate = RateLimit(inner, rpm=lim.rpm or s.rpm, tpm=lim.tpm or s.tpm)
             self._providers[key] = Retry(gate, self.retry, gate=gate)
         return self._providers[key]
+
+    def _build(self, spec: ModelSpec) -> Provider:
+        """The provider behind *spec*: the caller's own, the simulator (in-process), or its wire format's."""
+        if spec.preset.wire == "custom":
+            return _Borrowed(self._custom[spec.preset.name])
+        if spec.preset.wire == "sim":
+            from .sim import provider as simulator  # loaded by the runs that use it, not by `import heavy`
+
+            return simulator(base_url=spec.base_url)
+        return build_provider(spec, transport=self._transport)
 
     @staticmethod
     def _price(label: str, usage: Usage) -> float | None:

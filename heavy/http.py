@@ -147,7 +147,7 @@ class HTTPClient:
     """One pooled ``httpx.AsyncClient`` per provider, sized to admit the whole fan-out.
 
     ``where`` (provider, model) only labels errors. ``transport`` injects an httpx transport (tests,
-    alternative transports); ``asgi_app`` serves requests in-process from an ASGI app (the simulator).
+    alternative transports, :class:`StreamingASGITransport` to serve requests from an in-process ASGI app).
     ``auth_hint`` replaces the message of a 401/403 answer (the upstream's own message is kept after it):
     it is how a caller explains that a key was deliberately not sent. Credentials in ``headers`` are
     registered as secrets, so no error built from upstream text can repeat them.
@@ -160,15 +160,12 @@ class HTTPClient:
         headers: Mapping[str, str] | None = None,
         timeout: Timeout | None = None,
         transport: Any = None,
-        asgi_app: Any = None,
         provider: str | None = None,
         max_connections: int = C.HTTP_MAX_CONNECTIONS,
         auth_hint: str | None = None,
     ) -> None:
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=C.HTTP_MAX_KEEPALIVE)
-        if asgi_app is not None:
-            transport = StreamingASGITransport(asgi_app)
-        elif transport is None:
+        if transport is None:
             transport = _make_transport(default_transport(), limits) or httpx.AsyncHTTPTransport(limits=limits)
         self.provider = provider
         self.auth_hint = auth_hint

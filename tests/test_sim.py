@@ -105,6 +105,56 @@ def test_config_rejects_unknown_fields_and_bad_values():
     assert SimulatedLLM(accuracy=0.25).config.accuracy == 0.25
 
 
+def _imported_modules(path: Path, package: str) -> set[str]:
+    """Every module *path* (a module of *package*) imports, relative imports made absolute."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            base = ".".join(parts[: len(parts) - node.level + 1] if node.level else [])
+            module = ".".join(x for x in (base, node.module or "") if x)
+            found.add(module)
+            found |= {f"{module}.{a.name}" for a in node.names}  # `from .. import sim` imports heavy.sim
+    return found
+
+
+def test_the_providers_know_nothing_of_the_simulator():
+    """The wall: nothing under heavy/providers imports the simulator (or names its package); the sim preset is
+    resolved above the providers."""
+    paths = sorted((REPO / "heavy" / "providers").glob("*.py"))
+    assert paths
+    for path in paths:
+        for module in _imported_modules(path, "heavy.providers"):
+            assert not module.startswith(("heavy.sim", "heavy.testing")), f"{path.name} imports {module}"
+        text = path.read_text()
+        assert "heavy.sim" not in text and "heavy.testing" not in text and "SimulatedLLM" not in text, path.name
+
+
+@pytest.mark.anyio
+async def test_the_sim_preset_is_the_simulators_own_provider(tmp_path, monkeypatch):
+    from heavy import Heavy
+    from heavy.providers.base import CompletionRequest
+    from heavy.sim import provider
+
+    data = tmp_path / "known.jsonl"
+    data.write_text(json.dumps({"question": "How many legs has a spider?", "answer": "8"}) + "\n")
+    monkeypatch.setenv("HEAVY_SIM_DATASET", str(data))
+    p = provider()
+    try:
+        request = CompletionRequest(model="heavy-simulated@accuracy=1",
+                                    messages=as_messages("How many legs has a spider?"))
+        completion = await p.complete(request)
+    finally:
+        await p.aclose()
+    assert p.name == "sim" and final_answer(completion.text) == "8"
+    assert "simulated" in (completion.model or "")
+    async with Heavy(model="sim:heavy-simulated@accuracy=1", n=3, strategy="vote") as h:
+        result = await h.ask("How many legs has a spider?")
+    assert result.answer == "8" and {x.model for x in result.hypotheses} == {"sim:heavy-simulated@accuracy=1"}
+
+
 # --- wire shape -----------------------------------------------------------------------------------
 
 

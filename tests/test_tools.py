@@ -20,6 +20,7 @@ from heavy import Heavy
 from heavy.cli import cli
 from heavy.errors import ConfigError
 from heavy.events import ToolCallFinished, ToolCallStarted
+from heavy.http import StreamingASGITransport
 from heavy.providers.base import Completion, CompletionRequest, Provider
 from heavy.sim import SimConfig, SimulatedLLM
 from heavy.sim.search import SimulatedSearch
@@ -212,7 +213,7 @@ async def test_text_protocol_replaces_output_the_model_invented():
 async def test_searxng_adapter_against_the_simulated_search_server():
     search = SimulatedSearch({"eiffel": [{"title": "Eiffel Tower", "url": "https://example.org/eiffel",
                                           "snippet": "A wrought-iron tower in Paris, 330 m tall."}]})
-    tool = WebSearchTool("searxng", base_url="http://searx.test", asgi_app=search)
+    tool = WebSearchTool("searxng", base_url="http://searx.test", transport=StreamingASGITransport(search))
     result = await tool.call(tool.parse({"query": "How tall is the Eiffel tower?"}))
     await tool.aclose()
     assert result.ok and result.content == ("1. Eiffel Tower\n   https://example.org/eiffel\n"
@@ -224,14 +225,14 @@ async def test_searxng_adapter_against_the_simulated_search_server():
 async def test_brave_adapter_sends_the_key_in_its_header(monkeypatch):
     monkeypatch.setenv("BRAVE_SEARCH_API_KEY", "test-brave-key")
     search = SimulatedSearch()
-    tool = WebSearchTool("brave", base_url="http://brave.test/res/v1", asgi_app=search)
+    tool = WebSearchTool("brave", base_url="http://brave.test/res/v1", transport=StreamingASGITransport(search))
     result = await tool.call(tool.parse({"query": "heavy test-time compute", "max_results": 2}))
     assert result.ok and result.data["hits"] == 2 and "heavy test-time compute (result 2)" in result.content
     [req] = search.requests
     assert req["path"] == "/res/v1/web/search" and req["params"] == {"q": "heavy test-time compute", "count": "2"}
     assert req["headers"]["x-subscription-token"] == "test-brave-key"
     monkeypatch.setenv("BRAVE_SEARCH_API_KEY", "wrong-key-123456")
-    bad = WebSearchTool("brave", base_url="http://brave.test/res/v1", asgi_app=search)
+    bad = WebSearchTool("brave", base_url="http://brave.test/res/v1", transport=StreamingASGITransport(search))
     failed = await bad.call(bad.parse({"query": "x"}))
     assert not failed.ok and "search failed (brave)" in failed.content and "wrong-key" not in failed.content
     await tool.aclose()
@@ -254,7 +255,7 @@ def test_web_search_needs_configuration(monkeypatch):
 async def test_an_agent_searches_the_web_natively():
     search = SimulatedSearch({"capital of australia": [{"title": "Canberra", "url": "https://example.org/canberra",
                                                         "snippet": "Canberra is the capital city of Australia."}]})
-    tool = WebSearchTool("searxng", base_url="http://searx.test", asgi_app=search)
+    tool = WebSearchTool("searxng", base_url="http://searx.test", transport=StreamingASGITransport(search))
     h, _ = sim_heavy("anthropic", n=2, strategy="vote", tools=[tool])
     r = await h.ask("What is the capital of Australia?")
     await h.aclose()

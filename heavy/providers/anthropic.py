@@ -66,7 +66,6 @@ class AnthropicProvider(HTTPProvider):
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         timeout: Timeout | None = None,
         transport: Any = None,
-        asgi_app: Any = None,
         extra_headers: dict[str, str] | None = None,
         auth_hint: str | None = None,
     ) -> None:
@@ -75,7 +74,7 @@ class AnthropicProvider(HTTPProvider):
         self.default_max_tokens = default_max_tokens
         headers = {"anthropic-version": ANTHROPIC_VERSION, **({"x-api-key": api_key} if api_key else {})}
         super().__init__(root_url, name=name, headers=headers, timeout=timeout, transport=transport,
-                         asgi_app=asgi_app, extra_headers=extra_headers, auth_hint=auth_hint)
+                         extra_headers=extra_headers, auth_hint=auth_hint)
 
     # --- request --------------------------------------------------------------------------------
 

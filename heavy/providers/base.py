@@ -90,14 +90,14 @@ class HTTPProvider(Provider):
     """
 
     def __init__(self, base_url: str, *, name: str, headers: dict[str, str], timeout: Any = None,
-                 transport: Any = None, asgi_app: Any = None, extra_headers: dict[str, str] | None = None,
+                 transport: Any = None, extra_headers: dict[str, str] | None = None,
                  auth_hint: str | None = None) -> None:
         from ..http import HTTPClient
 
         self.name = name
         self._http = HTTPClient(base_url, headers={"content-type": "application/json", **headers,
                                                    **(extra_headers or {})},
-                                timeout=timeout, transport=transport, asgi_app=asgi_app, provider=name,
+                                timeout=timeout, transport=transport, provider=name,
                                 auth_hint=auth_hint)
 
     @property

@@ -1,9 +1,12 @@
-"""Build the provider for a resolved model spec: the one place that maps a preset's wire format to a
-provider class (so the API layer never names a wire format)."""
+"""Build the provider for a resolved model spec: the one place that maps a preset's wire format
+(openai, anthropic, gemini) to a provider class, so the API layer never names one.
+
+Presets answered in-process rather than over a wire format (a provider given to ``Heavy(providers=...)``,
+the simulated model) are resolved above the providers, in :mod:`heavy.api`.
+"""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from ..models import ModelSpec
@@ -15,19 +18,9 @@ from .openai import OpenAIProvider
 __all__ = ["build_provider"]
 
 
-def _simulator() -> Any:
-    """The in-process simulated LLM app (optionally knowing the gold answers of ``HEAVY_SIM_DATASET``)."""
-    from ..sim import SimConfig, SimulatedLLM, load_dataset
-
-    dataset_path = os.environ.get("HEAVY_SIM_DATASET")
-    return SimulatedLLM(SimConfig(dataset=load_dataset(dataset_path) if dataset_path else {}))
-
-
 def build_provider(spec: ModelSpec, *, transport: Any = None) -> Provider:
     """A new provider (with its own pooled HTTP client) for *spec*; ``transport`` injects an httpx transport."""
     wire = spec.preset.wire
-    if wire == "sim":
-        return OpenAIProvider(spec.base_url, name="sim", asgi_app=_simulator())
     # A key held back from this endpoint explains the 401 it may cause (heavy.models: where a key goes).
     hint = spec.withheld_key_hint()
     if wire == "openai":

@@ -73,13 +73,12 @@ class GeminiProvider(HTTPProvider):
         api_version: str = API_VERSION,
         timeout: Timeout | None = None,
         transport: Any = None,
-        asgi_app: Any = None,
         extra_headers: dict[str, str] | None = None,
         auth_hint: str | None = None,
     ) -> None:
         self.api_version = api_version.strip("/")
         super().__init__(root_url, name=name, headers={"x-goog-api-key": api_key} if api_key else {},
-                         timeout=timeout, transport=transport, asgi_app=asgi_app, extra_headers=extra_headers,
+                         timeout=timeout, transport=transport, extra_headers=extra_headers,
                          auth_hint=auth_hint)
 
     def path(self, model: str, *, stream: bool) -> str:

@@ -40,13 +40,12 @@ class OpenAIProvider(HTTPProvider):
         max_tokens_field: str = "max_tokens",
         timeout: Timeout | None = None,
         transport: Any = None,
-        asgi_app: Any = None,
         extra_headers: dict[str, str] | None = None,
         auth_hint: str | None = None,
     ) -> None:
         self.max_tokens_field = max_tokens_field
         super().__init__(base_url, name=name, headers={"authorization": f"Bearer {api_key}"} if api_key else {},
-                         timeout=timeout, transport=transport, asgi_app=asgi_app, extra_headers=extra_headers,
+                         timeout=timeout, transport=transport, extra_headers=extra_headers,
                          auth_hint=auth_hint)
 
     # --- request --------------------------------------------------------------------------------

@@ -48,9 +48,8 @@ class SearchHit(BaseModel):
 class SearchBackend(ABC):
     name = "search"
 
-    def __init__(self, base_url: str, *, headers: dict[str, str] | None = None, transport: Any = None,
-                 asgi_app: Any = None) -> None:
-        self._http = HTTPClient(base_url, headers=headers, transport=transport, asgi_app=asgi_app, provider=self.name)
+    def __init__(self, base_url: str, *, headers: dict[str, str] | None = None, transport: Any = None) -> None:
+        self._http = HTTPClient(base_url, headers=headers, transport=transport, provider=self.name)
 
     @abstractmethod
     async def search(self, query: str, max_results: int) -> list[SearchHit]:
@@ -102,7 +101,7 @@ class WebSearchTool(Tool):
     Args = WebSearchArgs
 
     def __init__(self, backend: Literal["searxng", "brave"] | None = None, *, base_url: str | None = None,
-                 api_key_env: str = BRAVE_KEY_ENV, transport: Any = None, asgi_app: Any = None) -> None:
+                 api_key_env: str = BRAVE_KEY_ENV, transport: Any = None) -> None:
         chosen = backend or os.environ.get(BACKEND_ENV, "").strip().lower() or None
         if chosen is None:
             if base_url or os.environ.get(SEARXNG_URL_ENV):
@@ -111,18 +110,17 @@ class WebSearchTool(Tool):
                 chosen = "brave"
             else:
                 raise ConfigError(NOT_CONFIGURED)
-        wire = {"transport": transport, "asgi_app": asgi_app}
         if chosen == "searxng":
             url = base_url or os.environ.get(SEARXNG_URL_ENV)
             if not url:
                 raise ConfigError(f"web_search (searxng): no base URL; set {SEARXNG_URL_ENV}=http://HOST:PORT")
-            self._make: Any = lambda: SearXNG(url, **wire)
+            self._make: Any = lambda: SearXNG(url, transport=transport)
         elif chosen == "brave":
             key = os.environ.get(api_key_env)
             if not key:
                 raise ConfigError(f"web_search (brave): no API key; set {api_key_env}")
             url = base_url or os.environ.get(BRAVE_BASE_URL_ENV) or BRAVE_DEFAULT_URL
-            self._make = lambda: BraveSearch(url, key, **wire)
+            self._make = lambda: BraveSearch(url, key, transport=transport)
         else:
             raise ConfigError(f"web_search: unknown backend {chosen!r}; choose searxng or brave")
         self.backend_name = chosen
