@@ -636,11 +636,15 @@ def test_serve_without_uvicorn_names_the_extra(monkeypatch):
         serve(SimConfig())
 
 
-def test_cli_rejects_bad_config(capsys):
-    from heavy.sim.__main__ import main
+def test_cli_rejects_bad_config():
+    from click.testing import CliRunner
 
-    assert main(["--accuracy", "2"]) == 2
-    assert "accuracy" in capsys.readouterr().err
+    from heavy.cli import cli
+
+    r = CliRunner().invoke(cli, ["sim", "--accuracy", "2"])
+    assert r.exit_code == 1 and "accuracy" in r.stderr and "Traceback" not in r.output
+    r = CliRunner().invoke(cli, ["sim", "--judge-mode", "sometimes"])
+    assert r.exit_code == 2 and "sometimes" in r.stderr
 
 
 def test_serve_in_subprocess():
@@ -648,7 +652,8 @@ def test_serve_in_subprocess():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "heavy.sim", "--port", str(port), "--accuracy", "1"],
+    proc = subprocess.Popen([sys.executable, "-m", "heavy.cli", "sim", "--port", str(port), "--accuracy", "1",
+                             "--judge-mode", "garbage", "--model-name", "sim-sub", "--log-level", "error"],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -667,6 +672,10 @@ def test_serve_in_subprocess():
         assert final_answer(content(r.json())) == GOLD
         with httpx.stream("POST", f"{base}/v1/chat/completions", json=body(stream=True), timeout=10) as s:
             assert s.read().decode().endswith("data: [DONE]\n\n")
+        assert httpx.get(f"{base}/v1/models", timeout=10).json()["data"][0]["id"] == "sim-sub"
+        judge = body(messages=[m.model_dump() for m in judge_messages(as_messages(QUESTION), candidates("400", GOLD))])
+        r = httpx.post(f"{base}/v1/chat/completions", json=judge, timeout=10)
+        assert r.status_code == 200 and parse_verdict(content(r.json()), ["A", "B"]) is None
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         try:

@@ -27,15 +27,24 @@ def strategies() -> None:
 @click.option("--accuracy", type=float, default=None, help="Probability that a sample answers right.")
 @click.option("--latency", type=float, default=None, help="Seconds before the first token (median if --latency-sigma).")
 @click.option("--latency-sigma", type=float, default=None, help="Lognormal sigma for heavy-tailed latency.")
-@click.option("--tokens-per-second", type=float, default=None)
+@click.option("--tokens-per-second", type=float, default=None, help="Generation speed (default: instant).")
 @click.option("--fail-rate", type=float, default=None, help="Share of requests answered with an HTTP error.")
 @click.option("--fail-status", type=int, default=None, help="HTTP status of those errors (default 500).")
 @click.option("--judge-accuracy", type=float, default=None, help="How often a judge picks a right candidate.")
+@click.option("--judge-mode", type=click.Choice(["normal", "garbage", "verbose"]), default=None,
+              help="'garbage': a judge never gives a verdict; 'verbose': a long analysis precedes it (default normal).")
 @click.option("--dataset", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSONL with question/answer fields whose gold answers the simulator knows.")
-@click.option("--seed", type=int, default=None)
-def sim(port: int, host: str, dataset: str | None, **knobs: float | None) -> None:
-    """Serve heavy's simulated LLM on HOST:PORT (OpenAI, Anthropic and Gemini wire formats). Not a real model."""
+@click.option("--seed", type=int, default=None, help="Makes the whole server reproducible.")
+@click.option("--model-name", default=None, help="Model id listed by /v1/models (default heavy-simulated).")
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def sim(port: int, host: str, dataset: str | None, log_level: str, **knobs: float | str | None) -> None:
+    """Serve heavy's simulated LLM on HOST:PORT (OpenAI, Anthropic and Gemini wire formats). Not a real model.
+
+    \b
+    A request's model name may override these settings, e.g.
+    heavy-simulated@accuracy=0.6,latency=0.2"""
 
     def go() -> None:
         from ..errors import describe_validation
@@ -53,7 +62,7 @@ def sim(port: int, host: str, dataset: str | None, **knobs: float | None) -> Non
         sock = listen(host, port)
         click.echo(f"heavy sim: simulated LLM (not a real model) on http://{host}:{port} — OpenAI-compatible under "
                    "/v1, Anthropic at /v1/messages, Gemini under /v1beta", err=True)
-        serve(SimulatedLLM(config), host=host, port=port, log_level="warning", sock=sock)
+        serve(SimulatedLLM(config), host=host, port=port, log_level=log_level, sock=sock)
 
     run_guarded(go)
 

@@ -5,7 +5,7 @@
     app = SimulatedLLM(SimConfig(accuracy=0.7, latency=0.2, seed=1))
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim/v1")
 
-and :func:`serve` runs the same app over HTTP with uvicorn (``python -m heavy.sim``).
+and :func:`serve` runs the same app over HTTP with uvicorn (as does ``heavy sim``, with every setting a flag).
 
 It answers in the shape of the API it is asked through, with the same model behind all three:
 
