@@ -25,6 +25,7 @@ _COMMANDS = {
     "tools": ("heavy.cli.tools", "tools", "List the registered tools (opt-in with `heavy ask --tools`); --sandbox: what it isolates here."),
     "sim": ("heavy.cli.misc", "sim", "Serve the simulated LLM (OpenAI-compatible) on 127.0.0.1."),
     "serve": ("heavy.cli.serve", "serve", "Serve Heavy as an OpenAI-compatible API (/v1/chat/completions) on 127.0.0.1."),
+    "mcp": ("heavy.cli.mcp", "mcp", "Serve Heavy as an MCP server (tools ask and strategies) on stdio or HTTP."),
     "local": ("heavy.cli.local", "local",
               "Set up, start and stop heavy's local model server (a real small LLM on this CPU)."),
 }

@@ -111,9 +111,13 @@ class OptionPolicy:
 
     ``tools`` are the tools the operator enabled (``heavy serve --tools``); ``limits`` override
     :data:`heavy.constants.SERVE_OPTION_LIMITS` (``"*"`` sets the default ceiling of every other option).
+    ``command`` is the operator's command the errors name (``heavy mcp`` applies the same rules), and
+    ``options_param`` where a client sets strategy options (``options`` as an MCP tool argument).
     """
 
-    def __init__(self, tools: str | list[str] | None = None, limits: Mapping[str, float] | None = None) -> None:
+    def __init__(self, tools: str | list[str] | None = None, limits: Mapping[str, float] | None = None, *,
+                 command: str = "heavy serve", options_param: str = "heavy.options") -> None:
+        self.command, self.options_param = command, options_param
         names = tools.split(",") if isinstance(tools, str) else [getattr(t, "name", t) for t in tools or []]
         self.tools = [str(t).strip() for t in names if t and str(t).strip()]
         run_ceilings = {name: ceiling(name) for name in RunSettings.model_fields if name != "n"}
@@ -140,22 +144,22 @@ class OptionPolicy:
         if getattr(strategy_cls, "runs_code", False) and not self.runs_code:
             raise APIError(400, f"the strategy {strategy!r} runs code on this server, which its operator has not "
                            "enabled: code execution is the operator's decision (start the server with "
-                           "`heavy serve --tools python` to allow it)", "code_execution_disabled", param=param)
+                           f"`{self.command} --tools python` to allow it)", "code_execution_disabled", param=param)
 
     def check_options(self, strategy: str, strategy_cls: type, options: Mapping[str, Any]) -> None:
         """400 for options a client may not set here (before they are validated, so always named)."""
         fields = getattr(strategy_cls.Options, "model_fields", {})
         for name in options:
-            field = fields.get(name)
+            field, param = fields.get(name), f"{self.options_param}.{name}"
             if name in C.SERVE_OPERATOR_ONLY_OPTIONS or _extra(field, "operator_only"):
-                raise APIError(400, f"heavy.options.{name} is set by this server's operator, never by a request "
+                raise APIError(400, f"{param} is set by this server's operator, never by a request "
                                f"(it guards the machine the server runs on); remove it", "operator_only_option",
-                               param=f"heavy.options.{name}")
+                               param=param)
             if (name in C.SERVE_CODE_OPTIONS or _extra(field, "runs_code")) and not self.runs_code:
-                raise APIError(400, f"heavy.options.{name} runs code or a tool on this server, which its operator "
+                raise APIError(400, f"{param} runs code or a tool on this server, which its operator "
                                "has not enabled: code execution is the operator's decision (start the server with "
-                               "`heavy serve --tools python` to allow it)", "code_execution_disabled",
-                               param=f"heavy.options.{name}")
+                               f"`{self.command} --tools python` to allow it)", "code_execution_disabled",
+                               param=param)
 
     def check_values(self, strategy: str, given: Mapping[str, Any], parsed: Any) -> None:
         """400 for a numeric option above its ceiling; *parsed* is the validated options model, so a value
@@ -166,7 +170,7 @@ class OptionPolicy:
                 continue
             ceiling = self.limit(strategy, name)
             if ceiling is not None and value > ceiling:
-                raise self._above(f"heavy.options.{name}", name, value, ceiling)
+                raise self._above(f"{self.options_param}.{name}", name, value, ceiling)
 
     def check_run_option(self, name: str, value: float | None, param: str) -> None:
         """400 for a client-set run option (``max_tokens``) above its ceiling."""
@@ -174,10 +178,9 @@ class OptionPolicy:
         if value is not None and top is not None and value > top:
             raise self._above(param, name, value, top)
 
-    @staticmethod
-    def _above(param: str, name: str, value: float, ceiling: float) -> APIError:
+    def _above(self, param: str, name: str, value: float, ceiling: float) -> APIError:
         return APIError(400, f"{param}={_num(value)} is above this server's limit of {_num(ceiling)}; its operator "
-                        f"can raise it with `heavy serve --option-limit {name}={_num(value)}`", "limit_exceeded",
+                        f"can raise it with `{self.command} --option-limit {name}={_num(value)}`", "limit_exceeded",
                         param=param)
 
 

@@ -1,0 +1,103 @@
+"""``heavy mcp``: Heavy as an MCP server for agents, on stdio or streamable HTTP (needs ``heavy[mcp]``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .. import constants as C
+from ..settings import SERVE, ceiling
+from . import fail, run_guarded
+from .flags import run_flags
+
+
+@click.command()
+@click.option("--http", "use_http", is_flag=True,
+              help="Serve streamable HTTP (at /mcp) instead of stdio.")
+@click.option("--host", default=None, help="Address to bind with --http [default: 127.0.0.1]. Anything but "
+                                           "loopback requires --api-key.")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port with --http [default: 8001].")
+@click.option("--api-key", default=None, envvar="HEAVY_SERVER_KEY", show_envvar=True,
+              help="Bearer token HTTP clients must send (not an upstream key).")
+@run_flags(SERVE)
+@click.option("--max-n", type=click.IntRange(min=1), default=ceiling("n"), show_default=True,
+              help="Most hypotheses one call may ask for (the ceiling of a call's n).")
+@click.option("--option-limit", "option_limits", multiple=True, metavar="NAME=MAX",
+              help="Ceiling of a numeric strategy option a call may set (STRATEGY.NAME for one strategy, * for "
+                   "every option without its own); repeatable. Defaults: "
+                   + ", ".join(f"{k}={v}" for k, v in C.SERVE_OPTION_LIMITS.items())
+                   + f", any other {C.SERVE_DEFAULT_OPTION_LIMIT}.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              help="What goes to stderr (info: one line per call).")
+def mcp(use_http: bool, host: str | None, port: int | None, api_key: str | None, max_n: int,
+        option_limits: tuple[str, ...], log_level: str, **flags: Any) -> None:
+    """Serve Heavy as an MCP server: tools `ask` (parallel hypotheses, a strategy decides, the answer first
+    and then why) and `strategies`.
+
+    On stdio by default (an MCP client starts `heavy mcp -m PROVIDER:MODEL`); `--http --port P` serves
+    streamable HTTP on 127.0.0.1:P instead. Run options come from the config file's [defaults],
+    HEAVY_<OPTION> variables and these flags; upstream keys from this process's environment, as for
+    `heavy ask`. Code runs on this machine only if the operator enables it: strategies such as `execute`
+    need `--tools python`.
+    """
+
+    def go() -> None:
+        from ..errors import ConfigError
+
+        try:
+            import mcp.server  # noqa: F401
+        except ImportError:
+            raise ConfigError("heavy mcp needs the mcp extra: pip install 'heavy[mcp]'") from None
+        if not use_http and (host or port):
+            fail("--host and --port are for HTTP: add --http (on stdio the client starts this process)")
+        address = host or "127.0.0.1"
+        from ..serve import is_loopback, listen
+        from ..serve.policy import parse_limits
+
+        if use_http and not is_loopback(address) and not api_key:
+            fail(f"binding {address} exposes the server beyond this machine: give --api-key (or HEAVY_SERVER_KEY)")
+        try:
+            limits = parse_limits(list(option_limits))
+        except ValueError as exc:
+            fail(f"invalid server setting: {exc}")
+        from ..config import run_settings
+        from ..mcp_server import DEFAULT_PORT, HeavyTools, run_http, run_stdio
+
+        _log_to_stderr(log_level)
+        sock = listen(address, port or DEFAULT_PORT) if use_http else None  # a busy port: one line, first
+        try:
+            tools = HeavyTools(run_settings(flags), max_n=max_n, option_limits=limits)
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
+        models = ", ".join(tools.defaults.model)
+        if not use_http:
+            click.echo(f"heavy mcp: MCP server on stdio; ask samples {models}", err=True)
+            import anyio
+
+            anyio.run(run_stdio, tools)
+            return
+        auth = "clients need the bearer key" if api_key else "no client key: loopback only"
+        click.echo(f"heavy mcp: MCP server on http://{address}:{port or DEFAULT_PORT}/mcp ({auth}); "
+                   f"ask samples {models}", err=True)
+        run_http(tools, address, port or DEFAULT_PORT, api_key=api_key, sock=sock, log_level=log_level)
+
+    run_guarded(go)
+
+
+def _log_to_stderr(level: str) -> None:
+    """heavy mcp's own lines on stderr at *level*; other libraries' at warning and above (stdout is the protocol's)."""
+    import logging
+    import sys
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("heavy mcp: %(message)s"))
+    logger = logging.getLogger("heavy.mcp")
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+    logging.basicConfig(level=max(logging.WARNING, logging.getLevelName(level.upper())), stream=sys.stderr)

@@ -1,0 +1,394 @@
+"""``heavy mcp``: Heavy as an MCP server (needs ``heavy[mcp]``), so an agent can call it as a tool.
+
+Two tools, over stdio (``heavy mcp``) or streamable HTTP (``heavy mcp --http --port P``, path ``/mcp``):
+
+* ``ask``: sample N hypotheses of ``question`` in parallel and let a strategy decide. The text result is
+  the answer on its first line, then how it was decided (votes, path, rationale, cost and tokens); the
+  structured result holds the same as data. Optional arguments: ``n``, ``strategy``, ``models``,
+  ``aggregator``, ``options`` (the strategy's) and ``budget``. A progress notification goes out as each
+  hypothesis finishes; a client that cancels the call cancels the run and so its hypotheses.
+* ``strategies``: the registered strategies, one line each.
+
+What a client may ask for is the operator's decision, by the rules of ``heavy serve``
+(:class:`heavy.serve.policy.OptionPolicy`): strategies and options that run code need ``heavy mcp
+--tools python``, numeric strategy options have ceilings (``--option-limit``), ``n`` has ``--max-n``, and
+a call's budget may tighten the operator's caps, never loosen them. Bad arguments are a tool error
+(``isError``) of one line, never a crash of the server.
+
+Runs go through :class:`heavy.Heavy`, the API library users call: the operator's run options are a
+:class:`~heavy.settings.RunSettings` (built-ins < config file < ``HEAVY_<OPTION>`` < flags, see
+:func:`heavy.config.run_settings`) and a call's values are laid over them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from typing import Any
+
+import anyio
+import mcp.types as T
+from mcp.server import Server
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from .api import Heavy
+from .errors import HeavyError, redact
+from .events import Event, HypothesisFailed, HypothesisFinished
+from .serve.errors import APIError
+from .serve.policy import OptionPolicy
+from .serve.pool import HeavyPool
+from .serve.progress import Progress
+from .serve.protocol import summary
+from .settings import RunSettings, ceiling, optional_fields
+from .strategy import load_strategy, registered_strategies
+from .types import Result
+
+__all__ = ["HeavyTools", "AskArguments", "build_server", "http_app", "run_stdio", "run_http", "result_text",
+           "DEFAULT_PORT", "COMMAND"]
+
+log = logging.getLogger("heavy.mcp")
+
+COMMAND = "heavy mcp"
+DEFAULT_PORT = 8001  # next to `heavy serve`'s 8000, so both can run at once
+
+#: Run options that are per-call values of one Heavy (``ask(n=..., strategy=..., options=...)``), not part of it.
+_PER_CALL = ("n", "strategy", "options")
+_BUDGET_FIELDS = ("max_total_tokens", "max_cost_usd", "deadline")
+
+
+class _Args(BaseModel):
+    # strict as in `heavy serve`: "5" is not a number of hypotheses and true is not 1
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+#: A call's budget: caps of the run, each at most the operator's (types and bounds from RunSettings).
+Budget = create_model("Budget", __base__=_Args, __doc__="Caps of one run.",
+                      **optional_fields({name: name for name in _BUDGET_FIELDS}))
+
+#: The arguments of the ``ask`` tool: the question, and run options whose types and bounds are RunSettings'.
+AskArguments = create_model(
+    "AskArguments", __base__=_Args, __doc__="Arguments of the ask tool.",
+    question=(str, Field(min_length=1, description="The question or task, as you would ask a model.")),
+    **optional_fields({"n": "n", "strategy": "strategy", "model": "models", "aggregator_model": "aggregator",
+                       "options": "options"}),
+    budget=(Budget | None, Field(None)))  # type: ignore[valid-type]
+
+
+class Refused(Exception):
+    """A call the server will not run; the message (one line) is the tool error the client sees."""
+
+
+class HeavyTools:
+    """The tools behind the MCP server, free of any transport: the operator's run options and policy, a pool
+    of Heavy instances (one per distinct configuration), and :meth:`call`.
+
+    ``defaults`` are the operator's run options; ``max_n`` the most hypotheses one call may ask for;
+    ``option_limits`` the ceilings over :data:`heavy.constants.SERVE_OPTION_LIMITS`. The default
+    configuration's Heavy is built at once, so a broken config fails at startup rather than per call.
+    """
+
+    def __init__(self, defaults: RunSettings, *, max_n: int | None = None,
+                 option_limits: dict[str, float] | None = None,
+                 heavy_factory: Callable[..., Heavy] = Heavy, max_configs: int = 8) -> None:
+        self.defaults = defaults.merged(stream=False)  # progress is per hypothesis: no token streams
+        self.max_n = max_n or int(ceiling("n") or defaults.n)
+        self.policy = OptionPolicy(defaults.tools, option_limits, command=COMMAND, options_param="options")
+        self.pool = HeavyPool(heavy_factory, max_size=max_configs)
+        self.pool.prebuild(self.defaults.key(exclude=_PER_CALL), {"settings": self.defaults})
+        self.calls = 0
+
+    async def aclose(self) -> None:
+        """Close every Heavy's connections (server shutdown)."""
+        await self.pool.aclose()
+
+    # --- tools/list ---------------------------------------------------------------------------------
+
+    def tools(self) -> list[T.Tool]:
+        """The tool definitions, with the operator's defaults and limits in their descriptions."""
+        d = self.defaults
+        schema = AskArguments.model_json_schema()
+        described = {
+            "n": f"Hypotheses sampled in parallel (default {d.n}; at most {self.max_n} on this server).",
+            "strategy": f"How the answer is decided (default {d.strategy!r}); the strategies tool lists them.",
+            "models": f"Sampling models as provider:model, round-robined (default {', '.join(d.model)}).",
+            "aggregator": "Model for judge/synthesis calls (default: the first sampling model).",
+            "options": "The strategy's own options, e.g. {\"early_stop\": true} for vote.",
+            "budget": "Caps of this run, each at most the operator's: max_total_tokens, max_cost_usd, deadline "
+                      "(seconds of sampling; what arrived by then decides).",
+        }
+        for name, text in described.items():
+            schema["properties"][name]["description"] = text
+        code = "" if self.policy.runs_code else " Strategies that run code are off (the operator's choice)."
+        return [
+            T.Tool(name="ask", title="Ask with parallel hypotheses", input_schema=schema,
+                   description="Ask a question the hard way: heavy samples several answers in parallel and a "
+                               "strategy (majority vote, a judge, a synthesis, ...) decides one. The result's "
+                               "first line is the answer; the lines after it say how it was decided (votes, "
+                               "decision path, rationale) and what it cost." + code,
+                   annotations=T.ToolAnnotations(read_only_hint=True, open_world_hint=True)),
+            T.Tool(name="strategies", title="List the strategies", input_schema={
+                       "type": "object", "properties": {}, "additionalProperties": False},
+                   description="The strategies ask can use, one per line: name, then what it does.",
+                   annotations=T.ToolAnnotations(read_only_hint=True, open_world_hint=False)),
+        ]
+
+    # --- tools/call ---------------------------------------------------------------------------------
+
+    async def call(self, name: str, arguments: dict[str, Any] | None,
+                   report: Callable[[float, float | None, str | None], Awaitable[None]] | None = None
+                   ) -> T.CallToolResult:
+        """Run tool *name*; every problem is an ``isError`` result naming the fix (a crash is logged here)."""
+        self.calls += 1
+        call_id = self.calls
+        try:
+            if name == "ask":
+                return await self._ask(call_id, arguments or {}, report)
+            if name == "strategies":
+                if arguments:
+                    raise Refused(f"strategies takes no arguments (got {', '.join(sorted(arguments))})")
+                return self._strategies()
+            raise Refused(f"unknown tool {name!r}: this server has ask and strategies")
+        except Refused as exc:
+            return _error(str(exc))
+        except APIError as exc:  # the policy shared with `heavy serve`
+            return _error(exc.message)
+        except HeavyError as exc:
+            return _error(exc.message)
+        except Exception as exc:  # never a crash of the server, and nothing internal to the client
+            log.exception("call #%d (%s) failed unexpectedly", call_id, name)
+            return _error(f"internal error ({type(exc).__name__}); see the server's log")
+
+    def plan(self, arguments: dict[str, Any]) -> tuple[str, RunSettings, int, str, dict[str, Any]]:
+        """(question, settings, n, strategy, options) of an ``ask`` call, checked against the operator's rules."""
+        try:
+            a: Any = AskArguments.model_validate(arguments)
+        except ValidationError as exc:
+            raise Refused(_describe(exc)) from None
+        d = self.defaults
+        n = a.n if a.n is not None else d.n
+        if n > self.max_n:
+            raise Refused(f"n={n} is more hypotheses than this server allows ({self.max_n}); its operator can raise "
+                          f"it with `{COMMAND} --max-n {n}`")
+        strategy = a.strategy or d.strategy
+        strategy_cls = load_strategy(strategy)  # StrategyNotFound names the registered ones
+        self.policy.check_strategy(strategy, strategy_cls, "strategy")
+        options = a.options or {}
+        self.policy.check_options(strategy, strategy_cls, options)
+        self.policy.check_values(strategy, options, strategy_cls.parse_options(options))
+        changes: dict[str, Any] = {}
+        if a.models is not None:
+            changes["model"] = a.models
+            if d.aggregator_model:  # models chosen per call also judge their own candidates
+                changes["aggregator_model"] = None
+        if a.aggregator is not None:
+            changes["aggregator_model"] = a.aggregator
+        for field, value in (a.budget.model_dump(exclude_none=True) if a.budget else {}).items():
+            cap = getattr(d, field)
+            if cap is not None and value > cap:
+                raise Refused(f"budget.{field}={value:g} is above this server's cap of {cap:g}; a call may tighten "
+                              "the operator's budget, not loosen it")
+            changes[field] = value
+        return a.question, d.merged(**changes), n, strategy, options
+
+    async def _ask(self, call_id: int, arguments: dict[str, Any],
+                   report: Callable[[float, float | None, str | None], Awaitable[None]] | None) -> T.CallToolResult:
+        question, settings, n, strategy, options = self.plan(arguments)
+        key = settings.key(exclude=_PER_CALL)
+        heavy = self.pool.acquire(key, {"settings": settings})
+        progress, lines = Progress(n), asyncio.Queue[tuple[int, str] | None]()
+
+        def on_event(event: Event) -> None:  # called for every event of the run: keep it quick
+            if isinstance(event, (HypothesisFinished, HypothesisFailed)):
+                text = "".join(progress.lines(event)).strip()
+                lines.put_nowait((progress.finished, text))
+
+        async def forward() -> None:
+            while (item := await lines.get()) is not None:
+                done, text = item
+                try:
+                    if report is not None:
+                        await report(done, n if done <= n else None, text)
+                except Exception:  # a client gone mid-call must not fail the run
+                    log.debug("progress notification not sent", exc_info=True)
+
+        started = time.monotonic()
+        run = asyncio.create_task(heavy.ask(question, n=n, strategy=strategy, options=options, on_event=on_event))
+        forwarder = asyncio.create_task(forward())
+        try:
+            result = await run
+        except anyio.get_cancelled_exc_class():  # the client cancelled the call (or the server is stopping)
+            forwarder.cancel()
+            with anyio.CancelScope(shield=True):  # wait until the run and its hypotheses have really stopped
+                run.cancel()
+                await asyncio.gather(run, return_exceptions=True)
+            log.info("call #%d (ask) cancelled by the client after %.1f s: its run and hypotheses were stopped",
+                     call_id, time.monotonic() - started)
+            raise
+        finally:
+            lines.put_nowait(None)
+            with anyio.CancelScope(shield=True):  # the progress sent before the answer; the pool's count always
+                await asyncio.gather(forwarder, return_exceptions=True)
+                await self.pool.release(key)
+        log.info("call #%d (ask): %s by %s over %d hypotheses in %.1f s", call_id, _short(result.answer),
+                 result.decision.method, len(result.hypotheses), time.monotonic() - started)
+        return T.CallToolResult(content=[T.TextContent(type="text", text=result_text(result))],
+                                structured_content={"answer": result.answer, "text": result.text,
+                                                    "heavy": summary(result), "usage": result.usage.model_dump()})
+
+    def _strategies(self) -> T.CallToolResult:
+        rows = []
+        for name, ep in registered_strategies().items():
+            try:
+                cls = load_strategy(name)
+                text, runs_code = cls.summary(), bool(getattr(cls, "runs_code", False))
+            except Exception as exc:  # a broken third-party plugin must not hide the others
+                text, runs_code = f"(cannot load {ep.value}: {type(exc).__name__})", False
+            notes = [note for note, applies in (
+                ("the default", name == self.defaults.strategy),
+                (f"runs code: off here (the operator enables it with `{COMMAND} --tools python`)",
+                 runs_code and not self.policy.runs_code)) if applies]
+            rows.append({"name": name, "description": text, "runs_code": runs_code, "available":
+                         not (runs_code and not self.policy.runs_code), "default": name == self.defaults.strategy})
+            rows[-1]["line"] = f"{name}: {text}" + (f" [{'; '.join(notes)}]" if notes else "")
+        return T.CallToolResult(content=[T.TextContent(type="text", text="\n".join(r.pop("line") for r in rows))],
+                                structured_content={"strategies": rows})
+
+
+def result_text(r: Result) -> str:
+    """The ``ask`` tool's text: the answer first, then a compact summary of how it was decided."""
+    d = r.decision
+    failed = sum(1 for h in r.hypotheses if not h.ok)
+    lines = [r.answer.strip() or "(no answer)", ""]
+    lines.append(f"decided by {d.method}" + (f": {_short(d.rationale, 300)}" if d.rationale else ""))
+    if d.votes:
+        ranked = sorted(d.votes.items(), key=lambda kv: -kv[1])
+        shown = ", ".join(f"{_short(a, 40)} ×{c}" for a, c in ranked[:6]) + (", …" if len(ranked) > 6 else "")
+        lines.append(f"votes: {shown} ({sum(d.votes.values())} of {len(r.hypotheses)} hypotheses answered"
+                     + (f", {d.no_answer} without an answer" if d.no_answer else "") + ")")
+    stops = [text for text, hit in (("stopped early", r.stopped_early), ("deadline hit", r.deadline_hit),
+                                    (f"budget hit: {r.budget_hit}", bool(r.budget_hit)),
+                                    (f"{failed} hypotheses failed", bool(failed))) if hit]
+    lines.append(f"path: {' → '.join(d.path) or d.method} (strategy {r.strategy}"
+                 + (f"; {', '.join(stops)}" if stops else "") + ")")
+    u = r.usage
+    cost = "price unknown" if r.cost_usd is None else f"${r.cost_usd:.4f}"
+    reasoning = f", {u.reasoning_tokens:,} reasoning" if u.reasoning_tokens else ""
+    lines.append(f"cost: {len(r.hypotheses) + len(r.aggregator_calls)} calls, {u.total_tokens:,} tokens "
+                 f"({u.prompt_tokens:,} in, {u.completion_tokens:,} out{reasoning}), {cost}, {r.timings.total_s:.1f} s")
+    return "\n".join(lines)
+
+
+def _error(message: str) -> T.CallToolResult:
+    return T.CallToolResult(content=[T.TextContent(type="text", text=redact(message))], is_error=True)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _describe(exc: ValidationError) -> str:
+    """The arguments' problems in one line, naming each argument as the client sent it."""
+    allowed = ", ".join(AskArguments.model_fields)
+    problems = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown argument {loc!r} (ask takes {allowed})" if "." not in loc else
+                            f"unknown argument {loc!r} (budget takes {', '.join(_BUDGET_FIELDS)})")
+        elif err["type"] == "missing":
+            problems.append(f"missing argument {loc!r}")
+        else:
+            problems.append(f"invalid {loc}: {err['msg']}")
+    return "; ".join(problems)
+
+
+# --- the MCP server over a transport ----------------------------------------------------------------
+
+
+def build_server(tools: HeavyTools) -> Server:
+    """The MCP server (the SDK's low-level ``Server``) of *tools*; it closes them when it stops."""
+
+    async def list_tools(ctx: Any, params: Any) -> T.ListToolsResult:
+        return T.ListToolsResult(tools=tools.tools())
+
+    async def call_tool(ctx: Any, params: T.CallToolRequestParams) -> T.CallToolResult:
+        return await tools.call(params.name, params.arguments, ctx.session.report_progress)
+
+    @asynccontextmanager
+    async def lifespan(_: Server) -> Any:
+        try:
+            yield {}
+        finally:
+            with anyio.CancelScope(shield=True):
+                await tools.aclose()
+
+    models = ", ".join(tools.defaults.model)
+    return Server("heavy", version=version("heavy"), title="heavy: parallel test-time compute",
+                  instructions=f"For questions worth more than one try: `ask` samples several answers in parallel "
+                               f"(here from {models}) and a strategy decides one, saying why. `strategies` lists "
+                               "the ways to decide.",
+                  on_list_tools=list_tools, on_call_tool=call_tool, lifespan=lifespan)
+
+
+async def run_stdio(tools: HeavyTools) -> None:
+    """Serve *tools* on this process's stdin/stdout until the client closes them."""
+    from mcp.server.stdio import stdio_server
+
+    server = build_server(tools)
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
+def http_app(tools: HeavyTools, host: str = "127.0.0.1", api_key: str | None = None) -> Any:
+    """The streamable HTTP app: MCP at ``/mcp``, ``GET /health``; with *api_key* every request but /health
+    must carry ``Authorization: Bearer <api_key>``."""
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    app = build_server(tools).streamable_http_app(host=host,
+                                                  custom_starlette_routes=[Route("/health", health, methods=["GET"])])
+    return _BearerKey(app, api_key) if api_key else app
+
+
+def run_http(tools: HeavyTools, host: str, port: int, *, api_key: str | None = None, sock: Any = None,
+             log_level: str = "warning") -> None:
+    """Serve *tools* over streamable HTTP on *host*:*port* (or the bound *sock*) until interrupted."""
+    from .serve import serve
+
+    serve(http_app(tools, host, api_key), host=host, port=port, sock=sock, log_level=log_level)
+
+
+class _BearerKey:
+    """ASGI wrapper: every HTTP request but ``GET /health`` must carry the server's key as a bearer token."""
+
+    def __init__(self, app: Any, key: str) -> None:
+        self.app, self.key = app, key.encode()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] == "/health" or self._authorized(scope):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"error": "missing or wrong key: send 'Authorization: Bearer <key>' with the key this "
+                                    f"server was started with ({COMMAND} --api-key / HEAVY_SERVER_KEY)"}).encode()
+        await send({"type": "http.response.start", "status": 401, "headers": [
+            (b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),
+            (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    def _authorized(self, scope: dict) -> bool:
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key)
+        return False
