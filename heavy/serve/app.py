@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from .. import constants as C
 from ..api import Heavy
+from ..asgi import BadContentLength, BodyTooLarge, read_body, watch_disconnect
 from ..errors import HeavyError
 from ..events import AggregatorDelta, Event, TokenDelta
 from ..settings import RunSettings, ceiling
@@ -176,7 +177,7 @@ class HeavyServer:
     async def _complete(self, heavy: Heavy, plan: RunPlan, model: str, receive: Any, send: Any,
                         request_id: str) -> None:
         task = asyncio.create_task(self._ask(heavy, plan))
-        watcher = asyncio.create_task(_disconnected(receive))
+        watcher = asyncio.create_task(watch_disconnect(receive))
         try:
             await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
             if not task.done():
@@ -211,7 +212,7 @@ class HeavyServer:
 
         task = asyncio.create_task(self._ask(heavy, plan, on_event))
         task.add_done_callback(lambda _: queue.put_nowait(_DONE))
-        watcher = asyncio.create_task(_disconnected(receive))
+        watcher = asyncio.create_task(watch_disconnect(receive))
         watcher.add_done_callback(lambda _: queue.put_nowait(_GONE))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _headers(
@@ -303,38 +304,16 @@ async def _send_body(send: Any, body: bytes, more: bool = True) -> bool:
 
 async def _read_body(scope: dict, receive: Any, limit: int) -> bytes | None:
     """The request body (413 past *limit*), or ``None`` if the client disconnected first."""
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            try:
-                declared = int(value)
-            except ValueError:
-                raise APIError(400, "invalid Content-Length header", "invalid_request") from None
-            if declared > limit:
-                raise APIError(413, f"request body of {declared} bytes is larger than this server accepts "
-                               f"({limit} bytes)", "request_too_large")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        piece = message.get("body", b"")
-        size += len(piece)
-        if size > limit:
-            raise APIError(413, f"request body larger than this server accepts ({limit} bytes)",
-                           "request_too_large")
-        chunks.append(piece)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def _disconnected(receive: Any) -> None:
-    """Completes when the client disconnects (or the connection can no longer tell us anything)."""
     try:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-    except Exception:
-        return
+        return await read_body(receive, limit, scope.get("headers", []))
+    except BadContentLength:
+        raise APIError(400, "invalid Content-Length header", "invalid_request") from None
+    except BodyTooLarge as exc:
+        if exc.declared is not None:
+            raise APIError(413, f"request body of {exc.declared} bytes is larger than this server accepts "
+                           f"({limit} bytes)", "request_too_large") from None
+        raise APIError(413, f"request body larger than this server accepts ({limit} bytes)",
+                       "request_too_large") from None
 
 
 async def _cancel(*tasks: asyncio.Task) -> None:

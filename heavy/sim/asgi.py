@@ -1,4 +1,5 @@
-"""ASGI plumbing of the simulator: headers, JSON answers, request bodies, disconnects and sleeping."""
+"""ASGI plumbing of the simulator: headers, JSON answers, request bodies, disconnects and sleeping
+(the body reader and the disconnect watcher are :mod:`heavy.asgi`'s, shared with the proxy)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import asyncio
 import json
 from typing import Any
 
+from ..asgi import BodyTooLarge, read_body as _read_body
 from .wire import SimHTTPError
 
-__all__ = ["MAX_BODY", "headers", "send_json", "read_body", "watch_disconnect", "sleep_until"]
+__all__ = ["MAX_BODY", "headers", "send_json", "read_body", "sleep_until"]
 
 MAX_BODY = 16 * 1024 * 1024  # a chat request bigger than this is a bug, not a prompt
 
@@ -28,28 +30,11 @@ async def send_json(send: Any, status: int, payload: dict | list, request_id: st
 
 
 async def read_body(receive: Any) -> bytes | None:
-    """The whole request body, or ``None`` if the client disconnected first."""
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise SimHTTPError(413, f"Request body larger than {MAX_BODY} bytes.", "request_too_large")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def watch_disconnect(receive: Any) -> None:
-    """Completes when the client disconnects (or the server can no longer tell us anything)."""
+    """The whole request body (413 past :data:`MAX_BODY`), or ``None`` if the client disconnected first."""
     try:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-    except Exception:  # a broken receive channel means the client is gone just the same
-        return
+        return await _read_body(receive, MAX_BODY)
+    except BodyTooLarge:
+        raise SimHTTPError(413, f"Request body larger than {MAX_BODY} bytes.", "request_too_large") from None
 
 
 async def sleep_until(deadline: float, watcher: asyncio.Task) -> bool:

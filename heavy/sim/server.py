@@ -36,11 +36,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from ..asgi import watch_disconnect
 from ..constants import SIM_PORT
 from ..errors import ConfigError
 from ..prompts import DECIDE_NOW, JUDGE_INSTRUCTION, SYNTHESIZE_INSTRUCTION
 from .anthropic_wire import AnthropicWire
-from .asgi import headers, read_body, send_json, sleep_until, watch_disconnect
+from .asgi import headers, read_body, send_json, sleep_until
 from .config import OverrideError, SimConfig, apply_overrides, load_dataset, parse_model_overrides
 from .gemini_wire import GeminiWire
 from .openai_wire import OpenAIWire
