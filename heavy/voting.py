@@ -2,7 +2,7 @@
 
 Answers that are written differently but mean the same (``0.5`` and ``\\frac{1}{2}``, ``(x+1)^2`` and
 ``x^2+2x+1``, ``The Eiffel Tower`` and ``eiffel tower``) are merged before counting
-(:func:`heavy.answers.cluster`); the Tally records which forms were merged and by which path.
+(:func:`heavy.equivalence.cluster`); the Tally records which forms were merged and by which path.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .answers import cluster, is_code_answer, match, math_backend, parse_number
+from .answers import is_code_answer, parse_number
+from .equivalence import cluster, match, math_backend
 from .types import Hypothesis
 
 __all__ = ["Tally", "tally"]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heavy import answers
+from heavy import equivalence
 from heavy.answers import (cluster, equivalent, extract_answer, extract_code, extract_yes_no, final_answer, match,
                            math_backend, normalize_answer, parse_number, text_key)
 from heavy.types import Hypothesis
@@ -198,13 +198,13 @@ def test_extract_yes_no(text, expected):
 @contextmanager
 def numeric_only():
     """Run with math-verify treated as absent (heavy's own numeric check)."""
-    saved = answers._MATH_VERIFY
-    answers._MATH_VERIFY = False
+    saved = equivalence._MATH_VERIFY
+    equivalence._MATH_VERIFY = False
     match.cache_clear()
     try:
         yield
     finally:
-        answers._MATH_VERIFY = saved
+        equivalence._MATH_VERIFY = saved
         match.cache_clear()
 
 

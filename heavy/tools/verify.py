@@ -20,7 +20,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..answers import equivalent, final_answer, parse_number
+from ..answers import final_answer, parse_number
+from ..equivalence import equivalent
 from ..errors import HeavyError
 from ..events import EventSink, ToolCallFinished, ToolCallStarted
 from ..types import Hypothesis, Message, ToolStep
