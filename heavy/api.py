@@ -25,13 +25,13 @@ from .events import Event, EventSink, Final, fanout
 from .models import ModelSpec, Preset, parse_spec
 from .providers.base import Provider
 from .providers.factory import build_provider
-from .pricing import cost, price_for
+from .pricing import model_cost, price_for
 from .providers.wrappers import ConcurrencyLimit, RateLimit, Retry, RetryPolicy, WrapperProvider
 from .run import Budget, RunState, using_run
 from .settings import ProviderLimits, RunSettings
 from .sampler import ModelRef, ReplaySampler, Sampler, check_n
 from .strategy import Context, Strategy, load_strategy
-from .types import PROGRAM_ROUTE, Hypothesis, Message, Result, SamplingParams, Usage, as_messages
+from .types import PROGRAM_ROUTE, Hypothesis, Message, Result, SamplingParams, as_messages
 
 __all__ = ["Heavy", "ask", "aask"]
 
@@ -127,12 +127,6 @@ class Heavy:
             return simulator(base_url=spec.base_url)
         return build_provider(spec, transport=self._transport)
 
-    @staticmethod
-    def _price(label: str, usage: Usage) -> float | None:
-        preset, _, model = label.partition(":")
-        p = price_for(preset, model)
-        return None if p is None else cost(usage, p)
-
     def _ref(self, spec: ModelSpec) -> ModelRef:
         return ModelRef(label=spec.label, provider=self._provider(spec), model=spec.model)
 
@@ -203,7 +197,7 @@ class Heavy:
         else:
             strategy_cls = load_strategy(strategy)
             opts = strategy_cls.parse_options(options)
-        state = RunState(self.budget, retries=C.RETRY_BUDGET_PER_HYPOTHESIS * n, price=self._price)
+        state = RunState(self.budget, retries=C.RETRY_BUDGET_PER_HYPOTHESIS * n, price=model_cost)
         with using_run(state):
             sampler = self._sampler(messages, n, emit, stream, seed, pool, live)
             ctx = Context(messages=messages, n=n, sampler=sampler, aggregator=self._ref(self.aggregator_spec),
@@ -227,7 +221,7 @@ class Heavy:
         if programs:
             check_n(programs)
         total = n + programs
-        with using_run(RunState(self.budget, retries=C.RETRY_BUDGET_PER_HYPOTHESIS * total, price=self._price)):
+        with using_run(RunState(self.budget, retries=C.RETRY_BUDGET_PER_HYPOTHESIS * total, price=model_cost)):
             sampler = self._sampler(messages, total, fanout(self.on_event, on_event), self.settings.stream or False, seed,
                                     None, True)
             if not programs:

@@ -3,7 +3,8 @@
 The table holds list prices of common models (USD per 1M tokens) as published by their vendors in
 2025; prices change, so every entry can be overridden (``[prices]`` in the config file, or
 ``heavy.pricing.set_price``). A model is matched by the longest table key that prefixes its id, so
-``gpt-4.1-mini-2025-04-14`` finds ``gpt-4.1-mini``. Local and simulated models cost nothing.
+``gpt-4.1-mini-2025-04-14`` finds ``gpt-4.1-mini``. Local and simulated models cost nothing: the presets
+that need no API key (``key_required=False`` in :mod:`heavy.models`) are the ones on the user's own machine.
 
 Reasoning tokens are billed as output tokens (they are included in ``completion_tokens`` by every
 provider heavy speaks); cached prompt tokens are billed at the cached-input price when one is known.
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .models import PRESETS
 from .types import Usage
 
-__all__ = ["Price", "PRICES", "price_for", "cost", "set_price", "FREE_PRESETS"]
+__all__ = ["Price", "PRICES", "price_for", "cost", "model_cost", "set_price", "FREE_PRESETS"]
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,9 @@ PRICES: dict[str, Price] = {
     "deepseek-reasoner": Price(0.55, 2.19, 0.14),
 }
 
-#: Presets whose models run on the user's own machine (or are simulated): always free.
-FREE_PRESETS = frozenset({"sim", "local", "ollama", "vllm", "llamacpp", "lmstudio"})
+#: Presets whose models run on the user's own machine (or are simulated): always free. Said once, in the
+#: presets: a server on this machine is the kind that needs no key.
+FREE_PRESETS = frozenset(name for name, preset in PRESETS.items() if not preset.key_required)
 
 
 def set_price(model_prefix: str, input: float, output: float, cached_input: float | None = None) -> None:
@@ -78,3 +81,11 @@ def cost(usage: Usage, price: Price) -> float:
     cached_rate = price.cached_input if price.cached_input is not None else price.input
     return ((usage.prompt_tokens - cached) * price.input + cached * cached_rate
             + usage.completion_tokens * price.output) / 1e6
+
+
+def model_cost(label: str, usage: Usage) -> float | None:
+    """USD for *usage* on the model *label* (``preset:model``, as hypotheses and calls name it); ``None``
+    when its price is unknown. What a run charges each call (:class:`heavy.run.RunState`)."""
+    preset, _, model = label.partition(":")
+    p = price_for(preset, model)
+    return None if p is None else cost(usage, p)
