@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from heavy.evaluation import is_correct, summarize, wilson  # noqa: E402
-from heavy.plot import accuracy_svg  # noqa: E402
+from heavy.evaluation.plot import accuracy_svg  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "gsm8k-train-300.jsonl"
 OUT = ROOT / "bench" / "results"

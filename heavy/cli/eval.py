@@ -58,6 +58,7 @@ def eval_command(dataset: str, strategy_list: tuple[str, ...], strategies: str |
     Run options default to the config file and HEAVY_<OPTION> variables, as for `heavy ask`.
     """
     from ..config import run_settings
+    from ..evaluation.options import check_run, strategy_options
 
     settings = run_guarded(run_settings, {**flags, "top_logprobs": top_logprobs or None,
                                           "logprobs": True if top_logprobs is not None else None})
@@ -66,42 +67,21 @@ def eval_command(dataset: str, strategy_list: tuple[str, ...], strategies: str |
         n_values = sorted(set(_csv(ns, int))) or [settings.n]
     except ValueError:
         fail(f"--ns takes comma-separated integers, got {ns!r}")
-    if min(n_values) < 1 or concurrency < 1:
-        fail("N and --concurrency must be at least 1")
-    if programs and not record_path:
-        fail("--programs records program hypotheses into a pool: give --record POOL.jsonl too")
-    if programs and "python" not in (settings.tools or []) and settings.verify != "python":
-        fail("--programs runs the programs the model writes: enable the python tool with --tools python")
-    if record_path and replay_path:
-        fail("use --record or --replay, not both (--record already reuses what it has stored)")
-    if record_path and record_path.endswith(".gz"):
-        fail(f"--record {record_path}: pools are recorded as plain JSONL (gzip one afterwards to replay it compressed)")
-    if limit is not None and limit < 0:
-        fail(f"--limit must be 0 or more (got {limit}): it is how many questions to run")
-    if offset < 0:
-        fail(f"--offset must be 0 or more (got {offset}): it is how many questions to skip")
-    for flag, other in (("--record", record_path), ("--replay", replay_path), ("DATASET", dataset)):
-        if other and _same_file(results_path, other):
-            fail(f"--results and {flag} name the same file ({results_path}): give the results a file of their own")
-    strategy_options = parse_options(options)
+    run_guarded(check_run, dataset=dataset, results=results_path, ns=n_values, concurrency=concurrency,
+                record=record_path, replay=replay_path, programs=programs,
+                python="python" in (settings.tools or []) or settings.verify == "python")
+    given_options = parse_options(options)
 
     def go() -> None:
         import asyncio
 
         from ..api import Heavy
         from ..evaluation import EvalRunner, Pool, ResultsFile, load_items, summarize
-        from ..strategy import load_strategy
 
         items = load_items(dataset, limit=limit, offset=offset)
         if not items:
             fail(f"{dataset}: no questions" + (f" after --offset {offset}" if offset else ""))
-        per_strategy = {}
-        for name in names:  # each strategy gets the options it understands; unknown everywhere is an error
-            cls = load_strategy(name)
-            per_strategy[name] = {k: v for k, v in strategy_options.items() if k in cls.Options.model_fields}
-        unknown = set(strategy_options) - {k for o in per_strategy.values() for k in o}
-        if unknown:
-            fail(f"option(s) {', '.join(sorted(unknown))} are not accepted by {', '.join(names)}")
+        per_strategy = strategy_options(names, given_options)
         heavy = Heavy(settings=settings.merged(n=max(n_values), strategy=names[0], options=per_strategy[names[0]]))
         # Locked from before reading until the end: a second writer is refused, and the rows this run
         # resumes from cannot change under it. The replayed pool is only read, so it takes no lock.
@@ -156,10 +136,10 @@ def eval_command(dataset: str, strategy_list: tuple[str, ...], strategies: str |
         if plot_path:
             _plot(summary, plot_path)
         if as_json:
-            click.echo(json.dumps([{**s.__dict__, "accuracy": s.accuracy, "ci95": s.interval} for s in summary]))
+            click.echo(json.dumps([s.as_dict() for s in summary]))
         else:
             _print_table(summary)
-        _check_errors(summary, results.rows, ids, results_path)
+        _check_errors(results.rows, ids, results_path)
 
     opened: list[Any] = []
     try:
@@ -170,27 +150,13 @@ def eval_command(dataset: str, strategy_list: tuple[str, ...], strategies: str |
                 f.close()
 
 
-def _same_file(a: str, b: str) -> bool:
-    """Whether two paths name one file (existing or not)."""
-    from pathlib import Path
-
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return False
-
-
-def _check_errors(summary: list[Any], rows: list[dict[str, Any]], ids: set[str], results_path: str) -> None:
+def _check_errors(rows: list[dict[str, Any]], ids: set[str], results_path: str) -> None:
     """Exit 1 when every result is an error (an unreachable model must not look like a finished eval)."""
-    from ..errors import redact
+    from ..evaluation import error_summary
 
-    errors, total = sum(s.errors for s in summary), sum(s.total for s in summary)
+    errors, total, first = error_summary(rows, ids)
     if not errors:
         return
-    latest = {(r["id"], r["strategy"], r["n"]): r for r in rows if r.get("id") in ids}
-    first = next((str(r["error"]) for r in latest.values() if r.get("error")), "")
-    first = first.strip().splitlines()[0] if first.strip() else "unknown error"
-    first = redact(first if len(first) <= 160 else first[:159] + "…")
     if errors < total:
         click.echo(f"heavy eval: {errors} of {total} results are errors (e.g. {first}); "
                    "re-run with --retry-errors to redo them", err=True)
@@ -219,7 +185,7 @@ def _print_table(summary: list[Any]) -> None:
 
 
 def _plot(summary: list[Any], path: str) -> None:
-    from ..plot import accuracy_svg
+    from ..evaluation.plot import accuracy_svg
 
     with open(path, "w", encoding="utf-8") as f:
         f.write(accuracy_svg(summary))

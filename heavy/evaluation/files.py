@@ -23,8 +23,8 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import ConfigError
-from .types import Hypothesis
+from ..errors import ConfigError
+from ..types import Hypothesis
 
 __all__ = ["JsonlFile", "ResultsFile", "Pool", "WriterLock"]
 
