@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -76,7 +77,7 @@ def mcp(use_http: bool, host: str | None, port: int | None, api_key: str | None,
             raise
         models = ", ".join(tools.defaults.model)
         if not use_http:
-            click.echo(f"heavy mcp: MCP server on stdio; ask samples {models}", err=True)
+            click.echo(f"heavy mcp: MCP server on stdio (pid {os.getpid()}); ask samples {models}", err=True)
             import anyio
 
             anyio.run(run_stdio, tools)
