@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 
@@ -22,16 +23,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_heavy(command: str, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Start `heavy COMMAND --port P ARGS…`, wait for /health, yield its root URL, stop it by PID."""
+def running_heavy(command: str, *args: str, env: dict[str, str] | None = None,
+                  stderr: Path | None = None) -> Iterator[str]:
+    """Start `heavy COMMAND --port P ARGS…`, wait for /health, yield its root URL, stop it by PID. With *stderr*,
+    the process writes its stderr to that file (a test reads its log there)."""
     port = free_port()
+    errlog = stderr.open("w") if stderr else subprocess.PIPE
     proc = subprocess.Popen([sys.executable, "-m", "heavy.cli", command, "--port", str(port), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+                            stdout=subprocess.DEVNULL, stderr=errlog, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(150):
             if proc.poll() is not None:
-                raise RuntimeError(f"heavy {command} exited: {proc.stderr.read().decode()}")
+                raise RuntimeError(f"heavy {command} exited: "
+                                   f"{stderr.read_text() if stderr else proc.stderr.read().decode()}")
             try:
                 if httpx.get(f"{base}/health", timeout=0.5).status_code == 200:
                     break
@@ -47,6 +52,8 @@ def running_heavy(command: str, *args: str, env: dict[str, str] | None = None) -
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if stderr:
+            errlog.close()
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from helpers import free_port
+from helpers import running_heavy
 
 QUESTION = "What is 17 * 24 + 3?"
 #: The simulated model, always right (the default one answers right with probability 0.7).
@@ -232,27 +232,9 @@ async def test_a_cancelled_call_stops_its_run_and_the_server_keeps_serving(stdio
 @contextmanager
 def http_heavy(folder: Path, *args: str) -> Iterator[tuple[str, Path]]:
     """`heavy mcp --http` on a free port of 127.0.0.1: yields its root URL and its stderr file; stopped by PID."""
-    port, stderr, env = free_port(), folder / "stderr.log", _env(folder)
-    with stderr.open("w") as errlog:
-        proc = subprocess.Popen([sys.executable, "-m", "heavy.cli", "mcp", "--http", "--port", str(port), *args],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog, env=env)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                assert proc.poll() is None, stderr.read_text()
-                try:
-                    if httpx.get(f"{base}/health", timeout=0.5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.05)
-            yield base, stderr
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    env, stderr = _env(folder), folder / "stderr.log"
+    with running_heavy("mcp", "--http", *args, env=env, stderr=stderr) as base:
+        yield base, stderr
 
 
 @pytest.mark.anyio
