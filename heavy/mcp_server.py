@@ -38,7 +38,7 @@ from mcp.server import Server
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .api import Heavy
-from .errors import HeavyError, redact
+from .errors import HeavyError, OptionsError, redact
 from .events import Event, HypothesisFailed, HypothesisFinished
 from .serve.errors import APIError
 from .serve.policy import OptionPolicy
@@ -98,6 +98,9 @@ class HeavyTools:
                  heavy_factory: Callable[..., Heavy] = Heavy, max_configs: int = 8) -> None:
         self.defaults = defaults.merged(stream=False)  # progress is per hypothesis: no token streams
         self.max_n = max_n or int(ceiling("n") or defaults.n)
+        if defaults.n > self.max_n:  # every call that gives no n would be refused
+            raise OptionsError(f"the default n={defaults.n} is above --max-n {self.max_n}: lower -n (or [defaults] n) "
+                               "or raise --max-n")
         self.policy = OptionPolicy(defaults.tools, option_limits, command=COMMAND, options_param="options")
         self.pool = HeavyPool(heavy_factory, max_size=max_configs)
         self.pool.prebuild(self.defaults.key(exclude=_PER_CALL), {"settings": self.defaults})

@@ -208,7 +208,8 @@ async def test_an_unknown_tool_is_a_tool_error(stdio):
 
 @pytest.mark.anyio
 async def test_a_call_within_the_operators_budget_runs(stdio):
-    result = await stdio.client.call_tool("ask", {"question": QUESTION, "budget": {"deadline": 30, "max_total_tokens": 100_000}})
+    budget = {"deadline": 30, "max_total_tokens": 100_000}  # the operator's deadline is 60 s, no token cap
+    result = await stdio.client.call_tool("ask", {"question": QUESTION, "budget": budget})
     assert not result.is_error and text(result).splitlines()[0] == "411"
 
 
@@ -300,6 +301,7 @@ def _one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
     (("--port", "8123"), "", ["--port", "--http"]),
     (("-s", "nope"), "", ["unknown strategy 'nope'"]),
     (("--option-limit", "rounds"), "", ["NAME=MAX"]),
+    (("-n", "9", "--max-n", "8"), "", ["n=9", "--max-n 8"]),
 ])
 def test_bad_operator_input_is_one_line(tmp_path, args, prelude, needles):
     _one_line_error(_heavy_mcp(tmp_path, *args, prelude=prelude), *needles)
@@ -323,8 +325,8 @@ async def record_session(folder: Path) -> str:
     lines = ["# A session with `heavy mcp`", "",
              "Recorded by `python tests/test_mcp.py docs/mcp-session.md`: the MCP SDK's client starts "
              "`heavy mcp -m sim` on stdio (the simulated model: no key, no network), lists the tools and calls "
-             "`ask`. What the client sent and got back is shown as the SDK's client returned it (the tool listing cut to "
-             "names, descriptions and what each argument is).", ""]
+             "`ask`. What the client sent and got back is shown as the SDK's client returned it (the tool listing "
+             "cut to names, descriptions and what each argument is).", ""]
     async with stdio_heavy(folder, "-m", "sim", config="[defaults]\nseed = 1\n") as server:
         listed = await server.client.list_tools()
         lines += ["## tools/list", "", "```json", json.dumps({"tools": [

@@ -68,7 +68,8 @@ def mcp(use_http: bool, host: str | None, port: int | None, api_key: str | None,
         from ..mcp_server import DEFAULT_PORT, HeavyTools, run_http, run_stdio
 
         _log_to_stderr(log_level)
-        sock = listen(address, port or DEFAULT_PORT) if use_http else None  # a busy port: one line, first
+        at = port or DEFAULT_PORT
+        sock = listen(address, at) if use_http else None  # a busy port: one line, before anything else
         try:
             tools = HeavyTools(run_settings(flags), max_n=max_n, option_limits=limits)
         except BaseException:
@@ -83,9 +84,8 @@ def mcp(use_http: bool, host: str | None, port: int | None, api_key: str | None,
             anyio.run(run_stdio, tools)
             return
         auth = "clients need the bearer key" if api_key else "no client key: loopback only"
-        click.echo(f"heavy mcp: MCP server on http://{address}:{port or DEFAULT_PORT}/mcp ({auth}); "
-                   f"ask samples {models}", err=True)
-        run_http(tools, address, port or DEFAULT_PORT, api_key=api_key, sock=sock, log_level=log_level)
+        click.echo(f"heavy mcp: MCP server on http://{address}:{at}/mcp ({auth}); ask samples {models}", err=True)
+        run_http(tools, address, at, api_key=api_key, sock=sock, log_level=log_level)
 
     run_guarded(go)
 
@@ -101,4 +101,5 @@ def _log_to_stderr(level: str) -> None:
     logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
-    logging.basicConfig(level=max(logging.WARNING, logging.getLevelName(level.upper())), stream=sys.stderr)
+    chosen = getattr(logging, level.upper())
+    logging.basicConfig(level=chosen if chosen == logging.DEBUG else max(logging.WARNING, chosen), stream=sys.stderr)
