@@ -53,6 +53,30 @@ async def test_runs_code_and_reports_what_it_isolated():
         assert not iso.nproc_enforced and "root" in iso.nproc
 
 
+async def test_a_run_cancelled_midway_leaves_nothing_unretrieved():
+    # A strategy stopping early cancels running programs: that must not print "exception was never
+    # retrieved" tracebacks to stderr (seen on every early-stopped crosscheck replay).
+    import asyncio
+    import gc
+
+    loop = asyncio.get_running_loop()
+    reported: list[dict] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        task = asyncio.create_task(run_python("import time\nprint('started', flush=True)\ntime.sleep(30)"))
+        await asyncio.sleep(1.0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(3):
+            await asyncio.sleep(0.05)
+            gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    assert not [c for c in reported if "never retrieved" in str(c.get("message"))], reported
+
+
 @pytest.mark.parametrize("namespaces", MODES)
 async def test_infinite_loop_is_stopped_by_the_cpu_limit(namespaces):
     started = time.monotonic()

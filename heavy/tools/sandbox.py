@@ -301,6 +301,9 @@ async def _run(workdir: str, limits: SandboxLimits, namespaces: bool, channel: b
             chan_read = None
             readers.append(_drain(chan_reader, chan))
         pumps = asyncio.gather(*readers, read_report())
+        # Once cancelled (early stop, or a leftover holding a pipe) nobody awaits it: mark its
+        # CancelledError as seen, or asyncio prints "exception was never retrieved" with a traceback.
+        pumps.add_done_callback(_seen)
         # Poll the exit status: asyncio's proc.wait() also waits for the pipes, which a leftover child
         # of the program may hold open long after the program itself has ended.
         while proc.returncode is None:
@@ -351,6 +354,11 @@ async def _run(workdir: str, limits: SandboxLimits, namespaces: bool, channel: b
         isolation=isolation, workdir=workdir, channel=chan.text() if channel else None,
         channel_truncated=chan.truncated,
     )
+
+
+def _seen(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def _drain(reader: asyncio.StreamReader, capture: _Capture) -> None:
