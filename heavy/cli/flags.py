@@ -15,7 +15,7 @@ import click
 
 from ..settings import RunSettings, fields_where, surface
 
-__all__ = ["run_flags"]
+__all__ = ["operator_flags", "run_flags"]
 
 
 def run_flags(command: str) -> Callable[[Any], Any]:
@@ -24,6 +24,35 @@ def run_flags(command: str) -> Callable[[Any], Any]:
     def decorate(fn: Any) -> Any:
         for name in reversed(fields_where(command=command)):
             fn = _option(name)(fn)
+        return fn
+
+    return decorate
+
+
+def operator_flags(caller: str) -> Callable[[Any], Any]:
+    """The operator's bounds on what a remote *caller* ("request", "call") may set, shared by the server
+    shells (`heavy serve`, `heavy mcp`): the clients' bearer key, the ceiling of n, option ceilings, logging."""
+    from .. import constants as C
+    from ..settings import ceiling
+
+    limits = ", ".join(f"{k}={v}" for k, v in C.SERVE_OPTION_LIMITS.items())
+    flags = [
+        click.option("--api-key", default=None, envvar="HEAVY_SERVER_KEY", show_envvar=True,
+                     help="Bearer token clients must send (not an upstream key)."),
+        click.option("--max-n", type=click.IntRange(min=1), default=ceiling("n"), show_default=True,
+                     help=f"Most hypotheses one {caller} may ask for (the ceiling of its n)."),
+        click.option("--option-limit", "option_limits", multiple=True, metavar="NAME=MAX",
+                     help=f"Ceiling of a numeric value a {caller} may set: a strategy option NAME (STRATEGY.NAME "
+                          f"for one strategy, * for every option without its own) or max_tokens; repeatable. "
+                          f"Defaults: {limits}, any other {C.SERVE_DEFAULT_OPTION_LIMIT}."),
+        click.option("--log-level", default="info", show_default=True,
+                     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+                     help=f"What goes to stderr (info: one line per {caller})."),
+    ]
+
+    def decorate(fn: Any) -> Any:
+        for flag in reversed(flags):
+            fn = flag(fn)
         return fn
 
     return decorate

@@ -7,10 +7,9 @@ from typing import Any
 
 import click
 
-from .. import constants as C
-from ..settings import SERVE, ceiling
+from ..settings import SERVE
 from . import fail, run_guarded
-from .flags import run_flags
+from .flags import operator_flags, run_flags
 
 
 @click.command()
@@ -20,19 +19,8 @@ from .flags import run_flags
                                            "loopback requires --api-key.")
 @click.option("--port", type=click.IntRange(1, 65535), default=None,
               help="Port with --http [default: 8001].")
-@click.option("--api-key", default=None, envvar="HEAVY_SERVER_KEY", show_envvar=True,
-              help="Bearer token HTTP clients must send (not an upstream key).")
 @run_flags(SERVE)
-@click.option("--max-n", type=click.IntRange(min=1), default=ceiling("n"), show_default=True,
-              help="Most hypotheses one call may ask for (the ceiling of a call's n).")
-@click.option("--option-limit", "option_limits", multiple=True, metavar="NAME=MAX",
-              help="Ceiling of a numeric strategy option a call may set (STRATEGY.NAME for one strategy, * for "
-                   "every option without its own); repeatable. Defaults: "
-                   + ", ".join(f"{k}={v}" for k, v in C.SERVE_OPTION_LIMITS.items())
-                   + f", any other {C.SERVE_DEFAULT_OPTION_LIMIT}.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-              help="What goes to stderr (info: one line per call).")
+@operator_flags("call")
 def mcp(use_http: bool, host: str | None, port: int | None, api_key: str | None, max_n: int,
         option_limits: tuple[str, ...], log_level: str, **flags: Any) -> None:
     """Serve Heavy as an MCP server: tools `ask` (parallel hypotheses, a strategy decides, the answer first

@@ -7,35 +7,25 @@ from typing import Any
 import click
 
 from .. import constants as C
-from ..settings import SERVE, ceiling
+from ..settings import SERVE
 from . import fail, run_guarded
-from .flags import run_flags
+from .flags import operator_flags, run_flags
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind. Anything but loopback requires --api-key.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--api-key", default=None, envvar="HEAVY_SERVER_KEY", show_envvar=True,
-              help="Bearer token clients must send (not an upstream key).")
 @run_flags(SERVE)
+@operator_flags("request")
 @click.option("--max-body-bytes", type=int, default=4 * 1024 * 1024, show_default=True,
               help="Largest request body accepted (413 beyond).")
 @click.option("--max-concurrent", "max_concurrent_per_client", type=int, default=32, show_default=True,
               help="Requests in flight per client address (429 beyond).")
-@click.option("--max-n", type=int, default=ceiling("n"), show_default=True,
-              help="Most hypotheses one request may ask for (the ceiling of a client's n).")
-@click.option("--option-limit", "option_limits", multiple=True, metavar="NAME=MAX",
-              help="Ceiling of a numeric value a client may set: heavy.options.NAME (STRATEGY.NAME for one "
-                   "strategy, * for every option without its own) or max_tokens; repeatable. Defaults: "
-                   + ", ".join(f"{k}={v}" for k, v in C.SERVE_OPTION_LIMITS.items())
-                   + f", any other {C.SERVE_DEFAULT_OPTION_LIMIT}.")
 @click.option("--header-timeout", type=float, default=C.SERVE_HEADER_TIMEOUT_S, show_default=True,
               help="Seconds a client has to send a request's headers (408 and closed beyond).")
 @click.option("--body-timeout", type=float, default=C.SERVE_BODY_TIMEOUT_S, show_default=True,
               help="Seconds a client has to send a request's body (408 beyond).")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(host: str, port: int, api_key: str | None, max_body_bytes: int, max_concurrent_per_client: int,
           max_n: int, option_limits: tuple[str, ...], header_timeout: float, body_timeout: float, log_level: str,
           **flags: Any) -> None:
