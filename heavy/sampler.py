@@ -33,7 +33,7 @@ from .events import (EventSink, HypothesisFailed, HypothesisFinished, Hypothesis
 from .run import collecting_notes, current_run
 from .providers.base import Completion, CompletionRequest, Provider
 from .answers import is_code_answer
-from .types import PROGRAM_ROUTE, Hypothesis, Message, SamplingParams, ToolSpec, Usage
+from .types import PROGRAM_ROUTE, ClientTools, Hypothesis, Message, SamplingParams, ToolChoice, ToolSpec, Usage
 
 if TYPE_CHECKING:
     from .tools.agent import AgentConfig
@@ -76,11 +76,14 @@ async def call_model(
     on_delta: Callable[[str, str], None] | None = None,
     timeout: float | None = None,
     tools: Sequence[ToolSpec] | None = None,
+    tool_choice: ToolChoice | None = None,
+    parallel_tool_calls: bool | None = None,
 ) -> Completion:
     """One call through *ref*'s provider, streaming when asked (``on_delta(text, reasoning)`` per piece);
-    *tools* are offered for native tool calls."""
+    *tools* are offered for native tool calls (``tool_choice``, ``parallel_tool_calls`` with them)."""
     request = CompletionRequest(model=ref.model, messages=list(messages), params=params,
-                                tools=list(tools) if tools else None)
+                                tools=list(tools) if tools else None, tool_choice=tool_choice if tools else None,
+                                parallel_tool_calls=parallel_tool_calls if tools else None)
 
     async def go() -> Completion:
         if not stream:
@@ -125,6 +128,7 @@ class Sampler:
         agent: "AgentConfig | None" = None,
         verifier: "Verifier | None" = None,
         python: "PythonTool | None" = None,
+        client_tools: ClientTools | None = None,
     ) -> None:
         if not models:
             raise ValueError("the sampler needs at least one model")
@@ -138,6 +142,7 @@ class Sampler:
         self.min_successes = min_successes
         self.agent = agent  # tools the hypotheses may run (None: plain completions)
         self.verifier = verifier  # checks numeric answers with a program (--verify python)
+        self.client_tools = client_tools  # the caller's tools: a hypothesis may answer by calling them
         self.programs = None  # runs program hypotheses; only where the user enabled the python tool
         if python is not None:
             from .tools.program import ProgramRunner
@@ -205,8 +210,12 @@ class Sampler:
             streamed[0] += len(text) + len(reasoning)
             self.emit(TokenDelta(index=index, text=text, reasoning=reasoning))
 
+        client = self.client_tools if route != PROGRAM_ROUTE else None
+        offer: dict[str, Any] = {"tool_choice": client.choice, "parallel_tool_calls": client.parallel} if client else {}
+
         def call(msgs: list[Message], tools: list[ToolSpec] | None) -> Any:
-            return call_model(ref, msgs, params, stream=self.stream, on_delta=on_delta, tools=tools)
+            return call_model(ref, msgs, params, stream=self.stream, on_delta=on_delta,
+                              tools=[*(tools or []), *(client.specs if client else [])], **offer)
 
         prompt = messages
         if route == PROGRAM_ROUTE:
@@ -221,7 +230,7 @@ class Sampler:
                 try:
                     if self.agent is None or route == PROGRAM_ROUTE or not tools:  # heavy runs a program itself
                         c = await call_model(ref, prompt, params, stream=self.stream, on_delta=on_delta,
-                                             timeout=self.timeout)
+                                             timeout=self.timeout, tools=client.specs if client else None, **offer)
                     else:
                         c, steps = await self._agent(ref, messages, call, index)
                 except StreamInterrupted as exc:
@@ -245,9 +254,10 @@ class Sampler:
                         index=index, model=ref.label, text=c.text, reasoning=c.reasoning,
                         answer=self.extract(c.text), finish_reason=c.finish_reason, usage=c.usage,
                         latency_s=time.monotonic() - started, seed=seed, request_id=c.request_id, logprobs=c.logprobs,
-                        steps=steps or None, route=route,
+                        steps=steps or None, route=route, tool_calls=(c.tool_calls or None) if client else None,
                     )
-                    h = await self._checked(h, messages, call)
+                    if not h.tool_calls:  # a hypothesis that calls the caller's tools has no answer to check yet
+                        h = await self._checked(h, messages, call)
                     h.latency_s = time.monotonic() - started
                 break
             if notes:
@@ -270,11 +280,12 @@ class Sampler:
     async def _agent(self, ref: ModelRef, messages: list[Message], call: Any, index: int) -> Any:
         """The hypothesis as an agent loop (the timeout bounds the whole loop, tool runs included)."""
         assert self.agent is not None
+        client = self.client_tools.names if self.client_tools else set()
         if self.timeout is None:
-            return await self.agent.run(ref.label, messages, call, index=index, emit=self.emit)
+            return await self.agent.run(ref.label, messages, call, index=index, emit=self.emit, client=client)
         try:
             async with asyncio.timeout(self.timeout):
-                return await self.agent.run(ref.label, messages, call, index=index, emit=self.emit)
+                return await self.agent.run(ref.label, messages, call, index=index, emit=self.emit, client=client)
         except TimeoutError:
             raise ProviderTimeout(f"no answer within {self.timeout:g} s (agent loop)", provider=ref.provider.name,
                                   model=ref.model) from None

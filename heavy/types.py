@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 __all__ = [
     "Message",
     "ToolSpec",
+    "ToolChoice",
+    "ClientTools",
     "ToolCall",
     "ToolStep",
     "SamplingParams",
@@ -24,6 +26,8 @@ __all__ = [
     "Timings",
     "Result",
     "as_messages",
+    "as_tool_specs",
+    "EFFORT_BUDGETS",
 ]
 
 
@@ -40,6 +44,89 @@ class ToolSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+def as_tool_specs(tools: Any) -> list[ToolSpec]:
+    """Tool definitions as ToolSpecs: each a ToolSpec, OpenAI's ``{"type": "function", "function": {name,
+    description, parameters}}`` or a plain ``{name, description, parameters}``; :class:`ValueError` names a
+    bad one. (OpenAI's ``strict`` flag is dropped: no other wire format has it.)"""
+    if isinstance(tools, (ToolSpec, dict)) or not isinstance(tools, (list, tuple)):
+        raise ValueError("tools must be a list of function definitions, e.g. [{\"type\": \"function\", "
+                         "\"function\": {\"name\": \"get_weather\", \"parameters\": {...}}}]")
+    out: list[ToolSpec] = []
+    for i, tool in enumerate(tools):
+        if isinstance(tool, ToolSpec):
+            out.append(tool)
+            continue
+        if not isinstance(tool, dict):
+            raise ValueError(f"tools.{i}: a function definition is an object, not {type(tool).__name__} "
+                             f"(heavy's own tools, such as python, are Heavy(tools=[...]))")
+        if "function" in tool or "type" in tool:
+            if tool.get("type") != "function" or not isinstance(tool.get("function"), dict):
+                raise ValueError(f"tools.{i}: only {{\"type\": \"function\", \"function\": {{...}}}} tools are "
+                                 "supported")
+            tool = tool["function"]
+        fields = {k: v for k, v in tool.items() if k in ("name", "description", "parameters")}
+        if not isinstance(fields.get("name"), str):
+            raise ValueError(f"tools.{i}: the function needs a name")
+        if fields.get("parameters") is None:
+            fields.pop("parameters", None)
+        if fields.get("description") is None:
+            fields.pop("description", None)
+        try:
+            out.append(ToolSpec.model_validate(fields))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"tools.{i}.function{'.' + where if where else ''}: {first['msg']}") from None
+    names = [t.name for t in out]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"tools: {', '.join(twice)} defined more than once")
+    return out
+
+
+class ToolChoice(_Strict):
+    """Whether the model may (``auto``), must (``required``) or must not (``none``) call the offered tools;
+    ``name`` (with ``required``) forces that one tool. :meth:`parse` reads OpenAI's ``tool_choice``."""
+
+    mode: Literal["auto", "none", "required"] = "auto"
+    name: str | None = None
+
+    @classmethod
+    def parse(cls, value: Any) -> "ToolChoice":
+        """OpenAI's forms: ``"auto"``, ``"none"``, ``"required"``, ``{"type": "function", "function":
+        {"name": N}}``; ``None`` is auto. :class:`ValueError` for anything else."""
+        if value is None:
+            return cls()
+        if isinstance(value, ToolChoice):
+            return value
+        if value in ("auto", "none", "required"):
+            return cls(mode=value)
+        if isinstance(value, dict) and value.get("type") == "function" and isinstance(value.get("function"), dict) \
+                and isinstance(value["function"].get("name"), str):
+            return cls(mode="required", name=value["function"]["name"])
+        raise ValueError(f"tool_choice {value!r}: give 'auto', 'none', 'required' or "
+                         "{\"type\": \"function\", \"function\": {\"name\": ...}}")
+
+    def openai(self) -> str | dict[str, Any]:
+        """This choice as OpenAI's ``tool_choice`` value."""
+        return {"type": "function", "function": {"name": self.name}} if self.name else self.mode
+
+
+class ClientTools(_Strict):
+    """The caller's own tools, offered to every hypothesis (``Heavy.ask(tools=...)``, a ``heavy serve``
+    client's ``tools``): heavy never runs them; a hypothesis that calls them ends with its calls, and the
+    calls are voted on (:mod:`heavy.toolvote`). Unlike heavy's tools (``Heavy(tools=["python"])``), which
+    hypotheses run while they answer."""
+
+    specs: list[ToolSpec] = Field(min_length=1)
+    choice: ToolChoice = Field(default_factory=ToolChoice)
+    parallel: bool | None = Field(default=None, description="parallel_tool_calls (None: the API's default)")
+
+    @property
+    def names(self) -> set[str]:
+        return {t.name for t in self.specs}
 
 
 class ToolCall(_Strict):
@@ -110,6 +197,11 @@ def as_messages(prompt: str | Message | list[Message] | list[dict[str, Any]], sy
     return msgs
 
 
+#: Thinking tokens of each reasoning effort, where a provider takes a budget (Anthropic, Gemini) and the
+#: caller gave an effort: Google's own mapping of OpenAI's efforts onto Gemini budgets.
+EFFORT_BUDGETS: dict[str, int] = {"low": 1024, "medium": 8192, "high": 24576}
+
+
 class SamplingParams(_Strict):
     """Sampling parameters common to every provider; ``None`` means "provider default"."""
 
@@ -120,6 +212,21 @@ class SamplingParams(_Strict):
     stop: str | list[str] | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    reasoning_effort: Literal["low", "medium", "high"] | None = None
+    thinking_budget: int | None = Field(default=None, ge=0)
+
+    def thinking_tokens(self) -> int | None:
+        """The thinking budget in tokens: ``thinking_budget``, else the effort's (:data:`EFFORT_BUDGETS`)."""
+        if self.thinking_budget is not None:
+            return self.thinking_budget
+        return EFFORT_BUDGETS[self.reasoning_effort] if self.reasoning_effort else None
+
+    def effort(self) -> str | None:
+        """The reasoning effort: ``reasoning_effort``, else the one whose budget covers ``thinking_budget``
+        (up to 1024 tokens low, up to 8192 medium, beyond high)."""
+        if self.reasoning_effort or self.thinking_budget is None:
+            return self.reasoning_effort
+        return next((e for e, cap in EFFORT_BUDGETS.items() if self.thinking_budget <= cap and e != "high"), "high")
 
     def merged(self, **overrides: Any) -> "SamplingParams":
         """A validated copy with the non-None *overrides* applied."""
@@ -201,6 +308,8 @@ class Hypothesis(_Strict):
     weight: float | None = Field(default=None, description="vote weight when a check lowered it (default 1)")
     route: str | None = Field(default=None, description="'program' for a program hypothesis (its code was run "
                               "and what it printed is its answer); None for a reasoning chain")
+    tool_calls: list[ToolCall] | None = Field(default=None, description="the caller's tools this hypothesis "
+                                              "called instead of answering (tools offered to ask(tools=...))")
 
     @property
     def ok(self) -> bool:
@@ -255,6 +364,8 @@ class Result(_Strict):
     budget_hit: str | None = Field(default=None, description="which per-run cap stopped sampling, if any")
     cost_usd: float | None = Field(default=None, description="from the price table; None when a price is unknown")
     retries: int = Field(default=0, description="retries spent from the run's shared retry budget")
+    tool_calls: list[ToolCall] | None = Field(default=None, description="the decided call(s) of the caller's "
+                                              "tools, when the hypotheses chose to call rather than answer")
 
     @property
     def successes(self) -> list[Hypothesis]:

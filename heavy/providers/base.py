@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..types import Message, SamplingParams, TokenLogprob, ToolCall, ToolSpec, Usage
+from ..types import Message, SamplingParams, TokenLogprob, ToolCall, ToolChoice, ToolSpec, Usage
 
 __all__ = ["CompletionRequest", "Completion", "Delta", "Provider", "HTTPProvider", "DATA_URL"]
 
@@ -30,6 +30,10 @@ class CompletionRequest(BaseModel):
     params: SamplingParams = Field(default_factory=SamplingParams)
     extra_body: dict[str, Any] = Field(default_factory=dict, description="provider-specific fields, sent as-is")
     tools: list[ToolSpec] | None = Field(default=None, description="tools the model may call natively")
+    tool_choice: ToolChoice | None = Field(default=None, description="may, must or must not call them "
+                                           "(None: the API's default, auto)")
+    parallel_tool_calls: bool | None = Field(default=None, description="False: at most one call per answer "
+                                             "(None: the API's default)")
 
 
 class Completion(BaseModel):

@@ -19,13 +19,17 @@ Two protocols, chosen per model (``protocol``: ``native``, ``text`` or ``auto``)
 Every tool run is a :class:`~heavy.events.ToolCallStarted` / :class:`~heavy.events.ToolCallFinished` event
 and a :class:`~heavy.types.ToolStep` of the hypothesis (tool, arguments, result excerpt, seconds). The
 hypothesis's text is the final answer; its usage is the sum of every call of the loop.
+
+The caller's own tools (``client``: names of tools the sampler offers beside these, see
+:class:`heavy.types.ClientTools`) are never run here: a reply that calls one ends the loop, and its calls
+of the caller's tools are the hypothesis's answer (calls of heavy's tools in that same reply are dropped).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -139,14 +143,18 @@ class AgentConfig:
         return "text" if preset in TEXT_PROTOCOL_PRESETS and set(self._by_name) == {"python"} else "native"
 
     async def run(self, label: str, messages: Sequence[Message], call: Caller, *, index: int,
-                  emit: EventSink) -> tuple[Completion, list[ToolStep]]:
-        """Answer *messages* as an agent; returns the final completion (usage summed) and the steps."""
+                  emit: EventSink, client: Collection[str] = ()) -> tuple[Completion, list[ToolStep]]:
+        """Answer *messages* as an agent; returns the final completion (usage summed) and the steps. A reply
+        calling one of the *client* tools (the caller's, offered by *call* itself) ends the loop."""
         if self.protocol_for(label) == "text":
-            return await self._text(messages, call, index=index, emit=emit)
-        return await self._native(messages, call, index=index, emit=emit)
+            final, steps = await self._text(messages, call, index=index, emit=emit, client=client)
+        else:
+            final, steps = await self._native(messages, call, index=index, emit=emit, client=client)
+        calls = [tc for tc in final.tool_calls or [] if tc.name in client]
+        return final.model_copy(update={"tool_calls": calls or None}), steps
 
     async def _native(self, messages: Sequence[Message], call: Caller, *, index: int,
-                      emit: EventSink) -> tuple[Completion, list[ToolStep]]:
+                      emit: EventSink, client: Collection[str]) -> tuple[Completion, list[ToolStep]]:
         specs = [t.spec() for t in self.tools]
         history = list(messages)
         steps: list[ToolStep] = []
@@ -156,7 +164,7 @@ class AgentConfig:
             c = await call(history, specs)
             usage = usage + c.usage
             reasoning.append(c.reasoning or "")
-            if not c.tool_calls or told_to_stop:
+            if not c.tool_calls or told_to_stop or any(tc.name in client for tc in c.tool_calls):
                 break
             history.append(Message(role="assistant", content=c.text, tool_calls=c.tool_calls))
             for tc in c.tool_calls:
@@ -173,7 +181,7 @@ class AgentConfig:
         return final, steps
 
     async def _text(self, messages: Sequence[Message], call: Caller, *, index: int,
-                    emit: EventSink) -> tuple[Completion, list[ToolStep]]:
+                    emit: EventSink, client: Collection[str]) -> tuple[Completion, list[ToolStep]]:
         tool = self._by_name["python"]
         history = with_instruction(messages, TEXT_PROTOCOL_INSTRUCTION)
         steps: list[ToolStep] = []
@@ -183,6 +191,8 @@ class AgentConfig:
             c = await call(history, None)
             usage = usage + c.usage
             reasoning.append(c.reasoning or "")
+            if any(tc.name in client for tc in c.tool_calls or []):
+                break
             text = _cut_invented_output(c.text)
             code = "\n\n".join(python_blocks(text))
             if not code or code in seen or len(steps) >= self.max_steps:
