@@ -99,6 +99,15 @@ class RunSettings(BaseModel):
     stop: str | list[str] | None = _opt(None, "Stop sequence(s).", client=("stop",))
     logprobs: bool = _opt(False, "Ask for token logprobs with every sample.")
     top_logprobs: int | None = _opt(None, "Alternatives per token with logprobs.", ge=0, le=20)
+    reasoning_effort: Literal["low", "medium", "high"] | None = _opt(
+        None, "How hard thinking models reason: OpenAI/xAI reasoning_effort; Anthropic and Gemini get a thinking "
+        "budget of 1024, 8192 or 24576 tokens.", flags=("--reasoning-effort",), commands=_ALL,
+        client=("reasoning_effort",), plugin="reasoning_effort")
+    thinking_budget: int | None = _opt(
+        None, "Thinking tokens of thinking models: Anthropic budget_tokens, Gemini thinkingBudget (0: no thinking); "
+        "OpenAI/xAI get the effort that covers it (<= 1024 low, <= 8192 medium, else high).",
+        flags=("--thinking-budget",), commands=_ALL, client=("heavy.thinking_budget",),
+        ceiling=C.SERVE_OPTION_LIMITS["max_tokens"], plugin="thinking_budget", metavar="TOKENS", ge=0)
     timeout: float | None = _opt(None, "Seconds allowed for each hypothesis.", flags=("--timeout",),
                                  commands=_ALL, plugin="timeout", gt=0)
     deadline: float | None = _opt(None, "Seconds for the whole sampling phase; late hypotheses are cancelled, "
@@ -126,6 +135,9 @@ class RunSettings(BaseModel):
     max_steps: int = _opt(4, "Tool runs allowed per hypothesis.", flags=("--max-steps",), commands=_ALL, ge=1, le=64)
     tool_options: dict[str, dict[str, Any]] | None = _opt(
         None, "Each tool's settings by name, e.g. {python = {limits = {timeout = 5}}}.")
+    ignore_args: list[str] | None = _opt(
+        None, "Votes over calls of a caller's tools: argument names that do not tell calls apart (NAME, or "
+        "TOOL.NAME for one tool), e.g. request_id.", client=("heavy.ignore_args",))
     verify: Literal["python"] | None = _opt(
         None, "Check each numeric answer with a program the model writes; contradicted answers weigh less.",
         flags=("--verify",), commands=_ALL)
@@ -133,7 +145,7 @@ class RunSettings(BaseModel):
                                     "model validates them)", json_schema_extra={"heavy": {
                                         "config": False, "client": ["heavy.options"]}})
 
-    @field_validator("model", "n", "tools", "timeout", "deadline", "max_total_tokens", mode="before")
+    @field_validator("model", "n", "tools", "ignore_args", "timeout", "deadline", "max_total_tokens", mode="before")
     @classmethod
     def _checked(cls, v: Any, info: Any) -> Any:
         return _VALIDATORS[info.field_name](v)
@@ -198,8 +210,9 @@ def _whole_n(value: Any) -> Any:
         raise ValueError(str(exc)) from None
 
 
-def _tool_list(value: Any) -> Any:
-    """Tool names ("python,web_search", repeated flags) as one list; Tool classes/instances pass through."""
+def _name_list(value: Any) -> Any:
+    """Names ("python,web_search", repeated flags) as one list; anything else (Tool classes or instances)
+    passes through."""
     if value is None:
         return None
     items = [value] if isinstance(value, str) or not isinstance(value, (list, tuple)) else list(value)
@@ -217,7 +230,7 @@ def _positive(what: str) -> Any:
     return check
 
 
-_VALIDATORS = {"model": _as_list, "n": _whole_n, "tools": _tool_list,
+_VALIDATORS = {"model": _as_list, "n": _whole_n, "tools": _name_list, "ignore_args": _name_list,
                "timeout": _positive("timeout must be a positive number of seconds"),
                "deadline": _positive("deadline must be a positive number of seconds"),
                "max_total_tokens": _positive("invalid budget: max_tokens of the run (max_total_tokens) must be "

@@ -49,7 +49,7 @@ HONOURED = ("model", "messages", "stream", "stream_options", *client_fields(""),
 #: ``response_format`` and ``modalities`` are accepted only with their plain-text values.
 IGNORED = ("user", "metadata", "store", "service_tier", "logprobs", "top_logprobs", "frequency_penalty",
            "presence_penalty", "logit_bias", "parallel_tool_calls", "prompt_cache_key", "prompt_cache_retention",
-           "safety_identifier", "reasoning_effort", "verbosity", "response_format", "modalities")
+           "safety_identifier", "verbosity", "response_format", "modalities")
 
 #: Standard fields that would change the contract (tools, audio, …): named in the 400 as unsupported.
 _UNSUPPORTED = {"tools": "tool calls", "tool_choice": "tool calls", "functions": "function calls",
