@@ -10,10 +10,14 @@ What differs from OpenAI's format, and how heavy bridges it:
 - OpenAI-style ``image_url`` parts become ``image`` blocks (a ``data:`` URL becomes a base64 source,
   anything else a URL source); other parts are passed on as they are (native Anthropic blocks).
 - There is no ``seed`` and no logprobs: neither is sent, so ``Completion.logprobs`` stays ``None``.
-- ``thinking`` blocks (enabled through ``extra_body={"thinking": ...}``) go to ``Completion.reasoning``,
-  never into the text. With thinking on, heavy's temperature/top_p are not sent (the API rejects them
-  then), and a default max_tokens is raised above ``budget_tokens`` (which counts against it). Anthropic counts thinking inside ``output_tokens``
-  and does not report it apart, so ``Usage.reasoning_tokens`` stays 0.
+- Thinking: a thinking budget (``thinking_budget``, or a ``reasoning_effort`` as 1024/8192/24576 tokens)
+  goes out as ``thinking: {"type": "enabled", "budget_tokens": B}`` (at least 1024, the API's minimum; a
+  budget of 0 sends nothing: no thinking), unless ``extra_body`` carries its own ``thinking``. ``thinking``
+  blocks go to ``Completion.reasoning``, never into the text. With thinking on, heavy's temperature/top_p
+  are not sent (the API rejects them then), and a max_tokens not above ``budget_tokens`` (which counts
+  against it) becomes budget + max_tokens (or budget + the default). Anthropic counts thinking inside
+  ``output_tokens`` and does not report it apart, so ``Usage.reasoning_tokens`` stays 0. (The API takes no
+  thinking with a ``tool_choice`` that forces a call: that combination is its error to report.)
 - ``input_tokens`` excludes cache reads and writes; heavy's ``prompt_tokens`` is the whole prompt
   (input + cache reads + cache writes, as OpenAI and Gemini count it) and ``cached_tokens`` the reads.
 - Stop reasons are reported in OpenAI's words where one exists (``end_turn``/``stop_sequence`` →
@@ -22,7 +26,9 @@ What differs from OpenAI's format, and how heavy bridges it:
   ``tool_use`` blocks (``id``, ``name``, ``input``) become tool calls, streamed as a ``content_block_start``
   carrying the id and name followed by ``input_json_delta`` pieces of the input's JSON. An assistant turn
   that made calls is sent back as ``tool_use`` blocks, and each ``tool`` message as a ``tool_result``
-  block (``tool_use_id``) in a user turn.
+  block (``tool_use_id``) in a user turn. OpenAI's ``tool_choice`` maps to ``{"type": "auto"}``,
+  ``{"type": "any"}`` (required), ``{"type": "tool", "name"}`` and ``{"type": "none"}``;
+  ``parallel_tool_calls: false`` to ``disable_parallel_tool_use: true`` in it.
 - A stream may carry ``event: error`` after a 200 (e.g. ``overloaded_error``): it raises a
   :class:`ProviderError` whose ``status`` is what the same error would have had as an HTTP answer
   (529 for overloaded), retryable when the error is transient.
@@ -36,7 +42,7 @@ from typing import Any
 
 from ..errors import ProviderError, ProviderResponseError
 from ..http import Timeout, decode_json, request_id
-from ..types import Message, ToolCall, Usage
+from ..types import Message, ToolCall, ToolChoice, Usage
 from .base import DATA_URL, Completion, CompletionRequest, Delta, HTTPProvider
 
 __all__ = ["AnthropicProvider", "ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS"]
@@ -44,6 +50,8 @@ __all__ = ["AnthropicProvider", "ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS"]
 ANTHROPIC_VERSION = "2023-06-01"
 #: Sent when the caller sets no max_tokens (the API requires one). Every Claude model accepts 4096.
 DEFAULT_MAX_TOKENS = 4096
+#: The smallest ``budget_tokens`` the API accepts.
+MIN_THINKING_BUDGET = 1024
 MESSAGES_PATH = "v1/messages"
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
@@ -92,6 +100,9 @@ class AnthropicProvider(HTTPProvider):
         if request.tools:
             body["tools"] = [{"name": t.name, "description": t.description, "input_schema": t.parameters}
                              for t in request.tools]
+            choice = _tool_choice(request.tool_choice, request.parallel_tool_calls)
+            if choice is not None:
+                body["tool_choice"] = choice
         if p.temperature is not None:
             body["temperature"] = p.temperature
         if p.top_p is not None:
@@ -101,13 +112,16 @@ class AnthropicProvider(HTTPProvider):
         if stream:
             body["stream"] = True
         thinking = request.extra_body.get("thinking")
+        budget = p.thinking_tokens()
+        if thinking is None and budget:  # a budget of 0: no thinking, the API's default
+            thinking = body["thinking"] = {"type": "enabled", "budget_tokens": max(budget, MIN_THINKING_BUDGET)}
         if isinstance(thinking, dict) and thinking.get("type") not in (None, "disabled"):
             # Thinking rejects sampling modifications, and its budget counts against max_tokens.
             body.pop("temperature", None)
             body.pop("top_p", None)
             budget = thinking.get("budget_tokens")
-            if p.max_tokens is None and isinstance(budget, int) and budget >= body["max_tokens"]:
-                body["max_tokens"] = budget + self.default_max_tokens
+            if isinstance(budget, int) and budget >= body["max_tokens"]:
+                body["max_tokens"] = budget + (p.max_tokens or self.default_max_tokens)
         body.update(request.extra_body)
         return body
 
@@ -221,6 +235,20 @@ class AnthropicProvider(HTTPProvider):
 
 
 # --- conversions ------------------------------------------------------------------------------------
+
+
+def _tool_choice(choice: ToolChoice | None, parallel: bool | None) -> dict[str, Any] | None:
+    """OpenAI's ``tool_choice`` and ``parallel_tool_calls`` as Anthropic's ``tool_choice`` (None: not sent)."""
+    if choice is None and parallel is not False:
+        return None
+    choice = choice or ToolChoice()
+    if choice.mode == "none":
+        return {"type": "none"}
+    out: dict[str, Any] = {"type": "tool", "name": choice.name} if choice.name else \
+        {"type": "any" if choice.mode == "required" else "auto"}
+    if parallel is False:
+        out["disable_parallel_tool_use"] = True
+    return out
 
 
 def _convert_messages(messages: list[Message]) -> tuple[str | list[dict] | None, list[dict[str, Any]]]:

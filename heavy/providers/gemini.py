@@ -14,7 +14,9 @@ How heavy's request maps onto Gemini's:
   ``inlineData``, any other URL → ``fileData``, ``input_audio`` → ``inlineData``; parts of any
   other type are passed on without their ``type`` key (native Gemini parts).
 - Sampling parameters go to ``generationConfig`` (``temperature``, ``topP``, ``maxOutputTokens``,
-  ``seed``, ``stopSequences``, ``responseLogprobs``/``logprobs``); a ``generationConfig`` in
+  ``seed``, ``stopSequences``, ``responseLogprobs``/``logprobs``, and a thinking budget as
+  ``thinkingConfig.thinkingBudget``: ``thinking_budget``, or a ``reasoning_effort`` as 1024/8192/24576
+  tokens, Google's own mapping; 0 turns thinking off where the model allows it); a ``generationConfig`` in
   ``extra_body`` is merged into it, other ``extra_body`` keys are sent as they are.
 
 Tool use: offered tools go out as ``tools: [{"functionDeclarations": [{name, description, parameters}]}]``
@@ -22,7 +24,10 @@ Tool use: offered tools go out as ``tools: [{"functionDeclarations": [{name, des
 become tool calls (whole in one chunk when streaming; Gemini's finishReason stays ``STOP``, heavy reports
 ``tool_calls``). An assistant turn that made calls is sent back with its original ``functionCall`` parts
 (so a ``thoughtSignature`` survives), each result as a ``functionResponse`` part (``name``, ``response:
-{"result": ...}``, and the call's ``id`` when Gemini gave one) in a user turn.
+{"result": ...}``, and the call's ``id`` when Gemini gave one) in a user turn. OpenAI's ``tool_choice``
+becomes ``toolConfig.functionCallingConfig``: ``mode`` AUTO, NONE or ANY (required), one named tool ANY
+with ``allowedFunctionNames: [name]``; Gemini has no switch for parallel calls, so ``parallel_tool_calls``
+is not sent.
 
 And the answer back:
 
@@ -48,7 +53,7 @@ from urllib.parse import quote
 
 from ..errors import ProviderError, ProviderResponseError
 from ..http import Timeout, decode_json, request_id
-from ..types import Message, TokenLogprob, ToolCall, Usage
+from ..types import Message, TokenLogprob, ToolCall, ToolChoice, Usage
 from .base import DATA_URL, Completion, CompletionRequest, Delta, HTTPProvider
 
 __all__ = ["GeminiProvider", "API_VERSION"]
@@ -100,6 +105,8 @@ class GeminiProvider(HTTPProvider):
             body["tools"] = [{"functionDeclarations": [
                 {"name": t.name, "description": t.description, "parameters": _schema(t.parameters)}
                 for t in request.tools]}]
+            if request.tool_choice is not None:
+                body["toolConfig"] = {"functionCallingConfig": _calling_config(request.tool_choice)}
         config: dict[str, Any] = {}
         if p.temperature is not None:
             config["temperature"] = p.temperature
@@ -115,6 +122,9 @@ class GeminiProvider(HTTPProvider):
             config["responseLogprobs"] = True
             if p.top_logprobs:
                 config["logprobs"] = p.top_logprobs
+        budget = p.thinking_tokens()
+        if budget is not None:
+            config["thinkingConfig"] = {"thinkingBudget": budget}
         extra = dict(request.extra_body)
         if isinstance(extra.get("generationConfig"), dict):
             config.update(extra.pop("generationConfig"))
@@ -274,6 +284,16 @@ def _convert_messages(messages: list[Message]) -> tuple[list[dict[str, Any]], li
         else:
             contents.append({"role": role, "parts": parts})
     return system, contents
+
+
+def _calling_config(choice: ToolChoice) -> dict[str, Any]:
+    """OpenAI's ``tool_choice`` as Gemini's ``functionCallingConfig``: auto AUTO, none NONE, required ANY
+    (one named tool: ANY limited to it by ``allowedFunctionNames``)."""
+    if choice.mode == "none":
+        return {"mode": "NONE"}
+    if choice.mode == "auto":
+        return {"mode": "AUTO"}
+    return {"mode": "ANY", **({"allowedFunctionNames": [choice.name]} if choice.name else {})}
 
 
 def _call_part(call: ToolCall) -> dict[str, Any]:

@@ -11,7 +11,14 @@ Tool use: offered tools go out as ``tools: [{"type": "function", "function": {na
 parameters}}]``; calls come back in ``message.tool_calls`` (``function.arguments`` is a JSON *string*)
 or, streaming, as ``delta.tool_calls`` fragments keyed by ``index`` (the id and name arrive first, the
 arguments in pieces). An assistant message that made calls is sent back with its ``tool_calls`` and
-each result as a ``{"role": "tool", "tool_call_id", "content"}`` message.
+each result as a ``{"role": "tool", "tool_call_id", "content"}`` message. ``tool_choice`` goes out as is
+(``auto``, ``none``, ``required`` or ``{"type": "function", "function": {"name"}}``), as does
+``parallel_tool_calls``.
+
+Thinking: ``reasoning_effort`` (low/medium/high) is sent as is (OpenAI's o-series and GPT-5, xAI's Grok
+reasoning models; which efforts a model takes is its API's to say). Given only a thinking budget, the effort
+that covers it is sent (up to 1024 tokens low, up to 8192 medium, beyond that high). Reasoning tokens are
+read from ``usage.completion_tokens_details.reasoning_tokens`` (they are part of ``completion_tokens``).
 """
 
 from __future__ import annotations
@@ -60,6 +67,10 @@ class OpenAIProvider(HTTPProvider):
         if request.tools:
             body["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
                                                                "parameters": t.parameters}} for t in request.tools]
+            if request.tool_choice is not None:
+                body["tool_choice"] = request.tool_choice.openai()
+            if request.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = request.parallel_tool_calls
         if p.temperature is not None:
             body["temperature"] = p.temperature
         if p.top_p is not None:
@@ -74,6 +85,9 @@ class OpenAIProvider(HTTPProvider):
             body["logprobs"] = True
             if p.top_logprobs is not None:
                 body["top_logprobs"] = p.top_logprobs
+        effort = p.effort()
+        if effort is not None:
+            body["reasoning_effort"] = effort
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
