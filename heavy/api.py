@@ -19,9 +19,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from . import constants as C
+from . import toolvote
 from .answers import final_answer
 from .errors import OptionsError, describe_validation
-from .events import Event, EventSink, Final, fanout
+from .events import Event, EventSink, Final, HypothesisFailed, HypothesisFinished, HypothesisStarted, TokenDelta, fanout
 from .models import ModelSpec, Preset, parse_spec
 from .providers.base import Provider
 from .providers.factory import build_provider
@@ -31,7 +32,8 @@ from .run import Budget, RunState, using_run
 from .settings import ProviderLimits, RunSettings
 from .sampler import ModelRef, ReplaySampler, Sampler, check_n
 from .strategy import Context, Strategy, load_strategy
-from .types import PROGRAM_ROUTE, Hypothesis, Message, Result, SamplingParams, as_messages
+from .types import (PROGRAM_ROUTE, ClientTools, Hypothesis, Message, Result, SamplingParams, ToolChoice, as_messages,
+                    as_tool_specs)
 
 __all__ = ["Heavy", "ask", "aask"]
 
@@ -147,13 +149,14 @@ class Heavy:
     # --- asking ---------------------------------------------------------------------------------
 
     def _sampler(self, messages: list[Message], n: int, emit: EventSink, stream: bool, seed: int | None,
-                 pool: Sequence[Hypothesis] | None, live: bool) -> Sampler:
+                 pool: Sequence[Hypothesis] | None, live: bool, client: ClientTools | None = None) -> Sampler:
         params = self.params if seed is None else self.params.merged(seed=seed)
         s = self.settings
         kwargs: dict[str, Any] = dict(
             params=params, extract=final_answer, emit=emit, stream=stream, timeout=s.timeout,
             deadline=(time.monotonic() + s.deadline) if s.deadline else None,
             min_successes=min(s.min_successes, n), agent=self.agent, verifier=self.verifier, python=self.python,
+            client_tools=client,
         )
         refs = [self._ref(s) for s in self.specs]
         if pool is not None:
@@ -178,6 +181,9 @@ class Heavy:
         options: dict[str, Any] | None = None,
         pool: Sequence[Hypothesis] | None = None,
         live: bool = True,
+        tools: Sequence[Any] | None = None,
+        tool_choice: Any = None,
+        parallel_tool_calls: bool | None = None,
     ) -> Result:
         """Run the strategy on *prompt* (a question, a message or a message list) and return the Result.
 
@@ -185,8 +191,16 @@ class Heavy:
         recorded hypotheses of this prompt before sampling live (``live=False``: never sample this prompt
         beyond the pool; later rounds of generating strategies are still sampled), so strategies can be
         compared on identical samples.
+
+        ``tools`` are *your* functions (OpenAI-style definitions, or :class:`~heavy.types.ToolSpec`), offered
+        to every hypothesis with ``tool_choice`` (``"auto"``, ``"none"``, ``"required"`` or one function) and
+        ``parallel_tool_calls``: heavy never runs them. When the hypotheses rather call them than answer, the
+        Result carries the voted calls in ``tool_calls`` (see :mod:`heavy.toolvote`); you run them and ask
+        again with the assistant's calls and ``tool`` messages appended. Heavy's own tools, which hypotheses
+        run themselves, are ``Heavy(tools=["python"])``.
         """
         messages = self._messages(prompt, system)
+        client = self._client_tools(tools, tool_choice, parallel_tool_calls)
         emit = fanout(self.on_event, on_event)
         listening = self.on_event is not None or on_event is not None
         stream = self.settings.stream if self.settings.stream is not None else listening
@@ -199,14 +213,70 @@ class Heavy:
             opts = strategy_cls.parse_options(options)
         state = RunState(self.budget, retries=C.RETRY_BUDGET_PER_HYPOTHESIS * n, price=model_cost)
         with using_run(state):
-            sampler = self._sampler(messages, n, emit, stream, seed, pool, live)
-            ctx = Context(messages=messages, n=n, sampler=sampler, aggregator=self._ref(self.aggregator_spec),
-                          emit=emit, stream_aggregator=stream, aggregator_timeout=self.settings.timeout,
-                          max_tokens=self.params.max_tokens, run=state,
-                          fallbacks=[self._ref(s) for s in dict.fromkeys(self.specs)])
-            result = await strategy_cls(opts).run(ctx)
+            ctx = self._context(messages, n, self._sampler(messages, n, emit, stream, seed, pool, live, client),
+                                emit, stream, state)
+            if client is None or client.choice.mode == "none":
+                result = await strategy_cls(opts).run(ctx)
+            else:
+                result = await self._tool_turn(ctx, strategy_cls, opts, client, seed=seed, stream=stream)
         emit(Final(result=result))
         return result
+
+    def _context(self, messages: list[Message], n: int, sampler: Sampler, emit: EventSink, stream: bool,
+                 state: RunState) -> Context:
+        return Context(messages=messages, n=n, sampler=sampler, aggregator=self._ref(self.aggregator_spec),
+                       emit=emit, stream_aggregator=stream, aggregator_timeout=self.settings.timeout,
+                       max_tokens=self.params.max_tokens, run=state,
+                       fallbacks=[self._ref(s) for s in dict.fromkeys(self.specs)])
+
+    def _client_tools(self, tools: Sequence[Any] | None, tool_choice: Any,
+                      parallel_tool_calls: bool | None) -> ClientTools | None:
+        """The caller's tools of one ask, checked: definitions, the choice, no clash with heavy's own tools."""
+        if not tools:
+            if tool_choice not in (None, "none", "auto"):
+                raise OptionsError(f"tool_choice={tool_choice!r} needs tools to choose from")
+            return None
+        try:
+            specs = as_tool_specs(tools)
+            choice = ToolChoice.parse(tool_choice)
+        except ValueError as exc:
+            raise OptionsError(str(exc)) from None
+        if choice.name is not None and choice.name not in {t.name for t in specs}:
+            raise OptionsError(f"tool_choice names {choice.name!r}, which is not among the tools "
+                               f"({', '.join(t.name for t in specs)})")
+        own = {t.name for t in self.agent.tools} if self.agent is not None else set()
+        clash = sorted(own & {t.name for t in specs})
+        if clash:
+            raise OptionsError(f"the tool {', '.join(map(repr, clash))} has the name of a tool heavy runs itself "
+                               f"here (tools={sorted(own)}); rename yours")
+        return ClientTools(specs=specs, choice=choice, parallel=parallel_tool_calls)
+
+    async def _tool_turn(self, ctx: Context, strategy_cls: type[Strategy], opts: Any, client: ClientTools, *,
+                         seed: int | None, stream: bool) -> Result:
+        """A turn where the hypotheses may call the caller's tools: sample, let the tool vote decide between
+        calling and answering (:mod:`heavy.toolvote`); an answer is the strategy's to decide among the
+        hypotheses that answered, replayed to it."""
+        verdict = await toolvote.decide(ctx, tools=client, ignore=self.settings.ignore_args or (),
+                                        use_aggregator=self.settings.aggregator_model is not None)
+        if verdict.call:
+            return toolvote.tool_result(ctx, verdict, strategy=strategy_cls.name)
+        answers = verdict.tally.answerers
+        k = len(answers)
+
+        def unheard(event: Event) -> None:  # the replayed hypotheses were reported when they were sampled
+            index = getattr(event, "index", None)
+            if isinstance(event, (HypothesisFinished, HypothesisFailed)):
+                index = event.hypothesis.index
+            if not (isinstance(event, (HypothesisStarted, HypothesisFinished, HypothesisFailed, TokenDelta))
+                    and index is not None and index < k):
+                ctx.emit(event)
+
+        # Later rounds of the strategy (a debate turn, a revision) answer: the tools stay in the request (a
+        # conversation with calls needs them, for Anthropic) but may not be called.
+        quiet = client.model_copy(update={"choice": ToolChoice(mode="none")})
+        replay = self._sampler(ctx.messages, k, unheard, stream, seed, answers, True, quiet)
+        result = await strategy_cls(opts).run(self._context(ctx.messages, k, replay, unheard, stream, ctx.run))
+        return toolvote.with_answer(result, verdict, ctx)
 
     async def sample(self, prompt: Prompt, *, n: int | None = None, system: str | None = None,
                      seed: int | None = None, on_event: EventSink | None = None,
