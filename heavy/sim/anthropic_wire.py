@@ -8,7 +8,8 @@ events: ``message_start``, ``content_block_start``, ``ping``, ``content_block_de
 
 Tool calls are ``tool_use`` blocks (``stop_reason: "tool_use"``), streamed as a ``content_block_start``
 with the id and name and an empty input, then ``input_json_delta`` pieces of the input's JSON;
-``tool_result`` blocks of a user turn reach the model as tool messages.
+``tool_result`` blocks of a user turn reach the model as tool messages; ``tool_choice`` (auto, any, tool,
+none, ``disable_parallel_tool_use``) is honoured.
 """
 
 from __future__ import annotations
@@ -89,9 +90,17 @@ class AnthropicWire(Wire):
             text = _text(m.content)
             if text or m.role == "assistant" or not any(b.get("type") == "tool_result" for b in blocks):
                 messages.append((m.role, text))
-        tools = [str(t.get("name")) for t in r.tools or [] if isinstance(t, dict)]
+        specs = {str(t.get("name")): {"description": t.get("description") or "", "parameters": t.get("input_schema") or {}}
+                 for t in r.tools or [] if isinstance(t, dict)}
+        called = [str(b.get("name")) for m in r.messages if m.role == "assistant" and isinstance(m.content, list)
+                  for b in m.content if b.get("type") == "tool_use"]
+        choice = r.tool_choice or {}
+        kind = choice.get("type", "auto")
         return SimRequest(model=r.model, messages=messages, stream=bool(r.stream), stop=list(r.stop_sequences or []),
-                          max_tokens=r.max_tokens, tools=tools)
+                          max_tokens=r.max_tokens, tools=list(specs), tool_specs=specs, called=called,
+                          tool_choice={"any": "required", "tool": "required", "none": "none"}.get(kind, "auto"),
+                          tool_choice_name=choice.get("name") if kind == "tool" else None,
+                          parallel_tool_calls=not choice.get("disable_parallel_tool_use"))
 
     def error_body(self, exc: SimHTTPError, request_id: str) -> dict:
         return {"type": "error", "error": {"type": error_type(exc.status), "message": exc.message},

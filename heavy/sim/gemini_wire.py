@@ -11,7 +11,8 @@ the prompt (``promptFeedback.blockReason``, no candidates); ``finish:SAFETY`` (o
 returns a candidate stopped with that ``finishReason`` and no content.
 
 Tool calls are ``functionCall`` parts (``name``, ``args``, ``id``) of the last chunk, with finishReason
-``STOP`` as Gemini sends it; ``functionResponse`` parts of a user turn reach the model as tool messages.
+``STOP`` as Gemini sends it; ``functionResponse`` parts of a user turn reach the model as tool messages;
+``toolConfig.functionCallingConfig`` (AUTO, ANY, NONE, one ``allowedFunctionNames``) is honoured.
 """
 
 from __future__ import annotations
@@ -110,13 +111,20 @@ class GeminiWire(Wire):
             text = _text(c.parts)
             if text or c.role == "model" or not responses:
                 messages.append(("assistant" if c.role == "model" else "user", text))
-        tools = [str(d.get("name")) for t in r.tools or [] if isinstance(t, dict)
-                 for d in t.get("functionDeclarations") or [] if isinstance(d, dict)]
+        specs = {str(d.get("name")): {"description": d.get("description") or "", "parameters": d.get("parameters") or {}}
+                 for t in r.tools or [] if isinstance(t, dict)
+                 for d in t.get("functionDeclarations") or [] if isinstance(d, dict)}
+        called = [str(p["functionCall"].get("name")) for c in r.contents if c.role == "model"
+                  for p in c.parts if isinstance(p.get("functionCall"), dict)]
+        calling = (r.toolConfig or {}).get("functionCallingConfig") or {}
+        allowed = calling.get("allowedFunctionNames") or []
         g = r.generationConfig or _GenerationConfig()
         return SimRequest(model=path_model, messages=messages, stream=stream, seed=g.seed,
                           stop=list(g.stopSequences or []), max_tokens=g.maxOutputTokens,
                           logprobs=bool(g.responseLogprobs), top_logprobs=g.logprobs or 0, n=g.candidateCount or 1,
-                          tools=tools)
+                          tools=list(specs), tool_specs=specs, called=called,
+                          tool_choice={"ANY": "required", "NONE": "none"}.get(calling.get("mode"), "auto"),
+                          tool_choice_name=str(allowed[0]) if len(allowed) == 1 else None)
 
     def error_body(self, exc: SimHTTPError, request_id: str) -> dict:
         return {"error": {"code": exc.status, "message": exc.message, "status": error_status(exc.status)}}

@@ -1,6 +1,7 @@
 """The OpenAI Chat Completions shape of the simulator (``POST /v1/chat/completions``).
 
-Tool calls are answered as ``message.tool_calls`` (arguments as a JSON string, ``finish_reason:
+Offered ``tools`` (with ``tool_choice`` and ``parallel_tool_calls``) are read, as are the ``tool_calls`` of
+assistant turns. Tool calls are answered as ``message.tool_calls`` (arguments as a JSON string, ``finish_reason:
 "tool_calls"``), streamed as ``delta.tool_calls`` fragments: the id, type and name first, then the
 arguments in pieces, all keyed by ``index``.
 """
@@ -78,11 +79,18 @@ class OpenAIWire(Wire):
         if r.top_logprobs and not r.logprobs:
             raise SimHTTPError(400, "logprobs must be true when top_logprobs is set.", "invalid_value",
                                param="top_logprobs")
-        tools = [str((t.get("function") or {}).get("name")) for t in (r.model_extra or {}).get("tools") or []
-                 if isinstance(t, dict)]
+        extra = r.model_extra or {}
+        specs = {str(f.get("name")): {"description": f.get("description") or "", "parameters": f.get("parameters") or {}}
+                 for t in extra.get("tools") or [] if isinstance(t, dict) for f in [t.get("function") or {}]}
+        choice = extra.get("tool_choice")
+        called = [str((c.get("function") or {}).get("name")) for m in r.messages
+                  for c in (m.model_extra or {}).get("tool_calls") or [] if isinstance(c, dict)]
         return SimRequest(
             model=r.model, messages=[(m.role, m.text()) for m in r.messages], stream=bool(r.stream), seed=r.seed,
-            tools=tools,
+            tools=list(specs), tool_specs=specs, called=called,
+            tool_choice=choice if choice in ("none", "required") else "required" if isinstance(choice, dict) else "auto",
+            tool_choice_name=str((choice.get("function") or {}).get("name")) if isinstance(choice, dict) else None,
+            parallel_tool_calls=extra.get("parallel_tool_calls") is not False,
             stop=[r.stop] if isinstance(r.stop, str) else list(r.stop or []),
             max_tokens=r.max_completion_tokens or r.max_tokens, logprobs=bool(r.logprobs),
             top_logprobs=r.top_logprobs or 0, n=r.n or 1,

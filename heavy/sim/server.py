@@ -40,8 +40,10 @@ from ..asgi import watch_disconnect
 from ..constants import SIM_PORT
 from ..errors import ConfigError
 from ..prompts import DECIDE_NOW, JUDGE_INSTRUCTION, SYNTHESIZE_INSTRUCTION
+from ..toolvote import TOOL_VOTE_INSTRUCTION
 from .anthropic_wire import AnthropicWire
 from .asgi import headers, read_body, send_json, sleep_until
+from .clienttools import tool_vote_reply
 from .config import OverrideError, SimConfig, apply_overrides, load_dataset, parse_model_overrides
 from .gemini_wire import GeminiWire
 from .openai_wire import OpenAIWire
@@ -266,6 +268,8 @@ class SimulatedLLM:
             shared = judge_reply(question, config, self._index)
         elif SYNTHESIZE_INSTRUCTION in question:
             shared = synthesize_reply(question, config, self._index)
+        elif TOOL_VOTE_INSTRUCTION in question:
+            shared = tool_vote_reply(question)
         limit = request.max_tokens
         choices = []
         for i in range(request.n):

@@ -1,5 +1,6 @@
 """How the simulated model uses tools and follows heavy's tool-related prompts (deterministic).
 
+* **The caller's own tools** (any other name): :mod:`heavy.sim.clienttools`.
 * **Native tool calls** (any wire): when ``python`` is offered and the question is arithmetic, it calls
   ``python`` with a program that prints the expression (``print(17 * 24 + 3)``); when only ``web_search``
   is offered and it cannot answer, it searches for the question. Once a tool result is in the
@@ -27,6 +28,7 @@ from ..tools.agent import TEXT_PROTOCOL_INSTRUCTION
 from ..tools.codecheck import TESTS_INSTRUCTION, split_tests
 from ..tools.program import PROGRAM_INSTRUCTION
 from ..tools.verify import VERIFY_INSTRUCTION
+from .clienttools import client_tool_reply
 from .codetasks import corrupt_test, parse_code_gold
 from .config import SimConfig
 from .solver import GoldIndex, arithmetic_expression, format_number, format_like_gold, wrong_answer
@@ -45,6 +47,9 @@ def follow_tools(request: SimRequest, config: SimConfig, index: GoldIndex, rng: 
         return _check_program(question.split("Question:\n", 1)[-1], config, index, rng)
     if TESTS_INSTRUCTION in question:
         return _tests(question.split("Task:\n", 1)[-1], config, index, rng)
+    reply = client_tool_reply(request, config, rng)
+    if reply is not None:
+        return reply
     if request.messages and request.messages[-1][0] == "tool":
         return _from_tool_result(request, index)
     system = " ".join(text for role, text in request.messages if role == "system")
@@ -52,7 +57,7 @@ def follow_tools(request: SimRequest, config: SimConfig, index: GoldIndex, rng: 
         return _check_program(_original_question(request), config, index, rng)
     if TEXT_PROTOCOL_INSTRUCTION in system:
         return _text_protocol(request)
-    if request.tools:
+    if request.tools and request.tool_choice != "none":
         return _call_tool(request, index, rng)
     return None
 

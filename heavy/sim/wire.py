@@ -32,6 +32,11 @@ class SimRequest:
     n: int = 1
     include_usage: bool = True  #: streams: send usage (OpenAI sends it only when asked)
     tools: list[str] = field(default_factory=list)  #: names of the tools offered for native calls
+    tool_specs: dict[str, dict] = field(default_factory=dict)  #: name -> {"description", "parameters"}
+    tool_choice: str = "auto"  #: "auto", "none" or "required" (in OpenAI's words, whatever the wire)
+    tool_choice_name: str | None = None  #: the one tool a forced choice names
+    parallel_tool_calls: bool = True
+    called: list[str] = field(default_factory=list)  #: tools the conversation's assistant turns called, in order
 
     # Tool results appear in ``messages`` with role "tool" (their text), whatever the wire's shape.
 
