@@ -203,9 +203,17 @@ async def test_tools_are_the_operators_to_enable_and_a_request_may_only_narrow_t
         err = assert_openai_error(await client.post("/chat/completions", json={**body, "heavy": {"tools": [
             "python", "web_search"]}}), 400, "invalid_value")
         assert err["param"] == "heavy.tools" and "heavy serve --tools python,web_search" in err["message"]
+        # a client's own tool beside the server's: the server's still runs, the client's is only offered
+        r = await client.post("/chat/completions", json={**body, "tools": [
+            {"type": "function", "function": {"name": "f"}}]})
+        assert r.status_code == 200 and r.json()["heavy"]["answer"] == "411", r.text
+        assert r.json()["choices"][0]["finish_reason"] == "stop"
         err = assert_openai_error(await client.post("/chat/completions", json={**body, "tools": [
-            {"type": "function", "function": {"name": "f"}}]}), 400, "unsupported_parameter")
-        assert "heavy.tools" in err["message"]
+            {"type": "function", "function": {"name": "python"}}]}), 400, "tool_name_clash")
+        assert err["param"] == "tools" and "'python'" in err["message"] and "heavy serve --tools" in err["message"]
+        r = await client.post("/chat/completions", json={**body, "heavy": {"tools": []}, "tools": [
+            {"type": "function", "function": {"name": "python"}}]})
+        assert r.status_code == 200, "with the server's python left out, a client tool may be named python"
     async with proxy(monkeypatch, defaults={"model": weak}) as (client, _, _, _):
         err = assert_openai_error(await client.post("/chat/completions", json={
             "model": "heavy", "messages": user(), "heavy": {"tools": ["python"]}}), 400, "invalid_value")
@@ -308,9 +316,10 @@ async def test_bad_input_is_answered_in_openai_shape_and_the_server_keeps_servin
         assert_openai_error(await post(json={**ok, "messages": [{"role": "wizard", "content": "x"}]}), 400)
         err = assert_openai_error(await post(json={**ok, "foo": 1, "bar": 2}), 400, "unknown_parameter")
         assert "'foo'" in err["message"] and "'bar'" in err["message"] and err["param"] == "foo"
-        err = assert_openai_error(await post(json={**ok, "tools": [{"type": "function"}]}), 400,
-                                  "unsupported_parameter")
-        assert "tool calls" in err["message"]
+        err = assert_openai_error(await post(json={**ok, "tools": [{"type": "function"}]}), 400, "invalid_value")
+        assert err["param"] == "tools.0" and "only" in err["message"]
+        err = assert_openai_error(await post(json={**ok, "functions": [{"name": "f"}]}), 400, "unsupported_parameter")
+        assert "send tools" in err["message"]
         assert_openai_error(await post(json={**ok, "response_format": {"type": "json_object"}}), 400)
         err = assert_openai_error(await post(json={**ok, "heavy": {"n": 2, "nope": 1}}), 400)
         assert "heavy.nope" in err["message"]

@@ -44,7 +44,7 @@ from .policy import decode_body, parse_limits
 from .pool import HeavyPool
 from .progress import CONTENT_PURPOSES, Progress
 from .protocol import (Planner, RunPlan, check_model_name, chunk, completion_body, finish_reason, new_id, now,
-                       parse_body, summary)
+                       parse_body, summary, tool_calls_body)
 
 __all__ = ["ServeSettings", "HeavyServer", "create_app"]
 
@@ -172,7 +172,8 @@ class HeavyServer:
     @staticmethod
     def _ask(heavy: Heavy, plan: RunPlan, on_event: Callable[[Event], None] | None = None) -> Any:
         return heavy.ask(plan.messages, n=plan.n, seed=plan.seed, strategy=plan.strategy, options=plan.options,
-                         on_event=on_event)
+                         on_event=on_event, tools=plan.tools, tool_choice=plan.tool_choice,
+                         parallel_tool_calls=plan.parallel_tool_calls)
 
     async def _complete(self, heavy: Heavy, plan: RunPlan, model: str, receive: Any, send: Any,
                         request_id: str) -> None:
@@ -245,7 +246,12 @@ class HeavyServer:
             result = task.result()
             tail: list[bytes] = []
             sent = "".join(streamed)
-            if not sent:
+            if result.tool_calls:
+                tail.append(frame({"reasoning_content": progress.decision(result)}))
+                if result.text:
+                    tail.append(frame({"content": result.text}))
+                tail += [frame({"tool_calls": [piece]}) for piece in tool_call_pieces(result)]
+            elif not sent:
                 tail.append(frame({"reasoning_content": progress.decision(result)}))
                 tail.append(frame({"content": result.text}))
             elif result.text != sent:
@@ -266,6 +272,22 @@ class HeavyServer:
 
 
 _DONE, _GONE = object(), object()
+#: Characters of a tool call's arguments per streamed chunk (OpenAI streams them in pieces too).
+_ARGUMENT_PIECE = 32
+
+
+def tool_call_pieces(result: Any) -> list[dict[str, Any]]:
+    """The decided calls as OpenAI streams them: per call (``index``), first its id, type and name with empty
+    arguments, then the arguments' JSON text in pieces."""
+    pieces: list[dict[str, Any]] = []
+    for i, call in enumerate(tool_calls_body(result)):
+        fn = call["function"]
+        pieces.append({"index": i, "id": call["id"], "type": "function", "function": {"name": fn["name"],
+                                                                                      "arguments": ""}})
+        text = fn["arguments"]
+        pieces += [{"index": i, "function": {"arguments": text[at:at + _ARGUMENT_PIECE]}}
+                   for at in range(0, len(text), _ARGUMENT_PIECE)]
+    return pieces
 
 
 # --- ASGI plumbing --------------------------------------------------------------------------------

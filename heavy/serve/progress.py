@@ -66,6 +66,8 @@ class Progress:
             h = event.hypothesis
             self.finished += 1
             answer = f"answer {_short(h.answer)}" if h.answer is not None else "no extractable answer"
+            if h.tool_calls:
+                answer = f"calls {', '.join(dict.fromkeys(c.name for c in h.tool_calls))}"
             return [f"{self._counter(h.index)} done: {answer} ({h.latency_s:.1f} s)\n"]
         if isinstance(event, HypothesisFailed):
             h = event.hypothesis

@@ -10,17 +10,25 @@ Model names::
 
 A request body is the standard one plus an optional ``heavy`` object (:class:`HeavyParams`). Fields are
 honoured (:data:`HONOURED`), accepted and ignored because they cannot change the answer's meaning
-(:data:`IGNORED`), or rejected with a 400 that names them (everything else, e.g. ``tools``).
+(:data:`IGNORED`), or rejected with a 400 that names them (everything else, e.g. ``functions``).
+
+The client's ``tools`` (with ``tool_choice`` and ``parallel_tool_calls``) are offered to every hypothesis;
+heavy never runs them: when the hypotheses vote for calling (:mod:`heavy.toolvote`), the reply is one
+assistant message with ``tool_calls`` and ``finish_reason: "tool_calls"``. Assistant turns with
+``tool_calls`` and ``tool`` messages of earlier turns travel to every provider in its own form. A client
+tool named like a tool the server runs itself (``heavy serve --tools python``) is a 400.
 
 The run options a client may set, their types and bounds, come from :class:`heavy.settings.RunSettings`
 (fields that name a ``client`` place): ``temperature``, ``top_p``, ``max_tokens``, ``seed``, ``stop`` and
 ``n`` in the body, ``heavy.n``, ``heavy.strategy``, ``heavy.models``, ``heavy.aggregator``,
-``heavy.tools`` and ``heavy.options`` in the ``heavy`` object. A request's values go over the server's
+``heavy.tools``, ``heavy.options`` (and the other run options whose client place is there, e.g.
+``heavy.thinking_budget``, ``heavy.ignore_args``) in the ``heavy`` object. A request's values go over the server's
 :class:`~heavy.settings.RunSettings` (its config file, environment and flags).
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -32,28 +40,29 @@ from ..errors import ConfigError, MissingKeyError, ModelSpecError, StrategyNotFo
 from ..models import parse_spec
 from ..settings import RunSettings, client_fields, surface
 from ..strategy import load_strategy, registered_strategies
-from ..types import Result, Usage
+from ..types import Result, ToolChoice, ToolSpec, Usage, as_tool_specs
 from .errors import APIError
 from .policy import OptionPolicy
 
 __all__ = ["HONOURED", "IGNORED", "HeavyParams", "ChatRequest", "RunPlan", "Planner", "parse_body",
-           "completion_body", "chunk", "usage_body", "summary", "new_id", "MODEL_PREFIX"]
+           "completion_body", "tool_calls_body", "chunk", "usage_body", "summary", "new_id", "MODEL_PREFIX"]
 
 MODEL_PREFIX = "heavy"
 
 #: Standard fields that steer the run: the run options a client sets in the body (from RunSettings) and these.
-HONOURED = ("model", "messages", "stream", "stream_options", *client_fields(""), "max_completion_tokens", "heavy")
+HONOURED = ("model", "messages", "stream", "stream_options", *client_fields(""), "max_completion_tokens", "tools",
+            "tool_choice", "parallel_tool_calls", "heavy")
 
 #: Standard fields accepted and ignored: bookkeeping (user, metadata, store, …) or knobs that do not change
 #: what the answer means (penalties, logprobs: heavy returns one decided answer, no token logprobs).
 #: ``response_format`` and ``modalities`` are accepted only with their plain-text values.
 IGNORED = ("user", "metadata", "store", "service_tier", "logprobs", "top_logprobs", "frequency_penalty",
-           "presence_penalty", "logit_bias", "parallel_tool_calls", "prompt_cache_key", "prompt_cache_retention",
+           "presence_penalty", "logit_bias", "prompt_cache_key", "prompt_cache_retention",
            "safety_identifier", "verbosity", "response_format", "modalities")
 
-#: Standard fields that would change the contract (tools, audio, …): named in the 400 as unsupported.
-_UNSUPPORTED = {"tools": "tool calls", "tool_choice": "tool calls", "functions": "function calls",
-                "function_call": "function calls", "audio": "audio output", "prediction": "predicted outputs",
+#: Standard fields that would change the contract (legacy functions, audio, …): named in the 400 as unsupported.
+_UNSUPPORTED = {"functions": "legacy function calls (send tools)", "function_call": "legacy function calls (send "
+                "tool_choice)", "audio": "audio output", "prediction": "predicted outputs",
                 "web_search_options": "web search"}
 
 
@@ -67,14 +76,31 @@ HeavyParams = create_model("HeavyParams", __base__=_Strict, __doc__="The optiona
                            **client_fields("heavy."))
 
 
-class _Message(BaseModel):
-    # Extra keys are tolerated on messages (clients replay assistant turns with refusal/annotations: null);
-    # the ones that would need tools are checked below.
+class _Function(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
 
-    role: Literal["system", "developer", "user", "assistant"]
+    name: str
+    arguments: str
+
+
+class _ToolCall(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    id: str = Field(min_length=1)
+    type: Literal["function"] = "function"
+    function: _Function
+
+
+class _Message(BaseModel):
+    # Extra keys are tolerated on messages (clients replay assistant turns with refusal/annotations: null);
+    # legacy function calls are checked below.
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+    tool_call_id: str | None = None
 
 
 class _StreamOptions(BaseModel):
@@ -89,6 +115,9 @@ class _ChatBase(_Strict):
     stream: bool | None = False
     stream_options: _StreamOptions | None = None
     max_completion_tokens: int | None = Field(None, ge=1)
+    tools: list[Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     heavy: HeavyParams | None = None  # type: ignore[valid-type]
 
 
@@ -124,9 +153,7 @@ def parse_body(data: Any) -> ChatRequest:
         if unsupported:
             what = ", ".join(sorted({_UNSUPPORTED[k] for k in unsupported}))
             raise APIError(400, f"unsupported parameter(s) {', '.join(map(repr, unsupported))}: heavy serve does "
-                           f"not do {what}"
-                           + (" for the client (its own tools run server-side: heavy.tools, `heavy serve --tools`)"
-                              if "tools" in unsupported else ""), "unsupported_parameter", param=unsupported[0])
+                           f"not do {what}", "unsupported_parameter", param=unsupported[0])
         raise APIError(400, f"unknown parameter(s) {', '.join(map(repr, unknown))}. heavy serve honours "
                        f"{', '.join(HONOURED)} and ignores {', '.join(IGNORED)}", "unknown_parameter",
                        param=unknown[0])
@@ -141,12 +168,19 @@ def parse_body(data: Any) -> ChatRequest:
                        param="response_format")
     if req.modalities is not None and req.modalities != ["text"]:
         raise APIError(400, "modalities: only [\"text\"] is supported", "unsupported_parameter", param="modalities")
+    _check_tools(req)
     for i, m in enumerate(req.messages):
         extra = m.model_extra or {}
-        if extra.get("tool_calls") or extra.get("function_call"):
-            raise APIError(400, f"messages.{i}: tool calls are not supported by heavy serve",
-                           "unsupported_parameter", param=f"messages.{i}.tool_calls")
-        if m.content is None:
+        if extra.get("function_call"):
+            raise APIError(400, f"messages.{i}: legacy function calls are not supported by heavy serve; send "
+                           "tool_calls", "unsupported_parameter", param=f"messages.{i}.function_call")
+        if m.tool_calls and m.role != "assistant":
+            raise APIError(400, f"messages.{i}: only assistant messages carry tool_calls", "invalid_value",
+                           param=f"messages.{i}.tool_calls")
+        if m.role == "tool" and not m.tool_call_id:
+            raise APIError(400, f"messages.{i}: a tool message needs the tool_call_id it answers", "invalid_value",
+                           param=f"messages.{i}.tool_call_id")
+        if m.content is None and not m.tool_calls:
             raise APIError(400, f"messages.{i}: a message needs content", "invalid_value",
                            param=f"messages.{i}.content")
         if isinstance(m.content, list):
@@ -155,6 +189,53 @@ def parse_body(data: Any) -> ChatRequest:
                     raise APIError(400, f"messages.{i}.content.{j}: a content part needs a 'type'", "invalid_value",
                                    param=f"messages.{i}.content.{j}")
     return req
+
+
+def _check_tools(req: Any) -> None:
+    """400 for tool definitions, a tool_choice or tool-call arguments no provider could take."""
+    specs: list[ToolSpec] = []
+    if req.tools:
+        try:
+            specs = as_tool_specs(req.tools)
+        except ValueError as exc:
+            raise APIError(400, str(exc), "invalid_value", param=str(exc).split(":", 1)[0]) from None
+    try:
+        choice = ToolChoice.parse(req.tool_choice)
+    except ValueError as exc:
+        raise APIError(400, str(exc), "invalid_value", param="tool_choice") from None
+    if req.tool_choice not in (None, "none", "auto") and not req.tools:
+        raise APIError(400, "tool_choice needs tools to choose from", "invalid_value", param="tool_choice")
+    if choice.name is not None and choice.name not in {t.name for t in specs}:
+        raise APIError(400, f"tool_choice names {choice.name!r}, which is not among the tools", "invalid_value",
+                       param="tool_choice")
+    for i, m in enumerate(req.messages):
+        for j, call in enumerate(m.tool_calls or []):
+            try:
+                args = json.loads(call.function.arguments or "{}")
+            except ValueError:
+                args = None
+            if not isinstance(args, dict):
+                raise APIError(400, f"messages.{i}.tool_calls.{j}.function.arguments must be a JSON object (as "
+                               "text)", "invalid_value", param=f"messages.{i}.tool_calls.{j}.function.arguments")
+
+
+def _messages(req: Any) -> list[dict[str, Any]]:
+    """The request's messages as heavy's (assistant calls with parsed arguments, tool results with the name of
+    the tool they answer, which Gemini needs)."""
+    names: dict[str, str] = {}
+    out: list[dict[str, Any]] = []
+    for m in req.messages:
+        msg: dict[str, Any] = {"role": m.role, "content": m.content if m.content is not None else ""}
+        if m.tool_calls:
+            msg["tool_calls"] = [{"id": c.id, "name": c.function.name,
+                                  "arguments": json.loads(c.function.arguments or "{}")} for c in m.tool_calls]
+            names.update({c.id: c.function.name for c in m.tool_calls})
+        if m.role == "tool":
+            msg["tool_call_id"] = m.tool_call_id
+            if m.name or m.tool_call_id in names:
+                msg["name"] = m.name or names[m.tool_call_id]
+        out.append(msg)
+    return out
 
 
 # --- from a request to a run ------------------------------------------------------------------------
@@ -172,6 +253,9 @@ class RunPlan:
     seed: int | None = None
     stream: bool = False
     include_usage: bool = False
+    tools: list[ToolSpec] | None = None  #: the client's own tools (heavy never runs them)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
     @property
     def heavy_kwargs(self) -> dict[str, Any]:
@@ -188,6 +272,9 @@ _PER_CALL = ("n", "strategy", "system", "options", "seed")
 #: Run options a client sets at the body's top level that configure the Heavy: run option -> body field.
 _BODY = {name: where for name in RunSettings.model_fields for where in surface(name)["client"]
          if "." not in where and name not in _PER_CALL}
+#: Run options of the ``heavy`` object that :meth:`Planner.plan` passes on as they are: run option -> field.
+_HEAVY = {name: where.partition(".")[2] for name in RunSettings.model_fields for where in surface(name)["client"]
+          if where.startswith("heavy.") and name not in (*_PER_CALL, "model", "aggregator_model", "tools")}
 
 
 class Planner:
@@ -282,13 +369,29 @@ class Planner:
         if hp.tools is not None:
             shared["tools"] = self._tools(hp.tools)
         shared.update({name: value for name, value in body.items() if value is not None})
+        for name, tail in _HEAVY.items():
+            value = getattr(hp, tail)
+            if value is not None:
+                self.policy.check_run_option(name, value, f"heavy.{tail}")
+                shared[name] = value
+        client_tools = as_tool_specs(req.tools) if req.tools else None
+        if client_tools:
+            own = shared["tools"] if "tools" in shared else d.tools
+            enabled = {str(getattr(t, "name", t)) for t in (own.split(",") if isinstance(own, str) else own or [])}
+            clash = sorted(enabled & {t.name for t in client_tools})
+            if clash:
+                raise APIError(400, f"tools: {', '.join(map(repr, clash))} is the name of a tool this server runs "
+                               f"itself (`heavy serve --tools {','.join(sorted(enabled))}`); rename your tool, or "
+                               "leave the server's out with heavy.tools", "tool_name_clash", param="tools")
 
-        messages = [{"role": m.role, "content": m.content} for m in req.messages]
+        messages = _messages(req)
         if d.system and not any(m["role"] in ("system", "developer") for m in messages):
             messages.insert(0, {"role": "system", "content": d.system})
         return RunPlan(settings=d.merged(**shared), messages=messages, n=n, strategy=strategy, options=hp.options or {},
                        seed=req.seed, stream=bool(req.stream),
-                       include_usage=bool(req.stream_options and req.stream_options.include_usage))
+                       include_usage=bool(req.stream_options and req.stream_options.include_usage),
+                       tools=client_tools, tool_choice=ToolChoice.parse(req.tool_choice) if client_tools else None,
+                       parallel_tool_calls=req.parallel_tool_calls if client_tools else None)
 
     def _tools(self, wanted: list[str]) -> str | None:
         """A request may narrow the server's tools, never widen them: running code or searching the web on
@@ -342,14 +445,19 @@ def summary(r: Result) -> dict[str, Any]:
         "no_answer": d.no_answer, "winner": d.winner, "rationale": d.rationale,
         "hypotheses": [{"index": h.index, "model": h.model, "status": h.status, "answer": h.answer,
                         "latency_s": round(h.latency_s, 3), "error_type": h.error_type,
-                        "tool_steps": len(h.steps or [])} for h in r.hypotheses],
+                        "tool_steps": len(h.steps or []),
+                        **({"tool_calls": [c.name for c in h.tool_calls]} if h.tool_calls else {})}
+                       for h in r.hypotheses],
         "counts": counts, "aggregator_calls": len(r.aggregator_calls), "stopped_early": r.stopped_early,
         "deadline_hit": r.deadline_hit, "budget_hit": r.budget_hit, "cost_usd": r.cost_usd,
         "timings": r.timings.model_dump(),
+        **({"tool_vote": d.details["tool_vote"]} if "tool_vote" in d.details else {}),
     }
 
 
 def finish_reason(r: Result) -> str:
+    if r.tool_calls:
+        return "tool_calls"
     if r.decision.winner is not None:
         for h in r.hypotheses:
             if h.index == r.decision.winner and h.finish_reason == "length":
@@ -357,12 +465,20 @@ def finish_reason(r: Result) -> str:
     return "stop"
 
 
+def tool_calls_body(r: Result) -> list[dict[str, Any]]:
+    """The decided calls as OpenAI's ``message.tool_calls`` (arguments as JSON text)."""
+    return [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(
+        c.arguments, ensure_ascii=False)}} for c in r.tool_calls or []]
+
+
 def completion_body(r: Result, *, completion_id: str, model: str, created: int) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": r.text, "refusal": None}
+    if r.tool_calls:
+        message.update(content=r.text or None, tool_calls=tool_calls_body(r))
     return {
         "id": completion_id, "object": "chat.completion", "created": created, "model": model,
         "system_fingerprint": "heavy",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": r.text, "refusal": None},
-                     "logprobs": None, "finish_reason": finish_reason(r)}],
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(r)}],
         "usage": usage_body(r.usage),
         "heavy": summary(r),
     }
