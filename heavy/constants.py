@@ -29,9 +29,9 @@ DEFAULT_PROVIDER_CONCURRENCY = 64
 HTTP_MAX_CONNECTIONS = 1024
 HTTP_MAX_KEEPALIVE = 256
 
-#: HTTP transports under heavy's httpx client, fastest first; the first one installed is the default
+#: HTTP transports under heavy's HTTP client, fastest first; the first one installed is the default
 #: ($HEAVY_HTTP_TRANSPORT overrides). Measured by bench/overhead.py: see docs/benchmarks.md.
-HTTP_TRANSPORT_PREFERENCE = ("aiohttp", "httpx")
+HTTP_TRANSPORT_PREFERENCE = ("heavy", "aiohttp", "httpx")
 
 #: Per-request network timeouts (seconds). Reading is long because reasoning models may think for
 #: minutes before the first byte; connecting is short because a dead host should fail fast.

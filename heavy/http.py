@@ -8,8 +8,11 @@ place, and that transport errors become heavy's own error types before they reac
 from __future__ import annotations
 
 import asyncio
+import codecs
 import email.utils
+import importlib.util
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -19,6 +22,7 @@ from typing import Any
 import httpx
 
 from . import constants as C
+from .http1 import HTTP1Transport, Origin, Timeouts, encode_head, origin_of
 from .errors import (ConfigError, FatalRequestError, ProviderConnectionError, ProviderHTTPError, ProviderResponseError,
                      ProviderTimeout, register_secret)
 
@@ -27,13 +31,11 @@ __all__ = ["Timeout", "HTTPClient", "HTTPResponse", "SSEEvent", "StreamingASGITr
 
 
 def transport_names() -> list[str]:
-    """HTTP transports usable here: ``httpx`` (always) and ``aiohttp`` (when httpx-aiohttp is installed)."""
-    names = ["httpx"]
-    try:
-        import httpx_aiohttp  # noqa: F401
-    except ImportError:
-        pass
-    else:
+    """HTTP transports usable here: ``heavy`` (heavy's own HTTP/1.1 pool, :mod:`heavy.http1`) and ``httpx``
+    (httpx's own) always, ``aiohttp`` when httpx-aiohttp is installed."""
+    names = ["heavy", "httpx"]
+    # Looked up, not imported: importing aiohttp costs ~0.1 s of CPU that a run not using it should not pay.
+    if importlib.util.find_spec("httpx_aiohttp") is not None:
         names.append("aiohttp")
     return names
 
@@ -52,12 +54,14 @@ def default_transport() -> str:
     return C.HTTP_TRANSPORT_PREFERENCE[0] if C.HTTP_TRANSPORT_PREFERENCE[0] in available else "httpx"
 
 
-def _make_transport(kind: str, limits: httpx.Limits) -> httpx.AsyncBaseTransport | None:
+def _make_transport(kind: str, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+    if kind == "heavy":
+        return HTTP1Transport(limits=limits)
     if kind == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
         return AiohttpTransport(limits=limits)
-    return None  # httpx's own default transport
+    return httpx.AsyncHTTPTransport(limits=limits)
 
 
 @dataclass(frozen=True)
@@ -126,10 +130,6 @@ def retry_after(headers: Mapping[str, str], now: float | None = None) -> float |
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def _timeout_extension(t: "Timeout") -> dict[str, float]:
-    return {"connect": t.connect, "read": t.read, "write": t.write, "pool": t.pool}
-
-
 def _version() -> str:
     from . import __version__
 
@@ -143,11 +143,42 @@ def request_id(headers: Mapping[str, str]) -> str | None:
     return None
 
 
+class _HttpxExchange:
+    """An ``httpx.Response`` read through the interface of :class:`heavy.http1.Exchange`."""
+
+    __slots__ = ("_resp",)
+
+    def __init__(self, resp: httpx.Response) -> None:
+        self._resp = resp
+
+    @property
+    def status(self) -> int:
+        return self._resp.status_code
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._resp.headers
+
+    async def read(self) -> bytes:
+        try:
+            return await self._resp.aread()
+        finally:
+            await self._resp.aclose()
+
+    def iter_bytes(self) -> AsyncIterator[bytes]:
+        return self._resp.aiter_bytes()
+
+    async def aclose(self) -> None:
+        await self._resp.aclose()
+
+
 class HTTPClient:
-    """One pooled ``httpx.AsyncClient`` per provider, sized to admit the whole fan-out.
+    """One pooled HTTP client per provider, sized to admit the whole fan-out.
 
     ``where`` (provider, model) only labels errors. ``transport`` injects an httpx transport (tests,
-    alternative transports, :class:`StreamingASGITransport` to serve requests from an in-process ASGI app).
+    alternative transports, :class:`StreamingASGITransport` to serve requests from an in-process ASGI app);
+    by default it is :func:`default_transport`'s, normally heavy's own :class:`~heavy.http1.HTTP1Transport`,
+    which this client drives directly with request heads built once per path.
     ``auth_hint`` replaces the message of a 401/403 answer (the upstream's own message is kept after it):
     it is how a caller explains that a key was deliberately not sent. Credentials in ``headers`` are
     registered as secrets, so no error built from upstream text can repeat them.
@@ -164,9 +195,9 @@ class HTTPClient:
         max_connections: int = C.HTTP_MAX_CONNECTIONS,
         auth_hint: str | None = None,
     ) -> None:
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=C.HTTP_MAX_KEEPALIVE)
         if transport is None:
-            transport = _make_transport(default_transport(), limits) or httpx.AsyncHTTPTransport(limits=limits)
+            limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=C.HTTP_MAX_KEEPALIVE)
+            transport = _make_transport(default_transport(), limits)
         self.provider = provider
         self.auth_hint = auth_hint
         self.base_url = base_url.rstrip("/")
@@ -174,13 +205,20 @@ class HTTPClient:
             if name.lower() in _AUTH_HEADERS:
                 register_secret(value)
                 register_secret(value.partition(" ")[2])  # the token of "Bearer TOKEN" on its own
-        # We drive the transport directly with httpx.Request/Response: the AsyncClient layer (cookies,
-        # auth flows, redirects, event hooks) does nothing heavy needs and costs ~0.4 ms of CPU per call,
-        # which at a thousand hypotheses in flight is the difference between keeping up and not.
+        # Transports are driven directly, never through httpx.AsyncClient: its layer (cookies, auth flows,
+        # redirects, event hooks) does nothing heavy needs and costs ~0.4 ms of CPU per call, which at a
+        # thousand hypotheses in flight is the difference between keeping up and not.
         self._transport: httpx.AsyncBaseTransport = transport
-        self._headers = {"user-agent": f"heavy/{_version()}", "accept": "application/json", **dict(headers or {})}
-        self._timeout = _timeout_extension(timeout or Timeout())
+        self._h1 = transport if isinstance(transport, HTTP1Transport) else None
+        self._headers = _lower({"user-agent": f"heavy/{_version()}", "accept": "application/json",
+                                "accept-encoding": "gzip, deflate", **dict(headers or {})})
+        try:  # a key pasted with its newline would end the header early: refuse it before anything is sent
+            encode_head("GET", b"/", self._headers.items())
+        except httpx.LocalProtocolError as exc:
+            raise ConfigError(f"{exc} (is there a newline in a key or header value?)") from None
+        self._timeout = _timeouts(timeout or Timeout())
         self._urls: dict[str, httpx.URL] = {}
+        self._heads: dict[tuple[Any, ...], tuple[Origin, bytes]] = {}
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -194,15 +232,44 @@ class HTTPClient:
                 self._urls[path] = url
         return url
 
-    def _request(self, method: str, path: str, body: Any, headers: Mapping[str, str] | None,
-                 timeout: Timeout | None) -> httpx.Request:
+    def _merged(self, body: bytes | None, headers: Mapping[str, str] | None) -> dict[str, str]:
         extra = {"content-type": "application/json"} if body is not None else {}
-        return httpx.Request(
-            method, self._url(path),
-            content=json.dumps(body, ensure_ascii=False).encode() if body is not None else None,
-            headers={**self._headers, **extra, **(headers or {})},
-            extensions={"timeout": _timeout_extension(timeout) if timeout else self._timeout},
-        )
+        return {**self._headers, **extra, **_lower(headers or {})}
+
+    def _prepared(self, method: str, path: str, url: httpx.URL, body: bytes | None,
+                  headers: Mapping[str, str] | None) -> tuple[Origin, bytes]:
+        """Where to send, and the request head for heavy's own transport: all but its length built once per
+        (method, path, headers), since at high fan-out every call would otherwise rebuild the same bytes."""
+        key = (method, path, body is None, tuple(headers.items()) if headers else ())
+        cached = self._heads.get(key)
+        if cached is None:
+            host = httpx.Request(method, url).headers["host"]  # httpx's own rendering (IDNA, IPv6, default ports)
+            cached = origin_of(url), encode_head(method, url.raw_path,
+                                                 [("host", host), *self._merged(body, headers).items()])
+            if len(self._heads) < 256:
+                self._heads[key] = cached
+        origin, head = cached
+        return origin, head + (b"content-length: %d\r\n\r\n" % len(body) if body is not None else b"\r\n")
+
+    async def _send(self, method: str, path: str, params: Mapping[str, Any] | None, body: bytes | None,
+                    headers: Mapping[str, str] | None, timeout: Timeout | None, model: str | None) -> Any:
+        """Send one request; return its exchange once the status and headers are in (the body is unread)."""
+        timeouts = _timeouts(timeout) if timeout else self._timeout
+        url = self._url(path)
+        if params:
+            url = url.copy_merge_params({k: str(v) for k, v in params.items()})
+            path = str(url)
+        try:
+            if self._h1 is not None:
+                origin, head = self._prepared(method, path, url, body, headers)
+                return await self._h1.exchange(origin, head, body, timeouts)
+            request = httpx.Request(method, url, content=body, headers=self._merged(body, headers),
+                                    extensions={"timeout": dict(zip(("connect", "read", "write", "pool"), timeouts))})
+            return _HttpxExchange(await self._transport.handle_async_request(request))
+        except httpx.LocalProtocolError as exc:  # a header heavy was asked to send cannot be sent
+            raise ConfigError(str(exc)) from None
+        except httpx.HTTPError as exc:
+            raise self._fail(exc, model) from None
 
     def _fail(self, exc: Exception, model: str | None) -> Exception:
         kind = type(exc).__name__
@@ -240,17 +307,15 @@ class HTTPClient:
             retry_after=retry_after(headers),
         )
 
-    async def _complete(self, request: httpx.Request, model: str | None) -> HTTPResponse:
-        """Send *request*, read the whole body, and raise ProviderHTTPError on a 4xx/5xx."""
+    async def _complete(self, method: str, path: str, params: Mapping[str, Any] | None, body: bytes | None,
+                        headers: Mapping[str, str] | None, timeout: Timeout | None, model: str | None) -> HTTPResponse:
+        """Send, read the whole body, and raise ProviderHTTPError on a 4xx/5xx."""
+        ex = await self._send(method, path, params, body, headers, timeout, model)
         try:
-            resp = await self._transport.handle_async_request(request)
-            try:
-                raw = await resp.aread()
-            finally:
-                await resp.aclose()
+            raw = await ex.read()
         except httpx.HTTPError as exc:
             raise self._fail(exc, model) from None
-        out = HTTPResponse(resp.status_code, resp.headers, raw.decode("utf-8", "replace"))
+        out = HTTPResponse(ex.status, ex.headers, raw.decode("utf-8", "replace"))
         self._raise_for_status(out.status, out.headers, out.text, model)
         return out
 
@@ -259,17 +324,14 @@ class HTTPClient:
         timeout: Timeout | None = None,
     ) -> HTTPResponse:
         """POST *body* as JSON; return the response, raising ProviderHTTPError on a 4xx/5xx."""
-        return await self._complete(self._request("POST", path, body, headers, timeout), model)
+        return await self._complete("POST", path, None, _json_bytes(body), headers, timeout, model)
 
     async def get_json(
         self, path: str, params: Mapping[str, Any] | None = None, *, headers: Mapping[str, str] | None = None,
         model: str | None = None, timeout: Timeout | None = None,
     ) -> HTTPResponse:
         """GET *path* with query *params*; return the response, raising ProviderHTTPError on a 4xx/5xx."""
-        request = self._request("GET", path, None, headers, timeout)
-        if params:
-            request.url = request.url.copy_merge_params({k: str(v) for k, v in params.items()})
-        return await self._complete(request, model)
+        return await self._complete("GET", path, params, None, headers, timeout, model)
 
     @asynccontextmanager
     async def stream_sse(
@@ -277,26 +339,23 @@ class HTTPClient:
         timeout: Timeout | None = None,
     ) -> AsyncIterator[tuple[Mapping[str, str], AsyncIterator[SSEEvent]]]:
         """POST *body* and yield ``(response headers, events)``; the connection closes on exit."""
+        ex = await self._send("POST", path, None, _json_bytes(body), {"accept": "text/event-stream", **(headers or {})},
+                              timeout, model)
         try:
-            request = self._request("POST", path, body, {"accept": "text/event-stream", **(headers or {})}, timeout)
-            resp = await self._transport.handle_async_request(request)
-        except httpx.HTTPError as exc:
-            raise self._fail(exc, model) from None
-        try:
-            if resp.status_code >= 400:
-                text = (await resp.aread()).decode("utf-8", "replace")
-                self._raise_for_status(resp.status_code, resp.headers, text, model)
-            yield resp.headers, self._events(resp, model)
+            if ex.status >= 400:
+                text = (await ex.read()).decode("utf-8", "replace")
+                self._raise_for_status(ex.status, ex.headers, text, model)
+            yield ex.headers, self._events(ex.iter_bytes(), model)
         except httpx.HTTPError as exc:
             raise self._fail(exc, model) from None
         finally:
-            await resp.aclose()
+            await ex.aclose()
 
-    async def _events(self, resp: httpx.Response, model: str | None) -> AsyncIterator[SSEEvent]:
+    async def _events(self, chunks: AsyncIterator[bytes], model: str | None) -> AsyncIterator[SSEEvent]:
         data: list[str] = []
         fields: dict[str, str] = {}
         try:
-            async for line in resp.aiter_lines():
+            async for line in _lines(chunks):
                 if not line:
                     if data:
                         yield SSEEvent("\n".join(data), fields.get("event"), fields)
@@ -314,6 +373,44 @@ class HTTPClient:
                 yield SSEEvent("\n".join(data), fields.get("event"), fields)
         except httpx.HTTPError as exc:
             raise self._fail(exc, model) from None
+
+
+_EOL = re.compile(r"\r\n|\r|\n")
+
+
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """The lines of a UTF-8 byte stream, split only where SSE ends lines (CRLF, LF, CR): unlike
+    ``str.splitlines``, a U+2028 inside a JSON string does not break the line."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    pending = ""
+    async for chunk in chunks:
+        text = pending + decoder.decode(chunk)
+        held = ""
+        if text.endswith("\r"):  # maybe half of a CRLF split across chunks
+            text, held = text[:-1], "\r"
+        *lines, pending = _EOL.split(text)
+        pending += held
+        for line in lines:
+            yield line
+    tail = pending + decoder.decode(b"", final=True)
+    if tail:
+        *lines, last = _EOL.split(tail)
+        for line in lines:
+            yield line
+        if last:
+            yield last
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def _json_bytes(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+def _timeouts(t: Timeout) -> Timeouts:
+    return t.connect, t.read, t.write, t.pool
 
 
 def _error_message(text: str) -> str | None:
