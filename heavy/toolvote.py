@@ -161,7 +161,7 @@ async def decide(ctx: Context, *, tools: ClientTools, ignore: Collection[str] = 
     verdict = ToolVerdict(call=k > m, tally=t, path=["sample", "tool-vote"], deadline_hit=run.deadline_hit,
                           stopped_early=run.stopped_early)
     ctx.stage("tool-vote", calls=k, answers=m)
-    split = f"{k} of {k + m} successful hypotheses call a tool, {m} answer"
+    split = f"{k} of {k + m} successful hypotheses call a tool and {m} answer{'s' if m == 1 else ''}"
     if not k:
         verdict.rationale = f"{split}: the answer is decided among them."
         return verdict
