@@ -19,7 +19,7 @@ from heavy.providers.gemini import GeminiProvider
 from heavy.providers.openai import OpenAIProvider
 from heavy.tools.python import PythonTool
 from heavy.tools.web_search import WebSearchArgs
-from heavy.types import Message, ToolCall, ToolSpec
+from heavy.types import Message, ToolCall, ToolChoice, ToolSpec
 
 pytestmark = pytest.mark.anyio
 
@@ -217,3 +217,34 @@ def test_legacy_tool_messages_without_a_call_id_stay_plain_text():
         "messages"][1] == {"role": "tool", "content": "b"}
     assert AnthropicProvider("http://x").build_body(CompletionRequest(model="m", messages=legacy), stream=False)[
         "messages"] == [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]
+
+
+# --- tool_choice and parallel calls, each wire in its own words -------------------------------------------
+
+
+def _bodies(choice, parallel=None) -> dict[str, dict]:
+    request = CompletionRequest(model="m", messages=HISTORY[:1], tools=SPECS,
+                                tool_choice=ToolChoice.parse(choice) if choice is not None else None,
+                                parallel_tool_calls=parallel)
+    return {"openai": OpenAIProvider("http://oai.test/v1", "k").build_body(request, stream=False),
+            "anthropic": AnthropicProvider("http://ant.test", "k").build_body(request, stream=False),
+            "gemini": GeminiProvider("http://gem.test", "k").build_body(request)}
+
+
+@pytest.mark.parametrize("choice,parallel,openai,anthropic,gemini", [
+    (None, None, None, None, None),
+    ("auto", None, "auto", {"type": "auto"}, {"mode": "AUTO"}),
+    ("none", None, "none", {"type": "none"}, {"mode": "NONE"}),
+    ("required", None, "required", {"type": "any"}, {"mode": "ANY"}),
+    ({"type": "function", "function": {"name": "python"}}, None, {"type": "function", "function": {"name": "python"}},
+     {"type": "tool", "name": "python"}, {"mode": "ANY", "allowedFunctionNames": ["python"]}),
+    (None, False, None, {"type": "auto", "disable_parallel_tool_use": True}, None),
+    ("required", False, "required", {"type": "any", "disable_parallel_tool_use": True}, {"mode": "ANY"}),
+])
+def test_tool_choice_maps_to_each_wire(choice, parallel, openai, anthropic, gemini):
+    bodies = _bodies(choice, parallel)
+    assert bodies["openai"].get("tool_choice") == openai
+    assert bodies["openai"].get("parallel_tool_calls") == parallel
+    assert bodies["anthropic"].get("tool_choice") == anthropic
+    assert (bodies["gemini"].get("toolConfig") or {}).get("functionCallingConfig") == gemini
+    assert "parallel_tool_calls" not in bodies["gemini"], "Gemini has no such switch"
