@@ -135,6 +135,38 @@ async def test_logprobs_where_the_api_has_them(wire, stream):
             assert all(t.logprob <= 0 and t.top and len(t.top) == 2 for t in x.logprobs)
 
 
+# --- the caller's own tools (Heavy.ask(tools=...)), multi-turn in every wire's own form ---------------------
+
+AGENT_TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}},
+    {"type": "function", "function": {"name": "celsius_to_fahrenheit", "parameters": {
+        "type": "object", "properties": {"celsius": {"type": "number"}}, "required": ["celsius"]}}}]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+@pytest.mark.parametrize("wire", WIRES)
+async def test_an_agent_loop_with_the_callers_tools(wire, stream):
+    h, app = sim_heavy(wire, SimConfig(accuracy=1.0), n=3, strategy="judge", stream=stream)
+    messages = [{"role": "user", "content": "What is the weather in Paris right now, in degrees Fahrenheit?"}]
+    made = []
+    for _ in range(4):
+        r = await h.ask(messages, tools=AGENT_TOOLS, seed=2)
+        if not r.tool_calls:
+            break
+        made += [(c.name, c.arguments) for c in r.tool_calls]
+        messages.append({"role": "assistant", "content": r.text, "tool_calls": [
+            c.model_dump(include={"id", "name", "arguments"}) for c in r.tool_calls]})
+        for c in r.tool_calls:  # tool messages without a name: the name comes from the call they answer
+            out = '{"temperature_c": 18}' if c.name == "get_weather" else f"{c.arguments['celsius'] * 1.8 + 32:g}"
+            messages.append({"role": "tool", "tool_call_id": c.id, "content": out})
+    await h.aclose()
+    assert made == [("get_weather", {"city": "Paris"}), ("celsius_to_fahrenheit", {"celsius": 18})]
+    assert r.answer == "64.4" and r.decision.method == "judge" and r.decision.path[:2] == ["sample", "tool-vote"]
+    assert len(r.aggregator_calls) == 1, "the judge decided among the answers; no tool vote needed an aggregator"
+    assert app.stats.by_wire == {wire: 3 * 3 + 1}
+
+
 # --- failures -------------------------------------------------------------------------------------------
 
 #: A typical transient failure of each API: OpenAI 500, Anthropic 529 overloaded, Gemini 429 RESOURCE_EXHAUSTED.

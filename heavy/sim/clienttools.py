@@ -153,8 +153,12 @@ def _written(args: dict, rng: random.Random) -> dict:
     """*args* as one sample writes them: keys in its own order, a whole number as ``18`` or ``18.0``."""
     keys = list(args)
     rng.shuffle(keys)
-    return {k: (float(args[k]) if isinstance(args[k], (int, float)) and not isinstance(args[k], bool)
-                and float(args[k]).is_integer() and rng.random() < 0.5 else args[k]) for k in keys}
+
+    def spelled(value: Any) -> Any:
+        whole = isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer()
+        return (float(value) if rng.random() < 0.5 else int(value)) if whole else value
+
+    return {k: spelled(args[k]) for k in keys}
 
 
 def client_tool_reply(request: SimRequest, config: SimConfig, rng: random.Random) -> Reply | None:
