@@ -173,6 +173,25 @@ def test_a_client_tool_named_like_a_server_tool_is_a_400_naming_it(served):
     assert all(h["tool_steps"] >= 1 for h in r.model_extra["heavy"]["hypotheses"])
 
 
+def test_bad_tool_input_is_a_400_naming_the_parameter(served):
+    import httpx
+
+    user = {"role": "user", "content": QUESTION}
+    bad_call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{oops"}}
+    cases = [({"tools": TOOLS, "tool_choice": "sometimes"}, "tool_choice"),
+             ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
+             ({"tool_choice": "required"}, "tool_choice"),
+             ({"tools": [{"type": "function", "function": {"name": "bad name"}}]}, "tools.0.function.name"),
+             ({"messages": [user, {"role": "tool", "content": "18"}]}, "messages.1.tool_call_id"),
+             ({"messages": [user, {"role": "assistant", "content": None, "tool_calls": [bad_call]}]},
+              "messages.1.tool_calls.0.function.arguments"),
+             ({"functions": [{"name": "f"}]}, "functions")]
+    for extra, param in cases:
+        r = httpx.post(f"{served.base_url}chat/completions", json={"model": "heavy", "messages": [user], **extra})
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, (extra, r.text)
+        assert "Traceback" not in r.text
+
+
 def record(out: Path) -> None:
     """Run the loop once (OpenAI wire upstream, not streamed) and write its transcript as Markdown."""
     import tempfile
