@@ -25,7 +25,8 @@ replay), so rows differ only in how they decide:
     greedy              one chain at temperature 0 (live)
 
 Every step is `heavy eval` with an append-only results file, so the script resumes where a killed run
-stopped. Run it in the background and commit bench/results/ as it grows:
+stopped. The held-out pool is committed gzipped (81 questions so far); replays and the report read the
+.gz, and recording more questions needs it unpacked first (`gunzip -k bench/results/xc-pool-heldout.jsonl.gz`). Run it in the background and commit bench/results/ as it grows:
 
     nohup python bench/crosscheck.py > bench/results/xc.log 2>&1 &
     python bench/crosscheck.py --report      # only rebuild bench/results/crosscheck.md
@@ -34,6 +35,7 @@ stopped. Run it in the background and commit bench/results/ as it grows:
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import sys
@@ -65,6 +67,20 @@ def files(name: str) -> dict[str, Path]:
     return {"pool": OUT / f"xc-pool-{name}.jsonl", "record": OUT / f"xc-{name}-record.jsonl",
             "greedy": OUT / f"xc-{name}-greedy.jsonl", "verify": OUT / f"xc-{name}-verify.jsonl",
             **{stem: OUT / f"xc-{name}-{stem}.jsonl" for _, stem, _, _ in REPLAYS}}
+
+
+def readable(pool: Path) -> Path:
+    """The pool to replay or report: the plain file while it is being recorded, else the committed .gz."""
+    gz = pool.with_name(pool.name + ".gz")
+    return pool if pool.exists() or not gz.exists() else gz
+
+
+def pool_rows(pool: Path) -> list[dict]:
+    path = readable(pool)
+    if path.suffix != ".gz":
+        return rows_of(path)
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def merge_tune_pool(chains: Path, programs: Path, out: Path) -> int:
@@ -100,13 +116,13 @@ def run(name: str, args: argparse.Namespace) -> None:
         heavy("eval", data, *common, "-s", "vote", "-n", "8", "--programs", "8", "-t", "0.7", "--seed", "1",
               "--concurrency", str(args.concurrency), "--record", str(f["pool"]), "--results", str(f["record"]))
     for _, stem, strategy, extra in REPLAYS:
-        heavy("eval", data, *common, "-s", strategy, "-n", "8", *extra, "--replay", str(f["pool"]),
+        heavy("eval", data, *common, "-s", strategy, "-n", "8", *extra, "--replay", str(readable(f["pool"])),
               "--results", str(f[stem]))
     if args.live:
         heavy("eval", data, *common, "-s", "vote", "-n", "1", "-t", "0", "--concurrency", "2",
               "--results", str(f["greedy"]))
         heavy("eval", data, *[a for a in common if a != "--tools" and a != "python"], "-s", "vote", "-n", "8",
-              "--verify", "python", "--replay", str(f["pool"]), "--results", str(f["verify"]))
+              "--verify", "python", "--replay", str(readable(f["pool"])), "--results", str(f["verify"]))
 
 
 def _ok(h: dict, gold: str) -> bool:
@@ -115,7 +131,7 @@ def _ok(h: dict, gold: str) -> bool:
 
 def report_set(name: str) -> list[str]:
     f = files(name)
-    pool = {r["id"]: r for r in rows_of(f["pool"])}
+    pool = {r["id"]: r for r in pool_rows(f["pool"])}
     rows = {label: {r["id"]: r for r in rows_of(f[stem]) if not r.get("error")} for label, stem, _, _ in REPLAYS}
     rows["greedy (t=0, live)"] = {r["id"]: r for r in rows_of(f["greedy"]) if not r.get("error")}
     rows["verify@8 (vote + --verify python)"] = {r["id"]: r for r in rows_of(f["verify"]) if not r.get("error")}
