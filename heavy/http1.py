@@ -3,10 +3,10 @@ response parsed by httptools (llhttp, the C parser of Node.js, also under uvicor
 
 Why heavy has one: at a thousand hypotheses in flight, the HTTP client's CPU per call decides whether
 sampling keeps up with the server (bench/overhead.py, docs/benchmarks.md "Overhead"). httpx's own pool
-spends 8-28 ms of CPU per call there and aiohttp under httpx's API about 1 ms; this one is what a
-hand-written client does (one protocol object per connection; no stream reader, no task and no timeout
-context per request: one timer per exchange) while the parsing — chunked bodies, keep-alive rules,
-malformed answers — is left to a parser far more widely tested than anything written here.
+spends 8-28 ms of CPU per call there and aiohttp under httpx's API about 1 ms; this one does what a
+hand-written client does (one protocol object per connection; no stream reader, task, timer or timeout
+context per request) while the parsing — chunked bodies, keep-alive rules, malformed answers — is left
+to a parser far more widely tested than anything written here.
 
 :class:`HTTP1Transport` is an httpx transport (``httpx.AsyncClient(transport=HTTP1Transport())`` works),
 and :class:`~heavy.http.HTTPClient` drives it directly through :meth:`HTTP1Transport.exchange` with request
@@ -78,8 +78,8 @@ class Exchange:
     """
 
     __slots__ = ("_conn", "status", "raw_headers", "_chunks", "_buffered", "headers_done", "done", "keep_alive",
-                 "error", "_waiter", "got_bytes", "_interim", "_released", "_last", "_timer", "_read_timeout",
-                 "_head_only", "_close_delimited")
+                 "error", "_waiter", "got_bytes", "_interim", "_released", "_last", "_read_timeout",
+                 "_head_only", "_close_delimited", "_framed", "_coding")
 
     def __init__(self, conn: "_Connection", read_timeout: float | None, head_only: bool) -> None:
         self._conn = conn
@@ -88,15 +88,15 @@ class Exchange:
         self._chunks: list[bytes] = []
         self._buffered = 0
         self.headers_done = self.done = self.keep_alive = self.got_bytes = False
-        self._interim = self._released = self._close_delimited = False
+        self._interim = self._released = self._close_delimited = self._framed = False
+        self._coding: bytes | None = None  # Content-Encoding, as sent
         self.error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._read_timeout = read_timeout
         self._head_only = head_only
-        self._timer: asyncio.TimerHandle | None = None
         self._last = time.monotonic()
         if read_timeout is not None:
-            self._timer = conn.loop.call_at(conn.loop.time() + read_timeout, self._read_timer)
+            conn.pool._clock.watch(self, read_timeout)
 
     # --- fed by the connection ---------------------------------------------------------------------
 
@@ -107,34 +107,25 @@ class Exchange:
 
     def _finish(self, keep_alive: bool) -> None:
         self.done, self.keep_alive = True, keep_alive
-        self._stop_timer()
+        self._conn.pool._clock.forget(self)
         self._wake()
 
     def _fail(self, exc: BaseException) -> None:
         if self.done or self.error is not None:
             return
         self.error = exc
-        self._stop_timer()
+        self._conn.pool._clock.forget(self)
         self._wake()
 
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _read_timer(self) -> None:
-        # One timer per exchange, pushed back lazily: re-arming it on every received chunk would cost more
-        # than the read itself.
-        self._timer = None
-        if self.done or self.error is not None or self._read_timeout is None:
-            return
-        quiet = time.monotonic() - self._last
-        if quiet < self._read_timeout:
-            loop = self._conn.loop
-            self._timer = loop.call_at(loop.time() + self._read_timeout - quiet, self._read_timer)
-            return
+    def expired(self, now: float) -> bool:
+        """Called by the clock: has the server been silent for the read timeout? Then fail and close."""
+        if self.done or self.error is not None:
+            return True
+        if now - self._last < self._read_timeout:  # type: ignore[operator]
+            return False
         self._fail(httpx.ReadTimeout(f"no data from the server for {self._read_timeout:g} s"))
         self._conn.close()
+        return True
 
     # --- read by the caller --------------------------------------------------------------------------
 
@@ -173,7 +164,7 @@ class Exchange:
             self._chunks = []
         finally:
             self.release()
-        decoder = _decoder(self.raw_headers)
+        decoder = _decoder(self._coding)
         return body if decoder is None else _decode(decoder, body)
 
     async def iter_raw(self) -> AsyncIterator[bytes]:
@@ -196,7 +187,7 @@ class Exchange:
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         """The body as it arrives, content-decoded (gzip, deflate)."""
-        decoder = _decoder(self.raw_headers)
+        decoder = _decoder(self._coding)
         async for chunk in self.iter_raw():
             out = chunk if decoder is None else _decode(decoder, chunk, final=False)
             if out:
@@ -215,22 +206,22 @@ class Exchange:
         if self._released:
             return
         self._released = True
-        self._stop_timer()
         conn = self._conn
+        conn.pool._clock.forget(self)
         conn.ex = None
         conn.reading(True)
         conn.pool._release(conn, self.done and self.keep_alive and not conn.lost)
 
 
-def _decoder(raw_headers: list[tuple[bytes, bytes]]) -> Any:
-    for name, value in raw_headers:
-        if name.lower() == b"content-encoding":
-            coding = value.strip().lower()
-            if coding in (b"gzip", b"x-gzip", b"deflate"):
-                return zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib framing, told apart by the header
-            if coding not in (b"", b"identity"):
-                raise httpx.DecodingError(f"the server answered in {coding.decode('latin-1')!r} encoding, "
-                                          "which heavy does not decode (it asks for gzip or deflate)")
+def _decoder(coding: bytes | None) -> Any:
+    if coding is None:
+        return None
+    coding = coding.strip().lower()
+    if coding in (b"gzip", b"x-gzip", b"deflate"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib framing, told apart by the header
+    if coding not in (b"", b"identity"):
+        raise httpx.DecodingError(f"the server answered in {coding.decode('latin-1')!r} encoding, "
+                                  "which heavy does not decode (it asks for gzip or deflate)")
     return None
 
 
@@ -239,6 +230,65 @@ def _decode(decoder: Any, data: bytes, final: bool = True) -> bytes:
         return decoder.decompress(data) + (decoder.flush() if final else b"")
     except zlib.error as exc:
         raise httpx.DecodingError(f"could not decode the compressed body: {exc}") from None
+
+
+class _Deadline:
+    """A task that must get past an ``await`` by a deadline (connecting), cancelled by the clock if not."""
+
+    __slots__ = ("task", "at", "fired")
+
+    def __init__(self, task: "asyncio.Task[Any]", at: float) -> None:
+        self.task, self.at, self.fired = task, at, False
+
+    def expired(self, now: float) -> bool:
+        if now >= self.at:
+            self.fired = True
+            self.task.cancel()
+            return True
+        return False
+
+
+class _Clock:
+    """Every timeout of one transport, checked by a single repeating timer while any is pending.
+
+    A timer of its own per request costs a heap push, a cancel and a pop among a thousand others (and
+    asyncio.timeout more): measurable per call at high fan-out. Here watching is a set insertion; the
+    price is precision — a timeout fires between its due time and a quarter of it (at most a second) later.
+    """
+
+    def __init__(self) -> None:
+        self._watched: set[Any] = set()
+        self._handle: asyncio.TimerHandle | None = None
+        self._tick = float("inf")
+
+    def watch(self, item: Any, timeout: float) -> None:
+        """Check ``item.expired(now)`` until it returns True or :meth:`forget` is called."""
+        self._watched.add(item)
+        tick = min(1.0, max(0.005, timeout / 4))
+        if tick < self._tick:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._tick = tick
+            self._handle = asyncio.get_running_loop().call_later(tick, self._sweep)
+
+    def forget(self, item: Any) -> None:
+        self._watched.discard(item)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for item in list(self._watched):
+            if item.expired(now):
+                self._watched.discard(item)
+        if self._watched:
+            self._handle = asyncio.get_running_loop().call_later(self._tick, self._sweep)
+        else:
+            self._handle, self._tick = None, float("inf")
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle, self._tick = None, float("inf")
+        self._watched.clear()
 
 
 class _Connection(asyncio.Protocol):
@@ -320,6 +370,9 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.pool._forget(self)
+        # The parser holds our bound methods: dropping it breaks the cycle, so refcounting frees the
+        # connection at once instead of leaving a dozen objects per connection to the cyclic GC.
+        self.parser = None  # type: ignore[assignment]
         ex = self.ex
         if ex is not None and not ex.done:
             if ex.headers_done and ex._close_delimited:
@@ -344,18 +397,24 @@ class _Connection(asyncio.Protocol):
     # --- httptools callbacks (only ever called from data_received, so an exchange is current) -----------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.ex.raw_headers.append((name, value))  # type: ignore[union-attr]
+        ex = self.ex
+        assert ex is not None
+        ex.raw_headers.append((name, value))
+        low = name.lower()
+        if low == b"content-encoding":
+            ex._coding = value
+        elif low == b"content-length" or low == b"transfer-encoding":
+            ex._framed = True
 
     def on_headers_complete(self) -> None:
         ex = self.ex
         assert ex is not None
         status = self.parser.get_status_code()
         if status < 200:  # 100 Continue, 103 Early Hints: the real answer follows
-            ex._interim, ex.raw_headers = True, []
+            ex._interim, ex.raw_headers, ex._framed, ex._coding = True, [], False, None
             return
         ex.status, ex.headers_done = status, True
-        framed = any(n.lower() in (b"content-length", b"transfer-encoding") for n, _ in ex.raw_headers)
-        ex._close_delimited = not framed and status not in (204, 304)
+        ex._close_delimited = not ex._framed and status not in (204, 304)
         if ex._head_only:
             ex._finish(False)  # the parser would wait for a body a HEAD answer never has: not reusable
         else:
@@ -390,17 +449,17 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, *, limits: httpx.Limits | None = None, verify: ssl.SSLContext | bool = True) -> None:
-        limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        self._max = limits.max_connections if limits.max_connections is not None else float("inf")
-        self._max_idle = limits.max_keepalive_connections if limits.max_keepalive_connections is not None \
-            else float("inf")
-        self._expiry = limits.keepalive_expiry if limits.keepalive_expiry is not None else float("inf")
+        limits, inf = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20), float("inf")
+        self._max = inf if limits.max_connections is None else limits.max_connections
+        self._max_idle = inf if limits.max_keepalive_connections is None else limits.max_keepalive_connections
+        self._expiry = inf if limits.keepalive_expiry is None else limits.keepalive_expiry
         self._verify = verify
         self._idle: dict[Origin, list[_Connection]] = {}
         self._n_idle = 0
         self._busy = 0  # connections lent out or being opened
         self._open: set[_Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._clock = _Clock()
         self._closed = False
 
     # --- the pool --------------------------------------------------------------------------------------
@@ -420,15 +479,27 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         context = self._ssl_context() if scheme == "https" else None
         conn = _Connection(self, origin, loop)
+        deadline = None
+        if timeout is not None:
+            task = asyncio.current_task()
+            assert task is not None
+            cancelling = task.cancelling()
+            deadline = _Deadline(task, time.monotonic() + timeout)
+            self._clock.watch(deadline, timeout)
         try:
-            async with asyncio.timeout(timeout):
-                await loop.create_connection(lambda: conn, host, port, ssl=context,
-                                             server_hostname=host if context else None)
-        except TimeoutError:
+            await loop.create_connection(lambda: conn, host, port, ssl=context,
+                                         server_hostname=host if context else None)
+        except asyncio.CancelledError:
             conn.close()
-            raise httpx.ConnectTimeout(f"connecting to {host}:{port} took over {timeout:g} s") from None
+            # Our clock's cancel (and nobody else's) is a timeout, as asyncio.timeout decides it.
+            if deadline is not None and deadline.fired and deadline.task.uncancel() <= cancelling:
+                raise httpx.ConnectTimeout(f"connecting to {host}:{port} took over {timeout:g} s") from None
+            raise
         except OSError as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError is an OSError)
             raise httpx.ConnectError(f"{exc or type(exc).__name__} ({host}:{port})") from exc
+        finally:
+            if deadline is not None:
+                self._clock.forget(deadline)
         self._open.add(conn)
         return conn
 
@@ -549,21 +620,22 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close every connection, idle or busy (busy exchanges fail as disconnected)."""
         self._closed = True
+        self._clock.stop()
         for conn in list(self._open):
             conn.close()
         self._idle.clear()
         self._n_idle = 0
         while self._waiters:
             self._wake_one()
+        await asyncio.sleep(0)  # let the closed sockets' connection_lost run before the loop may stop
 
 
 class _ResponseStream(httpx.AsyncByteStream):
     def __init__(self, ex: Exchange) -> None:
         self._ex = ex
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._ex.iter_raw():
-            yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._ex.iter_raw()
 
     async def aclose(self) -> None:
         self._ex.release()

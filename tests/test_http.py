@@ -393,3 +393,26 @@ async def test_https_verifies_the_servers_certificate(tls_files):
         with pytest.raises(ProviderConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
             await stranger.post_json("x", {})
         await stranger.aclose()
+
+
+async def test_a_connection_that_is_never_accepted_is_a_connect_timeout():
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)  # never accepted: once the queue is full, further handshakes go unanswered
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fillers.append(s)
+        http = HTTPClient(f"http://127.0.0.1:{port}/v1", transport=HTTP1Transport(), timeout=Timeout(connect=0.3))
+        t0 = time.monotonic()
+        with pytest.raises(ProviderTimeout, match="ConnectTimeout"):
+            await http.post_json("x", {})
+        assert time.monotonic() - t0 < 2
+        await http.aclose()
+        for s in fillers:
+            s.close()
