@@ -130,13 +130,18 @@ class AnthropicProvider(HTTPProvider):
     async def complete(self, request: CompletionRequest) -> Completion:
         resp = await self._http.post_json(MESSAGES_PATH, self.build_body(request, stream=False), model=request.model)
         data = decode_json(resp.text, provider=self.name, model=request.model)
-        rid = request_id(resp.headers) or (data.get("id") if isinstance(data, dict) else None)
+        return self.parse_message(data, model=request.model, request_id=request_id(resp.headers), raw=resp.text)
+
+    def parse_message(self, data: Any, *, model: str, request_id: str | None = None, raw: str = "") -> Completion:
+        """A decoded Messages API body as a Completion (also how a batch's ``succeeded`` results are read);
+        ``raw`` is the body's text for error excerpts."""
+        rid = request_id or (data.get("id") if isinstance(data, dict) else None)
         if isinstance(data, dict) and data.get("type") == "error":
-            raise self._api_error(data, request.model, rid, resp.text, "error in a 200 response")
+            raise self._api_error(data, model, rid, raw, "error in a 200 response")
         blocks = data.get("content") if isinstance(data, dict) else None
         if not isinstance(blocks, list):
-            raise ProviderResponseError("response has no content blocks", provider=self.name, model=request.model,
-                                        request_id=rid, body=resp.text[:500])
+            raise ProviderResponseError("response has no content blocks", provider=self.name, model=model,
+                                        request_id=rid, body=raw[:500])
         text = "".join(str(b.get("text") or "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
         thinking = "".join(str(b.get("thinking") or "") for b in blocks
                            if isinstance(b, dict) and b.get("type") == "thinking")

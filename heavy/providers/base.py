@@ -108,5 +108,11 @@ class HTTPProvider(Provider):
     def base_url(self) -> str:
         return self._http.base_url
 
+    @property
+    def http(self) -> Any:
+        """The provider's pooled :class:`~heavy.http.HTTPClient` (its endpoint and credentials), for the other
+        endpoints of the same API (the batch APIs of :mod:`heavy.batch`)."""
+        return self._http
+
     async def aclose(self) -> None:
         await self._http.aclose()

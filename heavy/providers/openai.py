@@ -101,16 +101,21 @@ class OpenAIProvider(HTTPProvider):
             "chat/completions", self.build_body(request, stream=False), model=request.model
         )
         data = decode_json(resp.text, provider=self.name, model=request.model)
-        rid = request_id(resp.headers) or (data.get("id") if isinstance(data, dict) else None)
+        return self.parse_completion(data, model=request.model, request_id=request_id(resp.headers), raw=resp.text)
+
+    def parse_completion(self, data: Any, *, model: str, request_id: str | None = None, raw: str = "") -> Completion:
+        """A decoded chat completion body as a Completion (also how a batch's output lines are read);
+        ``raw`` is the body's text for error excerpts."""
+        rid = request_id or (data.get("id") if isinstance(data, dict) else None)
         try:
             choice = data["choices"][0]
             message = choice.get("message") or {}
             text = _content_text(message.get("content"))
-            calls = [_tool_call(raw, i) for i, raw in enumerate(message.get("tool_calls") or [])]
+            calls = [_tool_call(raw_call, i) for i, raw_call in enumerate(message.get("tool_calls") or [])]
         except (KeyError, IndexError, TypeError, AttributeError):
             raise ProviderResponseError(
-                "response has no choices[0].message", provider=self.name, model=request.model,
-                request_id=rid, body=resp.text[:500],
+                "response has no choices[0].message", provider=self.name, model=model,
+                request_id=rid, body=raw[:500],
             ) from None
         return Completion(
             text=text,
