@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from .models import PRESETS
 from .types import Usage
 
-__all__ = ["Price", "PRICES", "price_for", "cost", "model_cost", "set_price", "FREE_PRESETS"]
+__all__ = ["Price", "PRICES", "price_for", "cost", "model_cost", "set_price", "FREE_PRESETS", "BATCH_MULTIPLIERS",
+           "batch_cost"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,11 @@ PRICES: dict[str, Price] = {
 FREE_PRESETS = frozenset(name for name, preset in PRESETS.items() if not preset.key_required)
 
 
+#: What a provider's batch API charges, as a share of its interactive price: OpenAI's Batch API and Anthropic's
+#: Message Batches bill every token at half the list price. A preset not named here has no batch API.
+BATCH_MULTIPLIERS: dict[str, float] = {"openai": 0.5, "anthropic": 0.5}
+
+
 def set_price(model_prefix: str, input: float, output: float, cached_input: float | None = None) -> None:
     """Add or override a price (USD per 1M tokens) for models whose id starts with *model_prefix*."""
     PRICES[model_prefix] = Price(input, output, cached_input)
@@ -89,3 +95,12 @@ def model_cost(label: str, usage: Usage) -> float | None:
     preset, _, model = label.partition(":")
     p = price_for(preset, model)
     return None if p is None else cost(usage, p)
+
+
+def batch_cost(label: str, usage: Usage) -> float | None:
+    """USD for *usage* on the model *label* when it was sampled through its provider's batch API
+    (:data:`BATCH_MULTIPLIERS` of :func:`model_cost`); ``None`` when the price is unknown or the provider has
+    no batch API."""
+    multiplier = BATCH_MULTIPLIERS.get(label.partition(":")[0])
+    price = model_cost(label, usage)
+    return None if price is None or multiplier is None else price * multiplier
