@@ -47,8 +47,8 @@ from .errors import (FatalRequestError, HeavyError, ProviderConnectionError, Pro
                      ProviderTimeout)
 from .events import AggregatorDelta, Final, TokenDelta
 from .providers.base import Completion, CompletionRequest, Delta, Provider
-from .serve.progress import CONTENT_PURPOSES, Progress
-from .serve.protocol import summary
+from .remote.progress import CONTENT_PURPOSES, Progress
+from .remote.summary import summary
 from .settings import fields_where, plugin_fields, surface
 from .strategy import registered_strategies
 from .types import Message, SamplingParams, Usage

@@ -10,7 +10,7 @@ Two tools, over stdio (``heavy mcp``) or streamable HTTP (``heavy mcp --http --p
 * ``strategies``: the registered strategies, one line each.
 
 What a client may ask for is the operator's decision, by the rules of ``heavy serve``
-(:class:`heavy.serve.policy.OptionPolicy`): strategies and options that run code need ``heavy mcp
+(:class:`heavy.remote.policy.OptionPolicy`): strategies and options that run code need ``heavy mcp
 --tools python``, numeric strategy options have ceilings (``--option-limit``), ``n`` has ``--max-n``, and
 a call's budget may tighten the operator's caps, never loosen them. Bad arguments are a tool error
 (``isError``) of one line, never a crash of the server.
@@ -40,11 +40,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from .api import Heavy
 from .errors import HeavyError, OptionsError, redact
 from .events import Event, HypothesisFailed, HypothesisFinished
-from .serve.errors import APIError
-from .serve.policy import OptionPolicy
-from .serve.pool import HeavyPool
-from .serve.progress import Progress
-from .serve.protocol import summary
+from .remote.errors import APIError
+from .remote.policy import OptionPolicy
+from .remote.pool import HeavyPool
+from .remote.progress import Progress
+from .remote.summary import summary
 from .settings import RunSettings, ceiling, optional_fields
 from .strategy import load_strategy, registered_strategies
 from .types import Result
@@ -367,7 +367,7 @@ def http_app(tools: HeavyTools, host: str = "127.0.0.1", api_key: str | None = N
 def run_http(tools: HeavyTools, host: str, port: int, *, api_key: str | None = None, sock: Any = None,
              log_level: str = "warning") -> None:
     """Serve *tools* over streamable HTTP on *host*:*port* (or the bound *sock*) until interrupted."""
-    from .serve import serve
+    from .remote.listener import serve
 
     serve(http_app(tools, host, api_key), host=host, port=port, sock=sock, log_level=log_level)
 

@@ -35,8 +35,8 @@ from heavy.cli import cli
 from heavy.http import StreamingASGITransport
 from heavy.serve import build_server, create_app, listen
 from heavy.serve.app import ServeSettings
-from heavy.serve.errors import APIError
-from heavy.serve.policy import OptionPolicy, check_json, parse_limits
+from heavy.remote.errors import APIError
+from heavy.remote.policy import OptionPolicy, check_json, parse_limits
 from heavy.strategy import load_strategy, registered_strategies
 from heavy.sim import SimConfig, SimulatedLLM, load_dataset
 

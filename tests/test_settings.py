@@ -22,7 +22,7 @@ from heavy.cli import cli
 from heavy.config import Defaults, HeavyConfig, load_config, run_settings
 from heavy.errors import ConfigError
 from heavy.serve.app import ServeSettings
-from heavy.serve.policy import OptionPolicy
+from heavy.remote.policy import OptionPolicy
 from heavy.serve.protocol import HONOURED, ChatRequest, HeavyParams
 from heavy.settings import (ENV_PREFIX, RunSettings, ceiling, env_layer, fields_where, layered, options_table,
                             surface)

@@ -43,8 +43,8 @@ def mcp(use_http: bool, host: str | None, port: int | None, api_key: str | None,
         if not use_http and (host or port):
             fail("--host and --port are for HTTP: add --http (on stdio the client starts this process)")
         address = host or "127.0.0.1"
-        from ..serve import is_loopback, listen
-        from ..serve.policy import parse_limits
+        from ..remote.listener import is_loopback, listen
+        from ..remote.policy import parse_limits
 
         if use_http and not is_loopback(address) and not api_key:
             fail(f"binding {address} exposes the server beyond this machine: give --api-key (or HEAVY_SERVER_KEY)")

@@ -48,7 +48,7 @@ def sim(port: int, host: str, dataset: str | None, log_level: str, **knobs: floa
 
     def go() -> None:
         from ..errors import describe_validation
-        from ..serve import listen, require_server_deps, serve
+        from ..remote.listener import listen, require_server_deps, serve
         from ..sim import SimConfig, SimulatedLLM, load_dataset
 
         require_server_deps("heavy sim", ("uvicorn",))  # the simulator is a raw ASGI app: no starlette

@@ -59,7 +59,7 @@ def serve(host: str, port: int, api_key: str | None, max_body_bytes: int, max_co
             from ..errors import describe_validation
 
             fail(f"invalid server setting: {describe_validation(exc)}")
-        from ..serve.errors import APIError
+        from ..remote.errors import APIError
 
         sock = listen(host, port)  # first: a busy port is one line before anything else happens
         try:

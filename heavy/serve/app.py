@@ -39,10 +39,10 @@ from ..asgi import BadContentLength, BodyTooLarge, read_body, watch_disconnect
 from ..errors import HeavyError
 from ..events import AggregatorDelta, Event, TokenDelta
 from ..settings import RunSettings, ceiling
-from .errors import APIError, from_exception
-from .policy import decode_body, parse_limits
-from .pool import HeavyPool
-from .progress import CONTENT_PURPOSES, Progress
+from ..remote.errors import APIError, from_exception
+from ..remote.policy import decode_body, parse_limits
+from ..remote.pool import HeavyPool
+from ..remote.progress import CONTENT_PURPOSES, Progress
 from .protocol import (Planner, RunPlan, check_model_name, chunk, completion_body, finish_reason, new_id, now,
                        parse_body, summary, tool_calls_body)
 

@@ -41,11 +41,12 @@ from ..models import parse_spec
 from ..settings import RunSettings, client_fields, surface
 from ..strategy import load_strategy, registered_strategies
 from ..types import Result, ToolChoice, ToolSpec, Usage, as_tool_specs
-from .errors import APIError
-from .policy import OptionPolicy
+from ..remote.errors import APIError
+from ..remote.policy import OptionPolicy
+from ..remote.summary import summary
 
 __all__ = ["HONOURED", "IGNORED", "HeavyParams", "ChatRequest", "RunPlan", "Planner", "parse_body",
-           "completion_body", "tool_calls_body", "chunk", "usage_body", "summary", "new_id", "MODEL_PREFIX"]
+           "completion_body", "tool_calls_body", "chunk", "usage_body", "new_id", "MODEL_PREFIX"]
 
 MODEL_PREFIX = "heavy"
 
@@ -288,7 +289,7 @@ class Planner:
     def __init__(self, defaults: RunSettings, *, max_n: int, option_limits: dict[str, float] | None = None) -> None:
         self.defaults = defaults
         self.max_n = max_n
-        #: what a request may set (code execution, operator-only options, ceilings): see heavy.serve.policy
+        #: what a request may set (code execution, operator-only options, ceilings): see heavy.remote.policy
         self.policy = OptionPolicy(defaults.tools, option_limits)
 
     @property
@@ -432,27 +433,6 @@ def usage_body(u: Usage) -> dict[str, Any]:
             "total_tokens": u.total_tokens,
             "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
             "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens}}
-
-
-def summary(r: Result) -> dict[str, Any]:
-    """The ``heavy`` field of a response: how the answer was decided (no hypothesis texts)."""
-    d = r.decision
-    counts: dict[str, int] = {}
-    for h in r.hypotheses:
-        counts[h.status] = counts.get(h.status, 0) + 1
-    return {
-        "strategy": r.strategy, "method": d.method, "path": d.path, "answer": r.answer, "votes": d.votes,
-        "no_answer": d.no_answer, "winner": d.winner, "rationale": d.rationale,
-        "hypotheses": [{"index": h.index, "model": h.model, "status": h.status, "answer": h.answer,
-                        "latency_s": round(h.latency_s, 3), "error_type": h.error_type,
-                        "tool_steps": len(h.steps or []),
-                        **({"tool_calls": [c.name for c in h.tool_calls]} if h.tool_calls else {})}
-                       for h in r.hypotheses],
-        "counts": counts, "aggregator_calls": len(r.aggregator_calls), "stopped_early": r.stopped_early,
-        "deadline_hit": r.deadline_hit, "budget_hit": r.budget_hit, "cost_usd": r.cost_usd,
-        "timings": r.timings.model_dump(),
-        **({"tool_vote": d.details["tool_vote"]} if "tool_vote" in d.details else {}),
-    }
 
 
 def finish_reason(r: Result) -> str:

@@ -1,4 +1,5 @@
-"""Errors of the proxy in OpenAI's shape, and the mapping of heavy's error tree onto HTTP statuses.
+"""Errors for remote callers in OpenAI's shape (the proxy; the MCP server reuses the message), and the
+mapping of heavy's error tree onto HTTP statuses.
 
 Every error a client sees is ``{"error": {"message", "type", "param", "code"}}`` with a status that says
 whose fault it is: 4xx for the request (fix it, do not retry as is), 429 to slow down, 502/504 when the

@@ -1,4 +1,4 @@
-"""What a client of ``heavy serve`` may ask for: the operator decides what runs on the server.
+"""What a remote caller (a ``heavy serve`` client, an MCP ``ask`` call) may ask for: the operator decides what runs.
 
 * **Code execution** is the operator's decision. A strategy that runs code (class attribute
   ``runs_code = True``, e.g. ``execute``), and an option that runs code or reaches a tool (named in

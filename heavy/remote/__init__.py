@@ -1,0 +1,12 @@
+"""What the shells that serve remote callers share, free of any web or protocol framework.
+
+The proxy (:mod:`heavy.serve`), the MCP server (:mod:`heavy.mcp_server`) and the llm plugin each map their
+own protocol onto :class:`heavy.Heavy`; the parts that are the same for all of them live here, so no shell
+imports another:
+
+* :mod:`.policy`: the operator's bounds on what a caller may set (code execution, ceilings, body checks);
+* :mod:`.pool`: the ``Heavy`` instances a server reuses across calls;
+* :mod:`.progress`: run events as short progress lines;
+* :mod:`.summary`: a Result as a compact account of its decision;
+* :mod:`.errors`: errors as a status, a code and a one-line message.
+"""
