@@ -55,6 +55,7 @@ class PriceEntry(_Strict):
     input: float = Field(ge=0)
     output: float = Field(ge=0)
     cached_input: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
 
 
 class HeavyConfig(_Strict):
@@ -82,7 +83,7 @@ class HeavyConfig(_Strict):
         from .pricing import set_price
 
         for prefix, p in self.prices.items():
-            set_price(prefix, p.input, p.output, p.cached_input)
+            set_price(prefix, p.input, p.output, p.cached_input, p.cache_write)
 
 
 def config_path() -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 __all__ = [
     "Message",
@@ -240,32 +240,43 @@ class SamplingParams(_Strict):
 
 
 class Usage(_Strict):
-    """Token usage as reported by the API (reasoning/cached tokens where the API reports them)."""
+    """Token usage as reported by the API (reasoning and cache tokens where the API reports them).
+
+    ``prompt_tokens`` is every input token of the call, however it was billed: uncached input, plus
+    ``cache_read_tokens`` (read from the provider's prompt cache, billed at its cached-input price) and
+    ``cache_write_tokens`` (written to it, billed at its cache-write price: Anthropic charges more for a write).
+    A provider that reports no caching leaves both at 0. ``shared_prompt_tokens`` are prompt tokens a call
+    used without sending them: its share of one request that generated several hypotheses (native ``n``,
+    :mod:`heavy.fanout`), i.e. what a fan-out of separate requests would have sent on top. Old records'
+    ``cached_tokens`` is read as ``cache_read_tokens``.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reasoning_tokens: int = 0
-    cached_tokens: int = 0
+    cache_read_tokens: int = Field(0, validation_alias=AliasChoices("cache_read_tokens", "cached_tokens"))
+    cache_write_tokens: int = 0
+    shared_prompt_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @property
+    def uncached_tokens(self) -> int:
+        """Prompt tokens billed at the plain input price (neither read from nor written to a cache)."""
+        return max(0, self.prompt_tokens - self.cache_read_tokens - self.cache_write_tokens)
+
+    @property
+    def cached_tokens(self) -> int:
+        """The former name of :attr:`cache_read_tokens` (OpenAI's ``prompt_tokens_details.cached_tokens``)."""
+        return self.cache_read_tokens
+
     def __add__(self, other: "Usage") -> "Usage":
-        return Usage(
-            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
-            completion_tokens=self.completion_tokens + other.completion_tokens,
-            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
-            cached_tokens=self.cached_tokens + other.cached_tokens,
-        )
+        return Usage(**{name: getattr(self, name) + getattr(other, name) for name in _USAGE_FIELDS})
 
     def __sub__(self, other: "Usage") -> "Usage":
-        return Usage(
-            prompt_tokens=self.prompt_tokens - other.prompt_tokens,
-            completion_tokens=self.completion_tokens - other.completion_tokens,
-            reasoning_tokens=self.reasoning_tokens - other.reasoning_tokens,
-            cached_tokens=self.cached_tokens - other.cached_tokens,
-        )
+        return Usage(**{name: getattr(self, name) - getattr(other, name) for name in _USAGE_FIELDS})
 
     @staticmethod
     def sum(items: "list[Usage]") -> "Usage":
@@ -273,6 +284,9 @@ class Usage(_Strict):
         for u in items:
             total = total + u
         return total
+
+
+_USAGE_FIELDS = tuple(Usage.model_fields)
 
 
 class TokenLogprob(_Strict):

@@ -19,7 +19,8 @@ What differs from OpenAI's format, and how heavy bridges it:
   ``output_tokens`` and does not report it apart, so ``Usage.reasoning_tokens`` stays 0. (The API takes no
   thinking with a ``tool_choice`` that forces a call: that combination is its error to report.)
 - ``input_tokens`` excludes cache reads and writes; heavy's ``prompt_tokens`` is the whole prompt
-  (input + cache reads + cache writes, as OpenAI and Gemini count it) and ``cached_tokens`` the reads.
+  (input + cache reads + cache writes, as OpenAI and Gemini count it), ``cache_read_tokens`` the reads
+  (``cache_read_input_tokens``) and ``cache_write_tokens`` the writes (``cache_creation_input_tokens``).
 - Stop reasons are reported in OpenAI's words where one exists (``end_turn``/``stop_sequence`` →
   ``stop``, ``max_tokens`` → ``length``, ``tool_use`` → ``tool_calls``); others pass through.
 - Tool use: offered tools go out as ``tools: [{name, description, input_schema}]``; the answer's
@@ -336,5 +337,6 @@ def _usage(raw: Any) -> Usage:
     return Usage(
         prompt_tokens=int(raw.get("input_tokens") or 0) + cache_read + cache_write,
         completion_tokens=int(raw.get("output_tokens") or 0),
-        cached_tokens=cache_read,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
     )

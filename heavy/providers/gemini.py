@@ -34,7 +34,8 @@ And the answer back:
 - Parts marked ``thought: true`` are thinking: they go to ``Completion.reasoning``, never the text.
 - ``candidatesTokenCount`` does not include thinking: heavy's ``completion_tokens`` is candidates +
   ``thoughtsTokenCount`` (as OpenAI counts reasoning), ``reasoning_tokens`` the thoughts alone,
-  ``cached_tokens`` the ``cachedContentTokenCount``.
+  ``cache_read_tokens`` the ``cachedContentTokenCount`` (implicit and explicit caching: ``promptTokenCount``
+  includes them; Gemini charges no cache write).
 - A blocked prompt (``promptFeedback.blockReason``), a candidate stopped by a filter (finishReason
   ``SAFETY``, ``RECITATION``, ``BLOCKLIST``, …) or a response without candidates raises a
   :class:`ProviderResponseError` naming the reason: a failed hypothesis, not an empty answer.
@@ -384,7 +385,7 @@ def _usage(raw: Any) -> Usage:
         prompt_tokens=int(raw.get("promptTokenCount") or 0),
         completion_tokens=int(raw.get("candidatesTokenCount") or 0) + thoughts,
         reasoning_tokens=thoughts,
-        cached_tokens=int(raw.get("cachedContentTokenCount") or 0),
+        cache_read_tokens=int(raw.get("cachedContentTokenCount") or 0),
     )
 
 

@@ -243,7 +243,7 @@ def _usage(raw: Any) -> Usage:
         prompt_tokens=int(raw.get("prompt_tokens") or 0),
         completion_tokens=int(raw.get("completion_tokens") or 0),
         reasoning_tokens=int(details.get("reasoning_tokens") or 0),
-        cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+        cache_read_tokens=int(prompt_details.get("cached_tokens") or 0),
     )
 
 
