@@ -6,6 +6,9 @@ Sample N hypotheses in parallel, then let a strategy (vote, judge, synthesize, â
     result = heavy.ask("What is 17 * 23?", model="sim", n=8)
     print(result.answer)
 
+A strategy of your own subclasses :class:`Strategy` and decides with its :class:`Context`'s toolkit
+(:mod:`heavy.strategy`; docs/architecture.md walks through one).
+
 Names are imported lazily so that ``import heavy`` (and ``heavy --help``) stays fast.
 """
 
@@ -25,8 +28,10 @@ _LAZY = {
     "SamplingParams": "heavy.types",
     "Usage": "heavy.types",
     "Decision": "heavy.types",
+    "AggregatorCall": "heavy.types",
     "Strategy": "heavy.strategy",
     "Context": "heavy.strategy",
+    "AGGREGATOR_FAILURES": "heavy.strategy",
     "Provider": "heavy.providers.base",
     "HeavyError": "heavy.errors",
     "ConfigError": "heavy.errors",
@@ -39,8 +44,8 @@ if TYPE_CHECKING:
     from .api import Heavy, aask, ask
     from .errors import ConfigError, HeavyError, ProviderError
     from .providers.base import Provider
-    from .strategy import Context, Strategy
-    from .types import Decision, Hypothesis, Message, Result, SamplingParams, Usage
+    from .strategy import AGGREGATOR_FAILURES, Context, Strategy
+    from .types import AggregatorCall, Decision, Hypothesis, Message, Result, SamplingParams, Usage
 
 
 def __getattr__(name: str) -> Any:

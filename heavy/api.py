@@ -213,8 +213,8 @@ class Heavy:
             opts = strategy_cls.parse_options(options)
         state = RunState(self.budget, retries=C.RETRY_BUDGET_PER_HYPOTHESIS * n, price=model_cost)
         with using_run(state):
-            ctx = self._context(messages, n, self._sampler(messages, n, emit, stream, seed, pool, live, client),
-                                emit, stream, state)
+            ctx = self._context(strategy_cls.name, messages, n,
+                                self._sampler(messages, n, emit, stream, seed, pool, live, client), emit, stream, state)
             if client is None or client.choice.mode == "none":
                 result = await strategy_cls(opts).run(ctx)
             else:
@@ -222,11 +222,11 @@ class Heavy:
         emit(Final(result=result))
         return result
 
-    def _context(self, messages: list[Message], n: int, sampler: Sampler, emit: EventSink, stream: bool,
-                 state: RunState) -> Context:
-        return Context(messages=messages, n=n, sampler=sampler, aggregator=self._ref(self.aggregator_spec),
-                       emit=emit, stream_aggregator=stream, aggregator_timeout=self.settings.timeout,
-                       max_tokens=self.params.max_tokens, run=state,
+    def _context(self, strategy: str, messages: list[Message], n: int, sampler: Sampler, emit: EventSink,
+                 stream: bool, state: RunState) -> Context:
+        return Context(strategy=strategy, messages=messages, n=n, sampler=sampler,
+                       aggregator=self._ref(self.aggregator_spec), emit=emit, stream_aggregator=stream,
+                       aggregator_timeout=self.settings.timeout, max_tokens=self.params.max_tokens, run=state,
                        fallbacks=[self._ref(s) for s in dict.fromkeys(self.specs)])
 
     def _client_tools(self, tools: Sequence[Any] | None, tool_choice: Any,
@@ -259,7 +259,7 @@ class Heavy:
         verdict = await toolvote.decide(ctx, tools=client, ignore=self.settings.ignore_args or (),
                                         use_aggregator=self.settings.aggregator_model is not None)
         if verdict.call:
-            return toolvote.tool_result(ctx, verdict, strategy=strategy_cls.name)
+            return toolvote.tool_result(ctx, verdict)
         answers = verdict.tally.answerers
         k = len(answers)
 
@@ -275,7 +275,8 @@ class Heavy:
         # conversation with calls needs them, for Anthropic) but may not be called.
         quiet = client.model_copy(update={"choice": ToolChoice(mode="none")})
         replay = self._sampler(ctx.messages, k, unheard, stream, seed, answers, True, quiet)
-        result = await strategy_cls(opts).run(self._context(ctx.messages, k, replay, unheard, stream, ctx.run))
+        result = await strategy_cls(opts).run(self._context(ctx.strategy, ctx.messages, k, replay, unheard, stream,
+                                                            ctx.run))
         return toolvote.with_answer(result, verdict, ctx)
 
     async def sample(self, prompt: Prompt, *, n: int | None = None, system: str | None = None,

@@ -190,11 +190,7 @@ class Sampler:
 
     async def sample(self, messages: Sequence[Message], n: int, **kwargs: Any) -> list[Hypothesis]:
         """Run *n* hypotheses to completion (or the deadline); return them all in index order."""
-        async with self.run(messages, n, **kwargs) as run:
-            async for _ in run:
-                pass
-        run.check_quorum()
-        return run.hypotheses
+        return (await self.run(messages, n, **kwargs).collect()).hypotheses
 
     async def _one(self, index: int, ref: ModelRef, messages: list[Message], params: SamplingParams,
                    stage: str, route: str | None = None, tools: bool = True) -> Hypothesis:
@@ -472,6 +468,16 @@ class SampleRun:
             self.budget_hit = spent
             await self._cancel_pending(f"cancelled: the run's {spent} budget is spent")
         return h
+
+    async def collect(self, until: Callable[[list[Hypothesis]], bool] | None = None) -> "SampleRun":
+        """Run the batch to its end (every hypothesis, or the deadline, or until ``until(done)`` says enough:
+        leaving cancels the rest), check the quorum, and return it."""
+        async with self:
+            async for _ in self:
+                if until is not None and until(self.hypotheses):
+                    break
+        self.check_quorum()
+        return self
 
     @property
     def hypotheses(self) -> list[Hypothesis]:

@@ -152,10 +152,7 @@ async def decide(ctx: Context, *, tools: ClientTools, ignore: Collection[str] = 
     """Sample ``ctx.n`` hypotheses (each offered *tools* by the context's sampler) and decide whether the turn
     calls tools, and which calls (see the module docstring). ``use_aggregator``: undecided cases go to the
     context's aggregator first."""
-    async with ctx.sampler.run(ctx.messages, ctx.n) as run:
-        async for _ in run:
-            pass
-    run.check_quorum()
+    run = await ctx.sample(stage=None)
     t = tally(run.hypotheses, ignore)
     k, m = len(t.callers), len(t.answerers)
     verdict = ToolVerdict(call=k > m, tally=t, path=["sample", "tool-vote"], deadline_hit=run.deadline_hit,
@@ -255,11 +252,10 @@ def _decision(verdict: ToolVerdict, extra: dict[str, Any] | None = None) -> Deci
                     details={"tool_vote": verdict.summary(), **(extra or {})})
 
 
-def tool_result(ctx: Context, verdict: ToolVerdict, *, strategy: str) -> Result:
+def tool_result(ctx: Context, verdict: ToolVerdict) -> Result:
     """The Result of a turn decided for calling: the winner's calls (fresh ids) and its text, if it wrote any."""
-    result = ctx.result(strategy=strategy, answer=verdict.signature, text=verdict.winner.text if verdict.winner
-                        else "", decision=_decision(verdict), stopped_early=verdict.stopped_early,
-                        deadline_hit=verdict.deadline_hit)
+    result = ctx.result(answer=verdict.signature, text=verdict.winner.text if verdict.winner else "",
+                        decision=_decision(verdict))
     return result.model_copy(update={"tool_calls": verdict.calls()})
 
 

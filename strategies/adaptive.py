@@ -31,8 +31,6 @@ from heavy.strategy import Context, Strategy
 from heavy.types import Hypothesis, Result
 from heavy.voting import Tally, tally
 
-from ._common import budget_note, budget_spent, decide_by_vote
-
 
 class AdaptiveOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -103,18 +101,15 @@ class Adaptive(Strategy):
         window = o.window or max(o.wave, 2)
         hyps: list[Hypothesis] = []
         waves: list[dict] = []
-        stopped, why, deadline_hit = "max samples reached", "", False
+        stopped, why = "max samples reached", ""
         while len(hyps) < max_n:
-            spent = budget_spent(ctx)
-            if spent:
-                stopped, why = f"{spent} budget spent", budget_note(spent, f"after {len(hyps)} samples")
+            why = ctx.out_of_budget(f"after {len(hyps)} samples")
+            if why:
+                stopped = f"{ctx.run.exhausted()} budget spent"
                 break
             size = min(o.wave, max_n - len(hyps))
-            ctx.stage(f"wave {len(waves) + 1}", size=size, used=len(hyps), max=max_n,
-                      models=[m.label for m in ctx.sampler.models])
-            async with ctx.sampler.run(ctx.messages, size, min_successes=0) as run:
-                async for _ in run:
-                    pass
+            detail = {"size": size, "used": len(hyps), "max": max_n}
+            run = await ctx.sample(size, stage=f"wave {len(waves) + 1}", detail=detail, min_successes=0)
             hyps.extend(run.hypotheses)
             t = tally(hyps)
             answers = [h.answer for h in sorted(hyps, key=lambda h: h.index) if h.ok]
@@ -127,7 +122,7 @@ class Adaptive(Strategy):
             waves.append({"wave": len(waves) + 1, "samples": len(hyps), "votes": {a: int(c) for a, c in t.counts.items()},
                           "rule": rule, "confidence": round(p, 4)})
             if run.deadline_hit:
-                stopped, deadline_hit = "deadline", True
+                stopped = "deadline"
                 break
             if decided:
                 stopped = (f"last {window} answers agree (ESC window)" if rule == "window"
@@ -138,5 +133,6 @@ class Adaptive(Strategy):
                    "rule": o.rule, "threshold": o.threshold, "window": window if o.rule == "window" else None,
                    "stopped": stopped}
         why = why or f"stopped after {used} of {max_n} samples ({stopped})."
-        return decide_by_vote(ctx, hyps, strategy=self.name, path=[f"{len(waves)} wave{'s' if len(waves) != 1 else ''}", stopped, "vote"], why=why,
-                              details=details, stopped_early=used < max_n, deadline_hit=deadline_hit)
+        ctx.stopped_early = used < max_n  # fewer samples than N is this strategy's early stop, whatever ended it
+        return ctx.decide_by_vote(hyps, path=[f"{len(waves)} wave{'s' if len(waves) != 1 else ''}", stopped, "vote"],
+                                  why=why, details=details)

@@ -31,11 +31,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from heavy.strategy import Context, Strategy
+from heavy.strategy import Context, Strategy, int_votes, text_of
 from heavy.types import Decision, Result, TokenLogprob
 from heavy.voting import tally
-
-from ._common import int_votes, sample_all, text_of, vote_result
 
 
 class ConfidenceOptions(BaseModel):
@@ -102,14 +100,14 @@ class Confidence(Strategy):
     async def run(self, ctx: Context) -> Result:
         o = self.options
         params = ctx.sampler.params.model_copy(update={"logprobs": True, "top_logprobs": o.top_logprobs or None})
-        run = await sample_all(ctx, params=params)
+        run = await ctx.sample(params=params)
         answered = [h for h in run.successes if h.answer is not None]
         without = [h for h in answered if not h.logprobs]
         if not answered or without:
             why = (f"the provider returned no logprobs for {len(without)} of {len(answered)} answered hypotheses; "
                    "fell back to the plain vote." if without else "")
-            return vote_result(ctx, run, strategy=self.name, path=["sample", "no logprobs", "vote"] if without
-                               else ["sample", "vote"], why=why, details={"confidence": None})
+            return ctx.decide_by_vote(run.hypotheses, path=["sample", "no logprobs", "vote"] if without
+                                      else ["sample", "vote"], why=why, details={"confidence": None})
         scores = {h.index: trace_confidence(h.logprobs or [], o.measure, o.window, o.tail) for h in answered}
         ranked = sorted(answered, key=lambda h: (-scores[h.index], h.index))
         kept = ranked[: max(1, math.ceil(len(ranked) * o.keep))]
@@ -136,5 +134,4 @@ class Confidence(Strategy):
                      "dropped": dropped, "measure": o.measure, "keep": o.keep, "weighted": o.weighted,
                      "plain_vote_winner": plain.winner},
         )
-        return ctx.result(strategy=self.name, answer=t.winner, text=text_of(run.hypotheses, winner_index),
-                          decision=decision, stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
+        return ctx.result(answer=t.winner, text=text_of(run.hypotheses, winner_index), decision=decision)

@@ -40,12 +40,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from heavy import constants as C
 from heavy.errors import OptionsError, QuorumError
 from heavy.sampler import SampleRun
-from heavy.strategy import Context, Strategy
+from heavy.strategy import Context, Strategy, text_of, vote_decision
 from heavy.tools.program import program_step
 from heavy.types import PROGRAM_ROUTE, Hypothesis, Result
 from heavy.voting import Tally, tally
-
-from ._common import decide_by_vote, text_of, vote_decision
 
 __all__ = ["CrossCheck", "CrossCheckOptions", "RouteSample", "cross_check", "decide_agreed", "route_support",
            "sample_routes"]
@@ -68,8 +66,7 @@ class CrossCheck(Strategy):
     runs_code = True
 
     async def run(self, ctx: Context) -> Result:
-        return await cross_check(ctx, strategy=self.name, programs=self.options.programs,
-                                 early_stop=self.options.early_stop)
+        return await cross_check(ctx, programs=self.options.programs, early_stop=self.options.early_stop)
 
 
 def split(n: int, programs: float) -> tuple[int, int]:
@@ -177,12 +174,13 @@ class RouteSample:
         return "no answer was reached by both a chain and a program: majority vote over all answers."
 
 
-async def sample_routes(ctx: Context, *, strategy: str, programs: float = C.CROSSCHECK_PROGRAMS,
+async def sample_routes(ctx: Context, *, programs: float = C.CROSSCHECK_PROGRAMS,
                         early_stop: bool = True) -> RouteSample:
     """Sample ``ctx.n`` hypotheses, a *programs* share of them as programs; with *early_stop*, one chain and
-    one program first, then the rest, stopping once an answer reached by both routes leads."""
+    one program first, then the rest, stopping once an answer reached by both routes leads. How sampling
+    ended becomes the run's flags (``ctx.stopped_early``, ``ctx.deadline_hit``)."""
     if programs > 0 and not ctx.sampler.can_run_code:
-        raise OptionsError(f"strategy {strategy!r} runs the programs it samples: enable the python tool "
+        raise OptionsError(f"strategy {ctx.strategy!r} runs the programs it samples: enable the python tool "
                            "(`heavy ask --tools python`, Heavy(tools=['python']), `heavy serve --tools python`)")
     n_chain, n_prog = split(ctx.n, programs)
     ctx.stage("sample", n=ctx.n, chains=n_chain, programs=n_prog, models=[m.label for m in ctx.sampler.models])
@@ -209,26 +207,27 @@ async def sample_routes(ctx: Context, *, strategy: str, programs: float = C.CROS
             break
         if out.deadline_hit or any(r.budget_hit for r in runs):
             break
+    ctx.stopped_early |= out.stopped_early
+    ctx.deadline_hit |= out.deadline_hit
     ok = [h for h in out.hypotheses if h.ok]
     if not ok or len(ok) < min(ctx.sampler.min_successes, len(out.hypotheses)):
         raise QuorumError("too few hypotheses succeeded to decide", failures=out.hypotheses)
     return out
 
 
-async def cross_check(ctx: Context, *, strategy: str, programs: float = C.CROSSCHECK_PROGRAMS,
-                      early_stop: bool = True, path: Sequence[str] = ()) -> Result:
+async def cross_check(ctx: Context, *, programs: float = C.CROSSCHECK_PROGRAMS, early_stop: bool = True,
+                      path: Sequence[str] = ()) -> Result:
     """Sample chains and programs (``ctx.n`` in all) and decide by leading cross-route agreement, then by vote."""
-    sample = await sample_routes(ctx, strategy=strategy, programs=programs, early_stop=early_stop)
+    sample = await sample_routes(ctx, programs=programs, early_stop=early_stop)
     if sample.agreed():
-        return decide_agreed(ctx, sample, strategy=strategy, path=[*path, "sample", "chain+program", "agree"])
+        return decide_agreed(ctx, sample, path=[*path, "sample", "chain+program", "agree"])
     only = "programs" if sample.programs else "chains"
     why = sample.why_no_agreement() if sample.chains and sample.programs else f"{only} only: majority vote."
-    return decide_by_vote(ctx, sample.hypotheses, strategy=strategy, path=[*path, "sample", "chain+program", "vote"],
-                          why=why, details=sample.details, stopped_early=sample.stopped_early,
-                          deadline_hit=sample.deadline_hit)
+    return ctx.decide_by_vote(sample.hypotheses, path=[*path, "sample", "chain+program", "vote"], why=why,
+                              details=sample.details)
 
 
-def decide_agreed(ctx: Context, sample: RouteSample, *, strategy: str, path: list[str]) -> Result:
+def decide_agreed(ctx: Context, sample: RouteSample, *, path: list[str]) -> Result:
     """The leading answer reached by both routes wins; the Result says by how many of each."""
     hypotheses = sample.hypotheses
     t = tally(hypotheses)
@@ -250,5 +249,4 @@ def decide_agreed(ctx: Context, sample: RouteSample, *, strategy: str, path: lis
         + (f"; stopped after {ok} samples" if sample.stopped_early else "") + "."
     )
     decision.details.update(sample.details)
-    return ctx.result(strategy=strategy, answer=winner, text=text_of(hypotheses, first), decision=decision,
-                      stopped_early=sample.stopped_early, deadline_hit=sample.deadline_hit)
+    return ctx.result(answer=winner, text=text_of(hypotheses, first), decision=decision)

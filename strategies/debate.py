@@ -14,16 +14,14 @@ round: a cap reached mid-debate ends it with the best answer so far, and the dec
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from heavy.prompts import debate_messages, labels
-from heavy.strategy import Context, Strategy
-from heavy.types import Result
-
-from ._common import (agent_models, answers_of, budget_note, budget_spent, decide_by_vote, latest, sample_each,
-                      shuffle_seed, synthesize_over, unanimous)
+from heavy.strategy import Context, Strategy, answers_of, unanimous
+from heavy.types import Hypothesis, Result
 
 
 class DebateOptions(BaseModel):
@@ -49,13 +47,9 @@ class Debate(Strategy):
 
     async def run(self, ctx: Context) -> Result:
         o = self.options
-        seed = shuffle_seed(ctx, o.shuffle_seed)
-        models = agent_models(ctx, ctx.n)
-        ctx.stage("round 0: initial answers", agents=ctx.n, models=[m.label for m in models])
-        async with ctx.sampler.run(ctx.messages, ctx.n, models=models) as run:
-            async for _ in run:
-                pass
-        run.check_quorum()
+        seed = ctx.shuffle_seed(o.shuffle_seed)
+        models = ctx.agent_models(ctx.n)
+        run = await ctx.sample(stage="round 0: initial answers", detail={"agents": ctx.n}, models=models)
         agents = [(i, h) for i, h in enumerate(run.hypotheses) if h.ok]  # agents without an answer drop out
         current = [h for _, h in agents]
         history = [{"round": 0, "answers": answers_of(current)}]
@@ -64,9 +58,9 @@ class Debate(Strategy):
         for rnd in range(1, o.rounds + 1):
             if o.stop_on_consensus and consensus:
                 break
-            spent = budget_spent(ctx)
-            if spent:
-                stopped, note = f"{spent} budget spent", budget_note(spent, f"before round {rnd} of {o.rounds}")
+            note = ctx.out_of_budget(f"before round {rnd} of {o.rounds}")
+            if note:
+                stopped = f"{ctx.run.exhausted()} budget spent"
                 break
             ctx.stage(f"round {rnd}/{o.rounds}", agents=len(current), answers=answers_of(current))
             prompts = []
@@ -76,8 +70,8 @@ class Debate(Strategy):
                     random.Random(None if seed is None else seed * 7_919 + rnd * 104_729 + agent).shuffle(others)
                 prompts.append(debate_messages(ctx.messages, current[a].text,
                                                list(zip(labels(len(others)), (h.text for h in others)))))
-            new = await sample_each(ctx, prompts, [models[agent] for agent, _ in agents], stage=f"round {rnd}")
-            current = latest(current, new)
+            new = await ctx.sample_each(prompts, [models[agent] for agent, _ in agents], stage=f"round {rnd}")
+            current = _latest(current, new)
             history.append({"round": rnd, "answers": answers_of(current),
                             "failed": [agent for (agent, _), h in zip(agents, new) if not h.ok] or None})
             consensus = unanimous(current)
@@ -88,9 +82,12 @@ class Debate(Strategy):
         path = ["sample"] + [f"round {r['round']}" for r in history[1:]] + [stopped]
         why = note or f"debate ended: {stopped}."
         if o.final == "aggregator" and len(current) > 1:
-            result = await synthesize_over(ctx, current, strategy=self.name, path=path, shuffle=o.shuffle, seed=seed,
-                                           details=details, deadline_hit=run.deadline_hit)
+            result = await ctx.synthesize(current, path=path, shuffle=o.shuffle, seed=seed, details=details)
             result.decision.rationale = f"{why} {result.decision.rationale}"
             return result
-        return decide_by_vote(ctx, current, strategy=self.name, path=path + ["vote"], why=why, details=details,
-                              deadline_hit=run.deadline_hit)
+        return ctx.decide_by_vote(current, path=path + ["vote"], why=why, details=details)
+
+
+def _latest(previous: Sequence[Hypothesis], new: Sequence[Hypothesis]) -> list[Hypothesis]:
+    """Per agent, the new hypothesis if it succeeded, else the agent's previous one."""
+    return [n if n.ok else p for p, n in zip(previous, new)]

@@ -50,8 +50,6 @@ from heavy.tools.examples import examples_from, probe_calls
 from heavy.tools.sandbox import SandboxLimits
 from heavy.types import Decision, Hypothesis, Message, Result
 
-from ._common import decide_by_vote, sample_all
-
 #: Characters of each test shown in the decision's pass matrix.
 _TEST_CHARS = 160
 
@@ -123,14 +121,13 @@ class Execute(Strategy):
 
     async def run(self, ctx: Context) -> Result:
         o = self.options
-        run = await sample_all(ctx)
+        run = await ctx.sample()
         hyps = run.hypotheses
         ok = [h for h in hyps if h.ok]
         codes = {h.index: candidate_code(h.text) for h in ok}
         if not any(codes.values()):
-            return decide_by_vote(ctx, hyps, strategy=self.name, path=["sample", "no code", "vote"],
-                                  why="no candidate wrote a fenced code block, so nothing could be run;",
-                                  stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
+            return ctx.decide_by_vote(hyps, path=["sample", "no code", "vote"],
+                                      why="no candidate wrote a fenced code block, so nothing could be run;")
         if o.tests is not None:
             try:
                 setup, tests = split_tests(o.tests)
@@ -147,13 +144,12 @@ class Execute(Strategy):
             setup, tests = await self._generate(ctx, codes)
             source = "generated"
         if not tests:
-            return decide_by_vote(ctx, hyps, strategy=self.name, path=["sample", f"no {source} tests", "vote"],
-                                  why=f"no usable {source} test, so candidates could not be ranked by execution;",
-                                  stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
+            return ctx.decide_by_vote(hyps, path=["sample", f"no {source} tests", "vote"],
+                                      why=f"no usable {source} test, so candidates could not be ranked by execution;")
         probes = probe_calls(tests, o.probes, o.entry_point) if o.probes else []
         ctx.stage("execute", candidates=len(ok), tests=len(tests), source=source, probes=len(probes))
         results, probed = await self._run_all(codes, tests, probes, setup)
-        return self._decide(ctx, ok, codes, results, probed, tests, probes, source, run)
+        return self._decide(ctx, ok, codes, results, probed, tests, probes, source)
 
     async def _generate(self, ctx: Context, codes: dict[int, str | None]) -> tuple[str, list[str]]:
         o = self.options
@@ -196,7 +192,7 @@ class Execute(Strategy):
 
     def _decide(self, ctx: Context, ok: list[Hypothesis], codes: dict[int, str | None],
                 results: dict[int, CaseResults], probed: dict[int, list[str | None]], tests: list[str],
-                probes: list[str], source: str, run: Any) -> Result:
+                probes: list[str], source: str) -> Result:
         order = [h.index for h in ok]
         vectors = {i: tuple(results[i].passed) for i in order}
         signatures = {i: (*results[i].outputs, *probed[i]) for i in order}
@@ -242,8 +238,7 @@ class Execute(Strategy):
             details["sandbox_warning"] = "; ".join(warnings)
         decision = Decision(method="execute", path=["sample", f"{source} tests", "execute"], rationale=rationale,
                             winner=winner, scores={str(i): s for i, s in scores.items()}, details=details)
-        return ctx.result(strategy=self.name, answer=codes[winner] or w.text.strip(), text=w.text, decision=decision,
-                          stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
+        return ctx.result(answer=codes[winner] or w.text.strip(), text=w.text, decision=decision)
 
 
 def _question(ctx: Context) -> str:

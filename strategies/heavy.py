@@ -23,17 +23,15 @@ Measured in docs/benchmarks.md ("Verification by execution").
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from heavy import constants as C
-from heavy.errors import QuorumError
 from heavy.strategy import Context, Strategy
 from heavy.types import Hypothesis, Result
 from heavy.voting import tally
 
-from ._common import decide_by_vote, sample_all, shuffle_seed, synthesize_over
 from .crosscheck import decide_agreed, sample_routes
 
 
@@ -59,31 +57,24 @@ class HeavyDefault(Strategy):
     async def run(self, ctx: Context) -> Result:
         if ctx.sampler.can_run_code and self.options.programs > 0 and ctx.n >= 2:
             return await self._with_programs(ctx)
-        run = await sample_all(ctx)
-        return await self._decide(ctx, run.hypotheses, path=["sample"], stopped_early=run.stopped_early,
-                                  deadline_hit=run.deadline_hit)
+        run = await ctx.sample()
+        return await self._decide(ctx, run.hypotheses, path=["sample"])
 
     async def _with_programs(self, ctx: Context) -> Result:
-        sample = await sample_routes(ctx, strategy=self.name, programs=self.options.programs)
+        sample = await sample_routes(ctx, programs=self.options.programs)
         path = ["python", "sample", "chain+program"]
         if sample.agreed():
-            return decide_agreed(ctx, sample, strategy=self.name, path=[*path, "agree"])
-        return await self._decide(ctx, sample.hypotheses, path=[*path, "no agreement"], details=sample.details,
-                                  stopped_early=sample.stopped_early, deadline_hit=sample.deadline_hit)
+            return decide_agreed(ctx, sample, path=[*path, "agree"])
+        return await self._decide(ctx, sample.hypotheses, path=[*path, "no agreement"], details=sample.details)
 
     async def _decide(self, ctx: Context, hypotheses: list[Hypothesis], *, path: list[str],
-                      details: dict[str, Any] | None = None, stopped_early: bool = False,
-                      deadline_hit: bool = False) -> Result:
+                      details: dict[str, Any] | None = None) -> Result:
         t = tally(hypotheses)
         ok = sum(1 for h in hypotheses if h.ok)
         share = t.top_count / ok if ok else 0.0
         if t.winner is not None and share > self.options.threshold and not t.tied:
             why = f"clear majority ({t.top_count}/{ok} = {share:.0%} > {self.options.threshold:.0%}): answered by vote."
-            return decide_by_vote(ctx, hypotheses, strategy=self.name, path=[*path, "majority", "vote"], why=why,
-                                  details=details, stopped_early=stopped_early, deadline_hit=deadline_hit)
-        if not ok:
-            raise QuorumError("no hypothesis succeeded, so there is nothing to decide on", failures=list(hypotheses))
+            return ctx.decide_by_vote(hypotheses, path=[*path, "majority", "vote"], why=why, details=details)
         reason = "no extractable answers" if t.winner is None else f"no clear majority ({share:.0%})"
-        return await synthesize_over(ctx, hypotheses, strategy=self.name, path=[*path, reason],
-                                     shuffle=self.options.shuffle, seed=shuffle_seed(ctx, self.options.shuffle_seed),
-                                     details=details, stopped_early=stopped_early, deadline_hit=deadline_hit)
+        return await ctx.synthesize(hypotheses, path=[*path, reason], shuffle=self.options.shuffle,
+                                    seed=ctx.shuffle_seed(self.options.shuffle_seed), details=details)

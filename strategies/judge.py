@@ -12,11 +12,9 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from heavy.prompts import VERDICT_FORM, judge_messages, parse_verdict
-from heavy.strategy import Context, Strategy
-from heavy.types import Decision, Result
-from heavy.voting import tally
-
-from ._common import decide, labelled, sample_all, shuffle_seed, vote_result
+from heavy.strategy import Context, Strategy, int_votes, labelled
+from heavy.types import Decision, Hypothesis, Message, Result
+from heavy.voting import Tally, tally
 
 
 class JudgeOptions(BaseModel):
@@ -35,36 +33,43 @@ class Judge(Strategy):
 
     name = "judge"
     Options = JudgeOptions
+    #: The step's name in stage events and the decision path, how many hypotheses one success is, and
+    #: whether the first call streams (None: when the run streams); ``usc`` picks by other criteria alike.
+    step = "judge"
+    single = "single candidate"
+    stream: bool | None = None
+
+    def prompt(self, ctx: Context, candidates: list[tuple[str, Hypothesis]]) -> list[Message]:
+        """The aggregator's prompt over the labelled candidates."""
+        return judge_messages(ctx.messages, [(label, h.text) for label, h in candidates])
+
+    def rationale(self, ctx: Context, verdict: str, chosen: Hypothesis, t: Tally, reply: str, shown: int) -> str:
+        """Why *chosen* won, from the aggregator's first *reply*."""
+        return f"{ctx.aggregator.label} picked candidate {verdict} (hypothesis #{chosen.index}): " + _rationale(reply)
 
     async def run(self, ctx: Context) -> Result:
-        run = await sample_all(ctx)
-        ok = run.successes
+        o = self.options
+        run = await ctx.sample()
+        only = ctx.single_success(run.hypotheses, method=self.name, path=["sample", self.single])
+        if only is not None:
+            return only
         t = tally(run.hypotheses)
-        if len(ok) == 1:
-            only = ok[0]
-            decision = Decision(method="judge", path=["sample", "single candidate"], winner=only.index,
-                                rationale="only one hypothesis succeeded; nothing to compare",
-                                votes=dict(t.counts), no_answer=t.no_answer)
-            return ctx.result(strategy=self.name, answer=only.answer, text=only.text, decision=decision,
-                              stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
-        cands = labelled(run.hypotheses, shuffle=self.options.shuffle, seed=shuffle_seed(ctx, self.options.shuffle_seed))
+        cands = labelled(run.hypotheses, shuffle=o.shuffle, seed=ctx.shuffle_seed(o.shuffle_seed))
         by_label = dict(cands)
-        prompt = judge_messages(ctx.messages, [(label, h.text) for label, h in cands])
-        ctx.stage("judge", candidates=len(cands), model=ctx.aggregator.label)
-        verdict, calls, failure = await decide(ctx, "judge", prompt, lambda text: parse_verdict(text, list(by_label)),
-                                               form=VERDICT_FORM, follow_ups=self.options.retries, stream=None)
+        ctx.stage(self.step, candidates=len(cands), model=ctx.aggregator.label)
+        verdict, calls, failure = await ctx.call_parsed(
+            self.name, self.prompt(ctx, cands), lambda text: parse_verdict(text, list(by_label)), form=VERDICT_FORM,
+            follow_ups=o.retries, stream=self.stream)
         if verdict is None:
-            return vote_result(ctx, run, strategy=self.name, path=["sample", "judge", "vote"],
-                               why=f"{failure} after {len(calls)} call(s); fell back to the vote.")
+            return ctx.decide_by_vote(run.hypotheses, path=["sample", self.name, "vote"],
+                                      why=f"{failure} after {len(calls)} call(s); fell back to the vote.")
         chosen = by_label[verdict]
         decision = Decision(
-            method="judge", path=["sample", "judge"], winner=chosen.index, votes=dict(t.counts), no_answer=t.no_answer,
-            rationale=f"{ctx.aggregator.label} picked candidate {verdict} (hypothesis #{chosen.index}): "
-                      + _rationale(calls[0].text),
+            method=self.name, path=["sample", self.step], winner=chosen.index, votes=int_votes(t.counts),
+            no_answer=t.no_answer, rationale=self.rationale(ctx, verdict, chosen, t, calls[0].text, len(cands)),
             details={"labels": {label: h.index for label, h in cands}, "verdict": verdict},
         )
-        return ctx.result(strategy=self.name, answer=chosen.answer, text=chosen.text, decision=decision,
-                          stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
+        return ctx.result(answer=chosen.answer, text=chosen.text, decision=decision)
 
 
 def _rationale(text: str, limit: int = 400) -> str:

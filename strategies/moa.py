@@ -19,12 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from heavy.prompts import moa_messages
 from heavy.sampler import ModelRef
-from heavy.strategy import Context, Strategy
+from heavy.strategy import Context, Strategy, labelled
 from heavy.types import Hypothesis, Result
 from heavy.voting import tally
-
-from ._common import (agent_models, budget_note, budget_spent, labelled, models_by_label, sample_each, shuffle_seed,
-                      synthesize_over)
 
 
 class MoAOptions(BaseModel):
@@ -52,27 +49,22 @@ class MixtureOfAgents(Strategy):
     def _models(self, ctx: Context, layer: int, k: int) -> list[ModelRef]:
         listed = self.options.layer_models or []
         if layer - 1 < len(listed) and listed[layer - 1]:
-            refs = models_by_label(ctx, listed[layer - 1], f"layer_models[{layer - 1}]")
+            refs = ctx.models_by_label(listed[layer - 1], f"layer_models[{layer - 1}]")
             return [refs[i % len(refs)] for i in range(k)]
-        return agent_models(ctx, k, offset=layer - 1)
+        return ctx.agent_models(k, offset=layer - 1)
 
     async def run(self, ctx: Context) -> Result:
         o = self.options
-        seed = shuffle_seed(ctx, o.shuffle_seed)
+        seed = ctx.shuffle_seed(o.shuffle_seed)
         proposer_layers = o.layers - 1
-        first_models = self._models(ctx, 1, ctx.n)
-        ctx.stage(f"layer 1/{o.layers}", agents=ctx.n, models=[m.label for m in first_models])
-        async with ctx.sampler.run(ctx.messages, ctx.n, models=first_models) as run:
-            async for _ in run:
-                pass
-        run.check_quorum()
+        run = await ctx.sample(stage=f"layer 1/{o.layers}", detail={"agents": ctx.n},
+                               models=self._models(ctx, 1, ctx.n))
         current: list[Hypothesis] = run.successes
         report = [self._layer_report(1, run.hypotheses)]
         note = ""
         for layer in range(2, proposer_layers + 1):
-            spent = budget_spent(ctx)
-            if spent:
-                note = budget_note(spent, f"before layer {layer}")
+            note = ctx.out_of_budget(f"before layer {layer}")
+            if note:
                 break
             k = o.agents or ctx.n
             models = self._models(ctx, layer, k)
@@ -82,7 +74,7 @@ class MixtureOfAgents(Strategy):
                 order_seed = None if seed is None else seed * 1_000_003 + layer * 1_009 + i
                 cands = labelled(current, shuffle=o.shuffle, seed=order_seed)
                 prompts.append(moa_messages(ctx.messages, [(label, h.text) for label, h in cands]))
-            new = await sample_each(ctx, prompts, models, stage=f"layer {layer}")
+            new = await ctx.sample_each(prompts, models, stage=f"layer {layer}")
             report.append(self._layer_report(layer, new))
             ok = [h for h in new if h.ok]
             if ok:
@@ -91,9 +83,8 @@ class MixtureOfAgents(Strategy):
                 note = f"every agent of layer {layer} failed; the aggregator read layer {layer - 1}."
         ctx.stage(f"layer {o.layers}/{o.layers}: aggregate", candidates=len(current), model=ctx.aggregator.label)
         details = {"layers": report, "aggregator": ctx.aggregator.label}
-        result = await synthesize_over(ctx, current, strategy=self.name,
-                                       path=[f"layer {r['layer']}" for r in report], shuffle=o.shuffle, seed=seed,
-                                       details=details, stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
+        result = await ctx.synthesize(current, path=[f"layer {r['layer']}" for r in report], shuffle=o.shuffle,
+                                      seed=seed, details=details)
         if note:
             result.decision.rationale = f"{note} {result.decision.rationale}"
         return result

@@ -26,12 +26,9 @@ from pydantic import BaseModel, ConfigDict
 
 from heavy.prompts import RANKING_FORM, chairman_messages, labels, parse_ranking, rank_messages
 from heavy.sampler import ModelRef
-from heavy.strategy import AGGREGATOR_FAILURES, Context, Strategy
+from heavy.strategy import AGGREGATOR_FAILURES, Context, Strategy, int_votes, unanimous
 from heavy.types import Decision, Hypothesis, Result
 from heavy.voting import tally
-
-from ._common import (budget_note, budget_spent, decide, decide_by_vote, int_votes, sample_all, shuffle_seed,
-                      unanimous)
 
 
 class RankedOptions(BaseModel):
@@ -68,28 +65,21 @@ class Ranked(Strategy):
                       for h in cands]
 
     async def run(self, ctx: Context) -> Result:
-        run = await sample_all(ctx)
+        run = await ctx.sample()
+        only = ctx.single_success(run.hypotheses, method="ranked", path=["sample", "single answer"], nothing_to="rank")
+        if only is not None:
+            return only
         cands = run.successes
         t = tally(run.hypotheses)
-        if len(cands) < 2:
-            only = cands[0]
-            decision = Decision(method="ranked", path=["sample", "single answer"], winner=only.index,
-                                rationale="only one hypothesis succeeded; nothing to rank",
-                                votes=int_votes(t.counts), no_answer=t.no_answer)
-            return ctx.result(strategy=self.name, answer=only.answer, text=only.text, decision=decision,
-                              stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
-        spent = budget_spent(ctx)
-        if spent:
-            return decide_by_vote(ctx, run.hypotheses, strategy=self.name, path=["sample", "budget spent", "vote"],
-                                  why=budget_note(spent, "before the ranking"), stopped_early=run.stopped_early,
-                                  deadline_hit=run.deadline_hit)
+        note = ctx.out_of_budget("before the ranking")
+        if note:
+            return ctx.decide_by_vote(run.hypotheses, path=["sample", "budget spent", "vote"], why=note)
         if self.options.skip_unanimous and unanimous(run.hypotheses):
-            return decide_by_vote(ctx, run.hypotheses, strategy=self.name, path=["sample", "unanimous", "vote"],
-                                  why=f"all {len(cands)} answers agree; no ranking needed "
-                                      "(-o skip_unanimous=false ranks them anyway).",
-                                  stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
+            return ctx.decide_by_vote(run.hypotheses, path=["sample", "unanimous", "vote"],
+                                      why=f"all {len(cands)} answers agree; no ranking needed "
+                                          "(-o skip_unanimous=false ranks them anyway).")
         mode, ballots = self._ballots(ctx, cands)
-        seed = shuffle_seed(ctx, self.options.shuffle_seed)
+        seed = ctx.shuffle_seed(self.options.shuffle_seed)
         ctx.stage("rank", rankers=len(ballots), mode=mode)
         results = await asyncio.gather(*(self._rank(ctx, who, ref, shown, seed, n)
                                          for n, (who, ref, shown) in enumerate(ballots)))
@@ -114,10 +104,8 @@ class Ranked(Strategy):
                    "borda": {f"#{i}": round(s, 4) for i, s in borda.items()}}
         if not borda:
             errors = sorted({r["error"] for r in rankers if r["error"]})
-            return decide_by_vote(ctx, run.hypotheses, strategy=self.name, path=["sample", "rank", "vote"],
-                                  why=f"no ranking could be used ({'; '.join(errors)}); fell back to the vote.",
-                                  details=details,
-                                  stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
+            return ctx.decide_by_vote(run.hypotheses, path=["sample", "rank", "vote"], details=details,
+                                      why=f"no ranking could be used ({'; '.join(errors)}); fell back to the vote.")
         order = sorted(cands, key=lambda h: (-borda.get(h.index, -1.0), h.index))
         details["aggregate_ranking"] = [h.index for h in order]
         top = order[0]
@@ -136,8 +124,7 @@ class Ranked(Strategy):
                                           f"response #{top.index} (Borda {borda[top.index]:.2f})",
                                 votes=int_votes(t.counts), no_answer=t.no_answer, winner=top.index, scores=scores,
                                 details=details)
-            return ctx.result(strategy=self.name, answer=top.answer, text=top.text, decision=decision,
-                              stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
+            return ctx.result(answer=top.answer, text=top.text, decision=decision)
         answer = ctx.sampler.extract(call.text)
         decision = Decision(
             method="ranked", path=["sample", "rank", "borda", "chairman"], votes=int_votes(t.counts),
@@ -147,8 +134,7 @@ class Ranked(Strategy):
                       + (f" {answer!r}" if answer else "")
                       + (" (the top-ranked answer)" if answer and top.answer and answer == top.answer else ""),
         )
-        return ctx.result(strategy=self.name, answer=answer, text=call.text, decision=decision,
-                          stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
+        return ctx.result(answer=answer, text=call.text, decision=decision)
 
     @staticmethod
     async def _rank(ctx: Context, who: str, ref: ModelRef, shown: list[Hypothesis], seed: int | None,
@@ -159,8 +145,8 @@ class Ranked(Strategy):
         random.Random(None if seed is None else seed * 31_337 + n).shuffle(order)
         named = list(zip(labels(len(order)), order))
         valid = [lb for lb, _ in named]
-        ranking, calls, failure = await decide(ctx, f"rank by {who}", rank_messages(ctx.messages, [
-            (lb, h.text) for lb, h in named]), lambda text: parse_ranking(text, valid), form=RANKING_FORM, ref=ref)
+        ranking, calls, failure = await ctx.call_parsed(f"rank by {who}", rank_messages(ctx.messages, [
+            (lb, h.text) for lb, h in named]), lambda text: parse_ranking(text, valid), form=RANKING_FORM, model=ref)
         if ranking is None:
             return None, failure
         by_label = dict(named)

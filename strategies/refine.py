@@ -21,8 +21,6 @@ from heavy.sampler import ModelRef
 from heavy.strategy import AGGREGATOR_FAILURES, Context, Strategy
 from heavy.types import AggregatorCall, Hypothesis, Result
 
-from ._common import agent_models, budget_note, budget_spent, call_as, decide_by_vote, sample_each
-
 
 class RefineOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -41,12 +39,8 @@ class Refine(Strategy):
 
     async def run(self, ctx: Context) -> Result:
         o = self.options
-        models = agent_models(ctx, ctx.n)
-        ctx.stage("sample", n=ctx.n, models=[m.label for m in models])
-        async with ctx.sampler.run(ctx.messages, ctx.n, models=models) as run:
-            async for _ in run:
-                pass
-        run.check_quorum()
+        models = ctx.agent_models(ctx.n)
+        run = await ctx.sample(models=models)
         current = list(run.hypotheses)
         chains = [{"chain": i, "model": models[i].label, "steps": [{"index": h.index, "answer": h.answer}],
                    "stopped": None if h.ok else "first sample failed"} for i, h in enumerate(current)]
@@ -55,9 +49,8 @@ class Refine(Strategy):
         for it in range(1, o.iterations + 1):
             if not active:
                 break
-            spent = budget_spent(ctx)
-            if spent:
-                note = budget_note(spent, f"before iteration {it} of {o.iterations}")
+            note = ctx.out_of_budget(f"before iteration {it} of {o.iterations}")
+            if note:
                 break
             ctx.stage(f"critique {it}/{o.iterations}", chains=len(active))
             critiques = await asyncio.gather(
@@ -80,7 +73,7 @@ class Refine(Strategy):
                 break
             ctx.stage(f"revise {it}/{o.iterations}", chains=len(to_revise))
             prompts = [revise_messages(ctx.messages, current[i].text, feedback) for i, feedback in to_revise]
-            new = await sample_each(ctx, prompts, [models[i] for i, _ in to_revise], stage=f"revise {it}")
+            new = await ctx.sample_each(prompts, [models[i] for i, _ in to_revise], stage=f"revise {it}")
             done = it
             active = []
             for (i, _), h in zip(to_revise, new):
@@ -100,12 +93,12 @@ class Refine(Strategy):
         details = {"chains": chains, "iterations": o.iterations}
         why = note or ("; ".join(f"chain {c['chain']}: {c['stopped']}" for c in chains) + ".")
         path = ["sample"] + [f"critique+revise {k}" for k in range(1, done + 1)] + (["vote"] if len(finals) > 1 else ["final"])
-        return decide_by_vote(ctx, finals, strategy=self.name, path=path, why=why, details=details,
-                              deadline_hit=run.deadline_hit)
+        return ctx.decide_by_vote(finals, path=path, why=why, details=details)
 
     @staticmethod
     async def _critique(ctx: Context, ref: ModelRef, h: Hypothesis, it: int, chain: int) -> AggregatorCall | str:
         try:
-            return await call_as(ctx, ref, f"critique {it} of chain {chain}", critique_messages(ctx.messages, h.text))
+            return await ctx.call(f"critique {it} of chain {chain}", critique_messages(ctx.messages, h.text),
+                                  model=ref, stream=False)
         except AGGREGATOR_FAILURES as exc:
             return f"failed ({type(exc).__name__})"

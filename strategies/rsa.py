@@ -17,10 +17,8 @@ import random
 from pydantic import BaseModel, ConfigDict, Field
 
 from heavy.prompts import aggregate_messages, labels
-from heavy.strategy import Context, Strategy
+from heavy.strategy import Context, Strategy, answers_of
 from heavy.types import Hypothesis, Result
-
-from ._common import agent_models, answers_of, budget_note, budget_spent, decide_by_vote, sample_all, sample_each
 
 
 class RSAOptions(BaseModel):
@@ -42,22 +40,21 @@ class RSA(Strategy):
 
     async def run(self, ctx: Context) -> Result:
         o = self.options
-        run = await sample_all(ctx)
+        run = await ctx.sample()
         population: list[Hypothesis] = run.successes
         rng = random.Random(o.seed if o.seed is not None else ctx.sampler.params.seed)
         history = [{"step": 0, "members": [{"index": h.index, "answer": h.answer} for h in population]}]
         note, done = "", 0
         for step in range(1, o.steps + 1):
-            spent = budget_spent(ctx)
-            if spent:
-                note = budget_note(spent, f"before step {step} of {o.steps}")
+            note = ctx.out_of_budget(f"before step {step} of {o.steps}")
+            if note:
                 break
             k = min(o.k, len(population))
             subsets = [rng.sample(population, k) for _ in range(ctx.n)]
             ctx.stage(f"step {step}/{o.steps}", population=len(population), k=k)
             prompts = [aggregate_messages(ctx.messages, list(zip(labels(k), (h.text for h in subset))))
                        for subset in subsets]
-            new = await sample_each(ctx, prompts, agent_models(ctx, ctx.n), stage=f"step {step}")
+            new = await ctx.sample_each(prompts, ctx.agent_models(ctx.n), stage=f"step {step}")
             history.append({"step": step, "members": [
                 {"index": h.index, "from": [s.index for s in subset], "answer": h.answer if h.ok else None,
                  "status": h.status} for h, subset in zip(new, subsets)]})
@@ -68,6 +65,5 @@ class RSA(Strategy):
             population, done = ok, step
         details = {"steps": history, "k": o.k, "population": ctx.n, "final_answers": answers_of(population)}
         why = note or f"{done} aggregation step(s) over a population of {ctx.n}."
-        return decide_by_vote(ctx, population, strategy=self.name,
-                              path=["sample"] + [f"step {s}" for s in range(1, done + 1)] + ["vote"], why=why,
-                              details=details, deadline_hit=run.deadline_hit)
+        return ctx.decide_by_vote(population, path=["sample"] + [f"step {s}" for s in range(1, done + 1)] + ["vote"],
+                                  why=why, details=details)

@@ -10,8 +10,6 @@ from pydantic import BaseModel, ConfigDict
 from heavy.strategy import Context, Strategy
 from heavy.types import Result
 
-from ._common import shuffle_seed, sample_all, synthesize_or_vote
-
 
 class SynthesizeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -29,6 +27,6 @@ class Synthesize(Strategy):
     Options = SynthesizeOptions
 
     async def run(self, ctx: Context) -> Result:
-        run = await sample_all(ctx)
-        return await synthesize_or_vote(ctx, run, strategy=self.name, path=["sample"],
-                                        shuffle=self.options.shuffle, seed=shuffle_seed(ctx, self.options.shuffle_seed))
+        run = await ctx.sample()
+        return await ctx.synthesize(run.hypotheses, path=["sample"], shuffle=self.options.shuffle,
+                                    seed=ctx.shuffle_seed(self.options.shuffle_seed))

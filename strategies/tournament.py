@@ -23,11 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from heavy.answers import equivalent
 from heavy.prompts import pairwise_messages, parse_verdict
-from heavy.strategy import AGGREGATOR_FAILURES, Context, Strategy
+from heavy.strategy import AGGREGATOR_FAILURES, Context, Strategy, int_votes
 from heavy.types import Decision, Hypothesis, Result
 from heavy.voting import Tally, tally
-
-from ._common import int_votes, budget_note, budget_spent, decide_by_vote, sample_all, shuffle_seed
 
 
 class TournamentOptions(BaseModel):
@@ -52,19 +50,18 @@ class Tournament(Strategy):
 
     async def run(self, ctx: Context) -> Result:
         o = self.options
-        run = await sample_all(ctx)
+        run = await ctx.sample()
         t = tally(run.hypotheses)
         alive = list(run.successes)
-        random.Random(shuffle_seed(ctx, o.shuffle_seed)).shuffle(alive)
+        random.Random(ctx.shuffle_seed(o.shuffle_seed)).shuffle(alive)
         temperature = o.temperature if o.temperature is not None else (0.0 if o.k <= 2 else 0.7)
         bracket: list[dict] = []
         judged = answered = 0
         stop_note = ""
         total_rounds = max(0, (len(alive) - 1).bit_length())
         while len(alive) > 1:
-            spent = budget_spent(ctx)
-            if spent:
-                stop_note = budget_note(spent, f"before round {len(bracket) + 1}")
+            stop_note = ctx.out_of_budget(f"before round {len(bracket) + 1}")
+            if stop_note:
                 break
             pairs = [(alive[i], alive[i + 1]) for i in range(0, len(alive) - 1, 2)]
             bye = alive[-1] if len(alive) % 2 else None
@@ -80,9 +77,8 @@ class Tournament(Strategy):
             alive = winners + ([bye] if bye else [])
         details = {"bracket": bracket, "k": o.k, "judge_calls": judged, "max_calls": len(run.hypotheses) * (o.k + 1)}
         if judged and not answered:
-            return decide_by_vote(ctx, run.hypotheses, strategy=self.name, path=["sample", "tournament", "vote"],
-                                  why="no judge call gave a usable verdict; fell back to the vote.", details=details,
-                                  stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
+            return ctx.decide_by_vote(run.hypotheses, path=["sample", "tournament", "vote"], details=details,
+                                      why="no judge call gave a usable verdict; fell back to the vote.")
         survivors = len(alive)
         if survivors > 1:  # stopped by the budget: the best survivor by votes
             alive.sort(key=lambda h: (-t.count_of(h.answer), h.index))
@@ -99,8 +95,7 @@ class Tournament(Strategy):
         path = ["sample"] + [f"round {r['round']}" for r in bracket] + (["budget spent"] if stop_note else []) + ["champion"]
         decision = Decision(method="tournament", path=path, rationale=rationale.strip(), votes=int_votes(t.counts),
                             no_answer=t.no_answer, winner=champion.index, details=details)
-        return ctx.result(strategy=self.name, answer=champion.answer, text=champion.text, decision=decision,
-                          stopped_early=run.stopped_early, deadline_hit=run.deadline_hit)
+        return ctx.result(answer=champion.answer, text=champion.text, decision=decision)
 
     async def _compare(self, ctx: Context, a: Hypothesis, b: Hypothesis, t: Tally, rnd: int,
                        temperature: float) -> tuple[Hypothesis, dict]:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from heavy.strategy import Context, Strategy
-from heavy.types import Result
+from collections.abc import Sequence
 
-from ._common import sample_all, vote_result
+from heavy.strategy import Context, Strategy
+from heavy.types import Hypothesis, Result
+from heavy.voting import tally
 
 
 class VoteOptions(BaseModel):
@@ -26,5 +27,11 @@ class Vote(Strategy):
     Options = VoteOptions
 
     async def run(self, ctx: Context) -> Result:
-        run = await sample_all(ctx, early_stop=self.options.early_stop)
-        return vote_result(ctx, run, strategy=self.name, path=["sample", "vote"])
+        run = await ctx.sample(until=(lambda done: _decided(done, ctx.n)) if self.options.early_stop else None)
+        return ctx.decide_by_vote(run.hypotheses, path=["sample", "vote"])
+
+
+def _decided(done: Sequence[Hypothesis], n: int) -> bool:
+    """No outstanding hypothesis can change the winner: its margin exceeds the number still to come."""
+    t = tally(done)
+    return t.winner is not None and t.margin > n - len(done)
