@@ -9,6 +9,11 @@ What differs from OpenAI's format, and how heavy bridges it:
 - System messages move to the top-level ``system`` field; ``developer`` counts as system, ``tool`` as user.
 - OpenAI-style ``image_url`` parts become ``image`` blocks (a ``data:`` URL becomes a base64 source,
   anything else a URL source); other parts are passed on as they are (native Anthropic blocks).
+- Prompt caching: a request's ``cache_prefix`` (the messages its siblings share, :mod:`heavy.fanout`) puts
+  ``cache_control: {"type": "ephemeral"}`` (5 minutes) on the last block of that prefix (a system prompt
+  becomes blocks then), unless the caller's own markers already use the four breakpoints a request may have.
+  Everything before the mark (tools, system, messages) is the cached prefix; the API caches it only from its
+  model's minimum length on (1024 tokens for most models, more for some: :mod:`heavy.caching`).
 - There is no ``seed`` and no logprobs: neither is sent, so ``Completion.logprobs`` stays ``None``.
 - Thinking: a thinking budget (``thinking_budget``, or a ``reasoning_effort`` as 1024/8192/24576 tokens)
   goes out as ``thinking: {"type": "enabled", "budget_tokens": B}`` (at least 1024, the API's minimum; a
@@ -90,7 +95,10 @@ class AnthropicProvider(HTTPProvider):
     def build_body(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
         """The JSON body for *request* (public so tests and the proxy can inspect it)."""
         p = request.params
-        system, messages = _convert_messages(request.messages)
+        mark = min(request.cache_prefix, len(request.messages)) - 1
+        system, messages = _convert_messages(request.messages, mark)
+        if mark >= 0 and _breakpoints(system, messages) > MAX_CACHE_BREAKPOINTS:  # the caller's own use them all
+            system, messages = _convert_messages(request.messages)
         body: dict[str, Any] = {
             "model": request.model,
             "max_tokens": p.max_tokens if p.max_tokens is not None else self.default_max_tokens,
@@ -257,13 +265,14 @@ def _tool_choice(choice: ToolChoice | None, parallel: bool | None) -> dict[str, 
     return out
 
 
-def _convert_messages(messages: list[Message]) -> tuple[str | list[dict] | None, list[dict[str, Any]]]:
-    """heavy's messages as (``system``, ``messages``); consecutive same-role turns are merged."""
+def _convert_messages(messages: list[Message], mark: int = -1) -> tuple[str | list[dict] | None, list[dict[str, Any]]]:
+    """heavy's messages as (``system``, ``messages``); consecutive same-role turns are merged. The last block
+    of message *mark* (an index; -1: none) gets ``cache_control``: the end of the prefix siblings share."""
     system: list[str | list[dict[str, Any]]] = []
     out: list[dict[str, Any]] = []
-    for m in messages:
+    for i, m in enumerate(messages):
         if m.role in ("system", "developer"):
-            system.append(m.content)
+            system.append(_marked(_as_list(m.content)) if i == mark else m.content)
             continue
         role = "assistant" if m.role == "assistant" else "user"
         content = _blocks(m.content)
@@ -273,6 +282,8 @@ def _convert_messages(messages: list[Message]) -> tuple[str | list[dict] | None,
         elif m.tool_calls:
             content = [b for b in _as_list(content) if b.get("type") != "text" or b.get("text")]
             content += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in m.tool_calls]
+        if i == mark:
+            content = _marked(_as_list(content))
         if out and out[-1]["role"] == role:
             prev = out[-1]["content"]
             out[-1]["content"] = _as_list(prev) + _as_list(content)
@@ -287,6 +298,32 @@ def _convert_messages(messages: list[Message]) -> tuple[str | list[dict] | None,
     for s in system:
         blocks += [{"type": "text", "text": s}] if isinstance(s, str) else [b for b in s if b.get("type") == "text"]
     return blocks, out
+
+
+#: Breakpoints a request may carry (the API refuses a fifth).
+MAX_CACHE_BREAKPOINTS = 4
+_EPHEMERAL = {"type": "ephemeral"}
+
+
+def _marked(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """*blocks* with ``cache_control`` on the last one that can carry it (a copy: the caller's parts stay as
+    they are). Empty text and thinking blocks cannot; a block already marked keeps its own."""
+    for j in range(len(blocks) - 1, -1, -1):
+        b = blocks[j]
+        if b.get("type") in ("thinking", "redacted_thinking") or (b.get("type") == "text" and not b.get("text")):
+            continue
+        if "cache_control" not in b:
+            blocks = [*blocks[:j], {**b, "cache_control": dict(_EPHEMERAL)}, *blocks[j + 1:]]
+        break
+    return blocks
+
+
+def _breakpoints(system: str | list[dict] | None, messages: list[dict[str, Any]]) -> int:
+    """``cache_control`` markers among the system and message blocks."""
+    blocks = list(system) if isinstance(system, list) else []
+    for m in messages:
+        blocks += m["content"] if isinstance(m["content"], list) else []
+    return sum(1 for b in blocks if isinstance(b, dict) and "cache_control" in b)
 
 
 def _as_list(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:

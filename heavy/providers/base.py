@@ -34,6 +34,13 @@ class CompletionRequest(BaseModel):
                                            "(None: the API's default, auto)")
     parallel_tool_calls: bool | None = Field(default=None, description="False: at most one call per answer "
                                              "(None: the API's default)")
+    n: int = Field(default=1, ge=1, description="choices to generate in this one request (OpenAI-style `n`; only "
+                   "for providers whose choice_limit() allows it): the prompt is sent and paid once")
+    cache_prefix: int = Field(default=0, ge=0, description="the first cache_prefix messages are shared with sibling "
+                              "requests: a provider whose cache needs marking (Anthropic's cache_control) marks "
+                              "their end; 0 marks nothing")
+    cache_key: str | None = Field(default=None, description="names the shared prefix, so a provider that routes by "
+                                  "it (OpenAI's prompt_cache_key) sends siblings to the same cache")
 
 
 class Completion(BaseModel):
@@ -49,24 +56,36 @@ class Completion(BaseModel):
     model: str | None = None
     request_id: str | None = None
     tool_calls: list[ToolCall] | None = None
+    choices: list["Completion"] | None = Field(default=None, description="every choice of a request that asked "
+                                               "for n > 1, in index order (this completion is the first); the "
+                                               "request's usage is on this completion, the choices carry none")
 
 
 @dataclass(slots=True)
 class Delta:
-    """A streamed piece of answer text (``text``) or of reasoning (``reasoning``)."""
+    """A streamed piece of answer text (``text``) or of reasoning (``reasoning``), of choice ``choice`` of a
+    request that asked for several (0 otherwise)."""
 
     text: str = ""
     reasoning: str = ""
+    choice: int = 0
 
 
 class Provider(ABC):
     """Base class of every provider. ``name`` labels errors and traces (e.g. ``"openai"``)."""
 
     name: str = "provider"
+    #: Choices one request may generate (``CompletionRequest.n``); 1: one per request. 0: the server says
+    #: (:meth:`choice_limit` asks it).
+    max_choices: int = 1
 
     @abstractmethod
     async def complete(self, request: CompletionRequest) -> Completion:
         """Make one non-streaming call."""
+
+    async def choice_limit(self) -> int:
+        """How many choices one request may ask for (``CompletionRequest.n``); 1 when it cannot ask for more."""
+        return max(1, self.max_choices)
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[Delta | Completion]:
         """Yield :class:`Delta` pieces as they arrive, then exactly one final :class:`Completion`."""

@@ -15,7 +15,15 @@ from .base import Provider
 from .gemini import GeminiProvider
 from .openai import OpenAIProvider
 
-__all__ = ["build_provider"]
+__all__ = ["build_provider", "NATIVE_CHOICES", "CACHE_KEY_FIELD"]
+
+#: Presets whose endpoint generates several choices in one request (``n``), and how many at most: OpenAI's
+#: documented ceiling; vLLM has none of its own (heavy's MAX_N bounds a run anyway); llama-server as many as
+#: it has slots (0: ask its /props). Ollama ignores ``n``, Groq refuses it; the others are not known to honour it.
+NATIVE_CHOICES: dict[str, int] = {"openai": 128, "vllm": 128, "llamacpp": 0, "local": 0}
+#: Presets that route requests sharing a prefix to the same cache by a key in the body (only OpenAI's own API
+#: documents it; another server may refuse an unknown field).
+CACHE_KEY_FIELD: dict[str, str] = {"openai": "prompt_cache_key"}
 
 
 def build_provider(spec: ModelSpec, *, transport: Any = None) -> Provider:
@@ -24,8 +32,10 @@ def build_provider(spec: ModelSpec, *, transport: Any = None) -> Provider:
     # A key held back from this endpoint explains the 401 it may cause (heavy.models: where a key goes).
     hint = spec.withheld_key_hint()
     if wire == "openai":
-        return OpenAIProvider(spec.base_url, spec.api_key, name=spec.preset.name,
-                              max_tokens_field=spec.preset.max_tokens_field, transport=transport, auth_hint=hint)
+        name = spec.preset.name
+        return OpenAIProvider(spec.base_url, spec.api_key, name=name, max_tokens_field=spec.preset.max_tokens_field,
+                              transport=transport, auth_hint=hint, max_choices=NATIVE_CHOICES.get(name, 1),
+                              cache_key_field=CACHE_KEY_FIELD.get(name))
     if wire == "anthropic":
         return AnthropicProvider(spec.base_url, spec.api_key, name=spec.preset.name, transport=transport,
                                  auth_hint=hint)

@@ -1,8 +1,18 @@
 """OpenAI Chat Completions wire format (``POST {base}/chat/completions``).
 
 Serves OpenAI itself and every server that speaks the same format: xAI, OpenRouter, Together, Groq,
-DeepSeek, Mistral, vLLM, Ollama, llama.cpp, LM Studio and heavy's own simulator. We never send
-``n>1``: Ollama and llama.cpp ignore it or bill it oddly, so N hypotheses are N requests.
+DeepSeek, Mistral, vLLM, Ollama, llama.cpp, LM Studio and heavy's own simulator.
+
+Several choices in one request (``CompletionRequest.n``, sent as ``n``) only where ``max_choices`` allows:
+OpenAI, vLLM and the simulator, and llama-server up to its number of slots (``max_choices=0`` asks its
+``/props``); Ollama ignores ``n`` and Groq refuses it, so there N hypotheses are N requests
+(:mod:`heavy.fanout` decides). Streamed choices arrive interleaved, each chunk naming its ``index``; the
+final Completion carries them all in ``choices`` and the request's usage (the prompt counted once).
+llama-server reports usage per choice (a usage chunk after each; a complete answer's usage counts the first
+choice's completion only). ``prompt_cache_key`` (``cache_key_field``, OpenAI only: other servers may reject
+unknown fields) sends requests that share a prefix to the same cache; cached prompt tokens are read from
+``usage.prompt_tokens_details.cached_tokens`` (OpenAI, xAI, vLLM, llama-server) or DeepSeek's
+``prompt_cache_hit_tokens``.
 
 Reasoning text arrives under different names depending on the server (``reasoning_content`` from
 DeepSeek, vLLM and llama.cpp; ``reasoning`` from OpenRouter); both are kept apart from the answer.
@@ -49,8 +59,13 @@ class OpenAIProvider(HTTPProvider):
         transport: Any = None,
         extra_headers: dict[str, str] | None = None,
         auth_hint: str | None = None,
+        max_choices: int = 1,
+        cache_key_field: str | None = None,
     ) -> None:
         self.max_tokens_field = max_tokens_field
+        self.max_choices = max_choices
+        self.cache_key_field = cache_key_field
+        self._asked_limit: int | None = None
         super().__init__(base_url, name=name, headers={"authorization": f"Bearer {api_key}"} if api_key else {},
                          timeout=timeout, transport=transport, extra_headers=extra_headers,
                          auth_hint=auth_hint)
@@ -88,11 +103,32 @@ class OpenAIProvider(HTTPProvider):
         effort = p.effort()
         if effort is not None:
             body["reasoning_effort"] = effort
+        if request.n > 1:
+            body["n"] = request.n
+        if request.cache_key and self.cache_key_field:
+            body[self.cache_key_field] = request.cache_key
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         body.update(request.extra_body)
         return body
+
+    async def choice_limit(self) -> int:
+        """``max_choices``; when that is 0, the server's own limit: llama-server generates up to its number of
+        slots per request (``total_slots`` of ``GET /props``); a server that does not say gets 1."""
+        if self.max_choices:
+            return self.max_choices
+        if self._asked_limit is None:
+            self._asked_limit = 1
+            try:
+                root = self.base_url.removesuffix("/v1")
+                data = decode_json((await self._http.get_json(f"{root}/props")).text, provider=self.name, model=None)
+                slots = data.get("total_slots") if isinstance(data, dict) else None
+                if isinstance(slots, int) and slots > 0:
+                    self._asked_limit = slots
+            except ProviderError:
+                pass  # not a llama-server: one choice per request
+        return self._asked_limit
 
     # --- response -------------------------------------------------------------------------------
 
@@ -105,36 +141,24 @@ class OpenAIProvider(HTTPProvider):
 
     def parse_completion(self, data: Any, *, model: str, request_id: str | None = None, raw: str = "") -> Completion:
         """A decoded chat completion body as a Completion (also how a batch's output lines are read);
-        ``raw`` is the body's text for error excerpts."""
+        ``raw`` is the body's text for error excerpts. Several choices (``n``) come back in ``choices``."""
         rid = request_id or (data.get("id") if isinstance(data, dict) else None)
         try:
-            choice = data["choices"][0]
-            message = choice.get("message") or {}
-            text = _content_text(message.get("content"))
-            calls = [_tool_call(raw_call, i) for i, raw_call in enumerate(message.get("tool_calls") or [])]
-        except (KeyError, IndexError, TypeError, AttributeError):
+            raw_choices = sorted(data["choices"], key=lambda c: int(c.get("index") or 0))
+            choices = [_choice(c["message"] or {}, c) for c in raw_choices]
+            first = choices[0]
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError):
             raise ProviderResponseError(
                 "response has no choices[0].message", provider=self.name, model=model,
                 request_id=rid, body=raw[:500],
             ) from None
-        return Completion(
-            text=text,
-            reasoning=message.get("reasoning_content") or message.get("reasoning") or None,
-            finish_reason=choice.get("finish_reason"),
-            usage=_usage(data.get("usage")),
-            logprobs=_logprobs(choice.get("logprobs")),
-            model=data.get("model"),
-            request_id=rid,
-            tool_calls=calls or None,
-        )
+        return first.model_copy(update={"usage": _usage(data.get("usage")), "model": data.get("model"),
+                                        "request_id": rid, "choices": choices if len(choices) > 1 else None})
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[Delta | Completion]:
-        text: list[str] = []
-        reasoning: list[str] = []
-        logprobs: list[TokenLogprob] = []
-        finish_reason = model = None
-        usage = Usage()
-        pending: dict[int, dict[str, Any]] = {}  # streamed tool calls by index: id, name, argument pieces
+        states: dict[int, _ChoiceState] = {}  # by choice index (several with n > 1)
+        model = None
+        usage: Usage | None = None
         async with self._http.stream_sse(
             "chat/completions", self.build_body(request, stream=True), model=request.model
         ) as (headers, events):
@@ -157,38 +181,79 @@ class OpenAIProvider(HTTPProvider):
                 model = chunk.get("model") or model
                 rid = rid or chunk.get("id")
                 if chunk.get("usage"):
-                    usage = _usage(chunk["usage"])
+                    # OpenAI sends one usage chunk; llama-server one per choice of an n > 1 request, each with
+                    # the whole prompt and that choice's completion: the prompt counts once, completions add up.
+                    usage = _usage(chunk["usage"]) if usage is None else _merged_usage(usage, _usage(chunk["usage"]))
                 for choice in chunk.get("choices") or []:
-                    delta = choice.get("delta") or {}
-                    piece = _content_text(delta.get("content"))
-                    thought = delta.get("reasoning_content") or delta.get("reasoning") or ""
+                    index = int(choice.get("index") or 0)
+                    state = states.setdefault(index, _ChoiceState())
+                    piece, thought = state.add(choice)
                     if piece or thought:
-                        text.append(piece)
-                        reasoning.append(thought)
-                        yield Delta(text=piece, reasoning=thought)
-                    for piece_call in delta.get("tool_calls") or []:
-                        slot = pending.setdefault(int(piece_call.get("index", len(pending))),
-                                                  {"id": None, "name": "", "arguments": []})
-                        fn = piece_call.get("function") or {}
-                        slot["id"] = piece_call.get("id") or slot["id"]
-                        slot["name"] += fn.get("name") or ""
-                        slot["arguments"].append(fn.get("arguments") or "")
-                    if choice.get("logprobs"):
-                        logprobs.extend(_logprobs(choice["logprobs"]) or [])
-                    if choice.get("finish_reason"):
-                        finish_reason = choice["finish_reason"]
-        yield Completion(
-            text="".join(text),
-            reasoning="".join(reasoning) or None,
-            finish_reason=finish_reason,
-            usage=usage,
-            logprobs=logprobs or None,
-            model=model,
-            request_id=rid,
-            tool_calls=[_tool_call({"id": slot["id"], "function": {"name": slot["name"],
-                                                                   "arguments": "".join(slot["arguments"])}}, i)
-                        for i, slot in sorted(pending.items())] or None,
-        )
+                        yield Delta(text=piece, reasoning=thought, choice=index)
+        choices = [states[i].completion() for i in sorted(states)] or [_ChoiceState().completion()]
+        yield choices[0].model_copy(update={"usage": usage or Usage(), "model": model, "request_id": rid,
+                                            "choices": choices if len(choices) > 1 else None})
+
+
+class _ChoiceState:
+    """What a stream has said of one choice so far: text, reasoning, tool-call pieces, logprobs, finish."""
+
+    __slots__ = ("text", "reasoning", "logprobs", "finish_reason", "pending")
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.logprobs: list[TokenLogprob] = []
+        self.finish_reason: str | None = None
+        self.pending: dict[int, dict[str, Any]] = {}  # streamed tool calls by index: id, name, argument pieces
+
+    def add(self, choice: dict[str, Any]) -> tuple[str, str]:
+        """Take one chunk's entry for this choice; return its new (text, reasoning)."""
+        delta = choice.get("delta") or {}
+        piece = _content_text(delta.get("content"))
+        thought = delta.get("reasoning_content") or delta.get("reasoning") or ""
+        if piece or thought:
+            self.text.append(piece)
+            self.reasoning.append(thought)
+        for piece_call in delta.get("tool_calls") or []:
+            slot = self.pending.setdefault(int(piece_call.get("index", len(self.pending))),
+                                           {"id": None, "name": "", "arguments": []})
+            fn = piece_call.get("function") or {}
+            slot["id"] = piece_call.get("id") or slot["id"]
+            slot["name"] += fn.get("name") or ""
+            slot["arguments"].append(fn.get("arguments") or "")
+        if choice.get("logprobs"):
+            self.logprobs.extend(_logprobs(choice["logprobs"]) or [])
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+        return piece, thought
+
+    def completion(self) -> Completion:
+        calls = [_tool_call({"id": slot["id"], "function": {"name": slot["name"],
+                                                            "arguments": "".join(slot["arguments"])}}, i)
+                 for i, slot in sorted(self.pending.items())]
+        return Completion(text="".join(self.text), reasoning="".join(self.reasoning) or None,
+                          finish_reason=self.finish_reason, logprobs=self.logprobs or None, tool_calls=calls or None)
+
+
+def _choice(message: dict[str, Any], choice: dict[str, Any]) -> Completion:
+    """One choice of a complete (non-streamed) answer."""
+    calls = [_tool_call(raw_call, i) for i, raw_call in enumerate(message.get("tool_calls") or [])]
+    return Completion(
+        text=_content_text(message.get("content")),
+        reasoning=message.get("reasoning_content") or message.get("reasoning") or None,
+        finish_reason=choice.get("finish_reason"),
+        logprobs=_logprobs(choice.get("logprobs")),
+        tool_calls=calls or None,
+    )
+
+
+def _merged_usage(a: Usage, b: Usage) -> Usage:
+    """Two usage reports of one request's choices: one prompt, both completions."""
+    return Usage(prompt_tokens=max(a.prompt_tokens, b.prompt_tokens),
+                 completion_tokens=a.completion_tokens + b.completion_tokens,
+                 reasoning_tokens=a.reasoning_tokens + b.reasoning_tokens,
+                 cache_read_tokens=max(a.cache_read_tokens, b.cache_read_tokens))
 
 
 def _message(m: Message) -> dict[str, Any]:
@@ -243,7 +308,8 @@ def _usage(raw: Any) -> Usage:
         prompt_tokens=int(raw.get("prompt_tokens") or 0),
         completion_tokens=int(raw.get("completion_tokens") or 0),
         reasoning_tokens=int(details.get("reasoning_tokens") or 0),
-        cache_read_tokens=int(prompt_details.get("cached_tokens") or 0),
+        # DeepSeek says prompt_cache_hit_tokens where the others say prompt_tokens_details.cached_tokens.
+        cache_read_tokens=int(prompt_details.get("cached_tokens") or raw.get("prompt_cache_hit_tokens") or 0),
     )
 
 

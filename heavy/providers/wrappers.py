@@ -29,9 +29,13 @@ class WrapperProvider(Provider):
     def __init__(self, inner: Provider) -> None:
         self.inner = inner
         self.name = inner.name
+        self.max_choices = inner.max_choices
 
     async def complete(self, request: CompletionRequest) -> Completion:
         return await self.inner.complete(request)
+
+    async def choice_limit(self) -> int:
+        return await self.inner.choice_limit()
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[Delta | Completion]:
         async for item in self.inner.stream(request):
@@ -64,7 +68,7 @@ class ConcurrencyLimit(WrapperProvider):
 def _estimate_tokens(request: CompletionRequest) -> int:
     """Tokens a request may use, for a tokens-per-minute limit: ~4 characters a token, plus max_tokens."""
     chars = sum(len(m.text()) for m in request.messages)
-    return chars // 4 + (request.params.max_tokens or 512)
+    return chars // 4 + (request.params.max_tokens or 512) * request.n
 
 
 class RateLimit(WrapperProvider):

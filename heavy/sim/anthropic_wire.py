@@ -10,6 +10,10 @@ Tool calls are ``tool_use`` blocks (``stop_reason: "tool_use"``), streamed as a 
 with the id and name and an empty input, then ``input_json_delta`` pieces of the input's JSON;
 ``tool_result`` blocks of a user turn reach the model as tool messages; ``tool_choice`` (auto, any, tool,
 none, ``disable_parallel_tool_use``) is honoured.
+
+Prompt caching: ``cache_control`` marks (``{"type": "ephemeral"}``, ``ttl`` ``5m`` or ``1h``; at most four; never
+on an empty text block) are validated as the API does and honoured by :mod:`heavy.sim.cache`; the usage says
+``input_tokens`` (neither read nor written), ``cache_creation_input_tokens`` and ``cache_read_input_tokens``.
 """
 
 from __future__ import annotations
@@ -60,6 +64,58 @@ class _MessagesRequest(_Strict):
     service_tier: str | None = None
 
 
+#: Seconds a cache entry lives after its last use, by cache_control ``ttl``.
+_TTLS = {"5m": 300.0, "1h": 3600.0}
+_MAX_BREAKPOINTS = 4
+
+
+def _cache_marks(r: _MessagesRequest) -> dict[int, float]:
+    """Where the request's ``cache_control`` marks end, in prompt tokens (counted as :func:`heavy.sim.cache.
+    prompt_tokens` counts them), with their entries' lifetimes; a 400 for what the API refuses (another type
+    than ephemeral, an unknown ttl, an empty text block, more than four marks)."""
+    marks: dict[int, float] = {}
+    count = 0
+
+    def mark(block: dict[str, Any], at: int) -> None:
+        nonlocal count
+        control = block.get("cache_control")
+        if control is None:
+            return
+        count += 1
+        if count > _MAX_BREAKPOINTS:
+            raise SimHTTPError(400, f"A maximum of {_MAX_BREAKPOINTS} blocks with cache_control may be provided. "
+                               f"Found {count}.", "invalid_request")
+        if not isinstance(control, dict) or control.get("type") != "ephemeral":
+            raise SimHTTPError(400, "cache_control.type: Input should be 'ephemeral'", "invalid_request")
+        ttl = control.get("ttl", "5m")
+        if ttl not in _TTLS:
+            raise SimHTTPError(400, "cache_control.ttl: Input should be '5m' or '1h'", "invalid_request")
+        if block.get("type") == "text" and not block.get("text"):
+            raise SimHTTPError(400, "cache_control cannot be set for empty text blocks", "invalid_request")
+        marks[at] = max(marks.get(at, 0.0), _TTLS[ttl])
+
+    for tool in r.tools or []:  # tools come first in the cached prefix; the simulator counts none of their tokens
+        mark(tool, 0)
+    at = 0
+    for b in r.system if isinstance(r.system, list) else []:
+        at += len(str(b.get("text") or "").split()) if b.get("type") == "text" else 0
+        mark(b, at)
+    at += len(r.system.split()) if isinstance(r.system, str) else 0
+    for m in r.messages:
+        blocks = m.content if isinstance(m.content, list) else []
+        for b in blocks:  # tool results reach the model first, as tool messages
+            if b.get("type") == "tool_result":
+                at += len(_text(b.get("content")).split())
+                mark(b, at)
+        at += 0 if blocks else len(str(m.content).split())
+        for b in blocks:
+            if b.get("type") == "text":
+                at += len(str(b.get("text") or "").split())
+            if b.get("type") != "tool_result":
+                mark(b, at)
+    return marks
+
+
 def _has_text_block(c: Choice) -> bool:
     """A reply that goes straight to a tool call has no text block (as with the real API)."""
     return bool(c.tokens) or not c.tool_calls
@@ -90,6 +146,7 @@ class AnthropicWire(Wire):
             text = _text(m.content)
             if text or m.role == "assistant" or not any(b.get("type") == "tool_result" for b in blocks):
                 messages.append((m.role, text))
+        marks = _cache_marks(r)
         specs = {str(t.get("name")): {"description": t.get("description") or "", "parameters": t.get("input_schema") or {}}
                  for t in r.tools or [] if isinstance(t, dict)}
         called = [str(b.get("name")) for m in r.messages if m.role == "assistant" and isinstance(m.content, list)
@@ -98,6 +155,7 @@ class AnthropicWire(Wire):
         kind = choice.get("type", "auto")
         return SimRequest(model=r.model, messages=messages, stream=bool(r.stream), stop=list(r.stop_sequences or []),
                           max_tokens=r.max_tokens, tools=list(specs), tool_specs=specs, called=called,
+                          cache_marks=marks,
                           tool_choice={"any": "required", "tool": "required", "none": "none"}.get(kind, "auto"),
                           tool_choice_name=choice.get("name") if kind == "tool" else None,
                           parallel_tool_calls=not choice.get("disable_parallel_tool_use"))
@@ -118,8 +176,11 @@ class AnthropicWire(Wire):
                  output_tokens: int) -> dict:
         return {"id": f"msg_{gen.id}", "type": "message", "role": "assistant", "model": gen.model,
                 "content": content, "stop_reason": stop_reason, "stop_sequence": stop_sequence,
-                "usage": {"input_tokens": gen.prompt_tokens, "cache_creation_input_tokens": 0,
-                          "cache_read_input_tokens": 0, "output_tokens": output_tokens}}
+                "usage": {"input_tokens": gen.prompt_tokens - gen.cache_read - gen.cache_write,
+                          "cache_creation_input_tokens": gen.cache_write, "cache_read_input_tokens": gen.cache_read,
+                          "cache_creation": {"ephemeral_5m_input_tokens": gen.cache_write,
+                                             "ephemeral_1h_input_tokens": 0},
+                          "output_tokens": output_tokens}}
 
     def response(self, gen: Generation, request: SimRequest) -> dict:
         c = gen.choices[0]

@@ -38,4 +38,6 @@ def provider(config: SimConfig | None = None, *, base_url: str = _BASE_URL, name
     if config is None:
         path = os.environ.get(DATASET_ENV)
         config = SimConfig(dataset=load_dataset(path) if path else {})
-    return OpenAIProvider(base_url, name=name, transport=StreamingASGITransport(SimulatedLLM(config)))
+    # It plays OpenAI: several choices per request (the wire's own ceiling) and prompt_cache_key.
+    return OpenAIProvider(base_url, name=name, transport=StreamingASGITransport(SimulatedLLM(config)),
+                          max_choices=128, cache_key_field="prompt_cache_key")

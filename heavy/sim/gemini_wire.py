@@ -13,6 +13,9 @@ returns a candidate stopped with that ``finishReason`` and no content.
 Tool calls are ``functionCall`` parts (``name``, ``args``, ``id``) of the last chunk, with finishReason
 ``STOP`` as Gemini sends it; ``functionResponse`` parts of a user turn reach the model as tool messages;
 ``toolConfig.functionCallingConfig`` (AUTO, ANY, NONE, one ``allowedFunctionNames``) is honoured.
+
+Implicit caching (:mod:`heavy.sim.cache`): a prompt from the model's minimum length on is cached by itself,
+and ``usageMetadata.cachedContentTokenCount`` (part of ``promptTokenCount``) says how much was read.
 """
 
 from __future__ import annotations
@@ -130,7 +133,9 @@ class GeminiWire(Wire):
         return {"error": {"code": exc.status, "message": exc.message, "status": error_status(exc.status)}}
 
     def _envelope(self, gen: Generation, candidates_tokens: int | None = None, **fields: Any) -> dict:
-        usage = {"promptTokenCount": gen.prompt_tokens}
+        usage: dict[str, int] = {"promptTokenCount": gen.prompt_tokens}
+        if gen.cache_read:  # Gemini names the field only when something was read from the cache
+            usage["cachedContentTokenCount"] = gen.cache_read
         if candidates_tokens is not None:
             usage.update(candidatesTokenCount=candidates_tokens, totalTokenCount=gen.prompt_tokens + candidates_tokens)
         else:

@@ -4,6 +4,11 @@ Offered ``tools`` (with ``tool_choice`` and ``parallel_tool_calls``) are read, a
 assistant turns. Tool calls are answered as ``message.tool_calls`` (arguments as a JSON string, ``finish_reason:
 "tool_calls"``), streamed as ``delta.tool_calls`` fragments: the id, type and name first, then the
 arguments in pieces, all keyed by ``index``.
+
+``n`` choices are generated in one request (the prompt counted once in the usage), streamed interleaved with
+each chunk naming its choice's ``index``. Prompts of 1024 tokens or more are cached as OpenAI caches them
+(:mod:`heavy.sim.cache`): ``usage.prompt_tokens_details.cached_tokens`` says how many were read, in 128-token
+steps; ``prompt_cache_key`` is accepted (one machine: it routes nowhere else).
 """
 
 from __future__ import annotations
@@ -95,6 +100,7 @@ class OpenAIWire(Wire):
             max_tokens=r.max_completion_tokens or r.max_tokens, logprobs=bool(r.logprobs),
             top_logprobs=r.top_logprobs or 0, n=r.n or 1,
             include_usage=bool(r.stream_options and r.stream_options.include_usage),
+            cache_key=extra.get("prompt_cache_key") if isinstance(extra.get("prompt_cache_key"), str) else None,
         )
 
     def error_body(self, exc: SimHTTPError, request_id: str) -> dict:
@@ -161,4 +167,5 @@ def _message(c: Choice) -> dict:
 
 def _usage(gen: Generation) -> dict:
     return {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
-            "total_tokens": gen.prompt_tokens + gen.completion_tokens}
+            "total_tokens": gen.prompt_tokens + gen.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": gen.cache_read, "audio_tokens": 0}}

@@ -37,6 +37,9 @@ class SimRequest:
     tool_choice_name: str | None = None  #: the one tool a forced choice names
     parallel_tool_calls: bool = True
     called: list[str] = field(default_factory=list)  #: tools the conversation's assistant turns called, in order
+    cache_marks: dict[int, float] = field(default_factory=dict)  #: Anthropic: prompt tokens up to each
+    #: cache_control mark -> the seconds its entry lives (5 minutes, or 1 hour with ttl "1h")
+    cache_key: str | None = None  #: OpenAI's prompt_cache_key, when sent
 
     # Tool results appear in ``messages`` with role "tool" (their text), whatever the wire's shape.
 
@@ -76,6 +79,8 @@ class Generation:
     choices: list[Choice]
     prompt_tokens: int
     gemini_block: str | None = None  #: SimConfig.gemini_block of the request (the Gemini wire honours it)
+    cache_read: int = 0  #: prompt tokens read from the prompt cache (:mod:`heavy.sim.cache`)
+    cache_write: int = 0  #: prompt tokens written to it (reported only where the API charges writes)
 
     @property
     def completion_tokens(self) -> int:
