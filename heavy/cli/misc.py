@@ -37,6 +37,10 @@ def strategies() -> None:
               help="JSONL with question/answer fields whose gold answers the simulator knows.")
 @click.option("--seed", type=int, default=None, help="Makes the whole server reproducible.")
 @click.option("--model-name", default=None, help="Model id listed by /v1/models (default heavy-simulated).")
+@click.option("--batch-seconds", type=float, default=None,
+              help="Seconds a batch job takes from creation to its end (default 2).")
+@click.option("--batch-expire-rate", type=float, default=None,
+              help="Share of a batch job's requests that expire unanswered (default 0).")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def sim(port: int, host: str, dataset: str | None, log_level: str, **knobs: float | str | None) -> None:

@@ -46,6 +46,10 @@ class SimConfig(BaseModel):
                               "small max_tokens cuts the verdict off, as with small real models)")
     seed: int | None = Field(None, description="makes the whole server reproducible")
     model_name: str = Field("heavy-simulated", min_length=1, description="id listed by /v1/models")
+    batch_seconds: float = Field(2.0, ge=0.0, description="seconds a batch job takes from creation to its end "
+                                 "(10 % validating, 80 % in progress, 10 % finalizing)")
+    batch_expire_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of a batch job's requests that run "
+                                     "out of time (expired: never answered, never billed)")
 
 
 #: Fields a request may override through its model name. The dataset is excluded: it can be large and

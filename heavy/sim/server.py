@@ -42,6 +42,7 @@ from ..errors import ConfigError
 from ..prompts import DECIDE_NOW, JUDGE_INSTRUCTION, SYNTHESIZE_INSTRUCTION
 from ..toolvote import TOOL_VOTE_INSTRUCTION
 from .anthropic_wire import AnthropicWire
+from .batch import BatchStore
 from .asgi import headers, read_body, send_json, sleep_until
 from .clienttools import tool_vote_reply
 from .config import OverrideError, SimConfig, apply_overrides, load_dataset, parse_model_overrides
@@ -65,7 +66,8 @@ _GEMINI_PREFIX = "/v1beta/models/"
 _GEMINI_ACTIONS = ("generateContent", "streamGenerateContent")
 _OPENAI, _ANTHROPIC, _GEMINI = OpenAIWire(), AnthropicWire(), GeminiWire()
 _ROUTES = ("POST /v1/chat/completions, POST /v1/messages, POST /v1beta/models/MODEL:generateContent, "
-           "POST /v1beta/models/MODEL:streamGenerateContent?alt=sse, GET /v1/models and GET /health")
+           "POST /v1beta/models/MODEL:streamGenerateContent?alt=sse, the batch APIs (/v1/files, /v1/batches, "
+           "/v1/messages/batches), GET /v1/models and GET /health")
 
 
 @dataclass
@@ -113,6 +115,7 @@ class SimulatedLLM:
         self._rng = random.Random(config.seed)
         self._configs: dict[str, SimConfig] = {}
         self._created = int(time.time())
+        self.batches = BatchStore(self)  #: batch jobs and their files (:mod:`heavy.sim.batch`)
 
     # ASGI entry point.
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -147,9 +150,13 @@ class SimulatedLLM:
                     raise SimHTTPError(400, "heavy's simulator streams Gemini answers only as server-sent events: "
                                        "add ?alt=sse to the URL.", "unsupported")
                 await self._complete(_GEMINI, receive, send, request_id, model=model, stream=stream)
+            elif BatchStore.serves(path):
+                wire = _ANTHROPIC if path.startswith("/v1/messages/") else _OPENAI
+                await self.batches.handle(method, path, scope, receive, send, request_id)
             elif path == "/health":
                 _allow(method, path, "GET", "HEAD")
-                await send_json(send, 200, {"status": "ok", "simulated": True, "model": self.config.model_name}, request_id)
+                await send_json(send, 200, {"status": "ok", "simulated": True, "model": self.config.model_name,
+                                            "batches": self.batches.summary()}, request_id)
             elif path in _MODELS_PATHS:
                 _allow(method, path, "GET")
                 await send_json(send, 200, {"object": "list", "data": [self._model_card(self.config.model_name)]}, request_id)
@@ -251,6 +258,17 @@ class SimulatedLLM:
             stats.in_flight -= 1
             if watcher is not None:
                 watcher.cancel()
+
+    def reply(self, wire: Wire, body: bytes) -> dict:
+        """The answer to one generation request *body* in *wire*'s shape, at once (no latency, no stream): how
+        the requests of a batch job are answered. SimHTTPError for a bad request or an injected failure."""
+        request = wire.parse(body, None, False)
+        model = request.model or self.config.model_name
+        config = self._config_for(model)
+        if config.fail_rate > 0 and self._rng.random() < config.fail_rate:
+            self.stats.failures += 1
+            raise _injected_failure(config)
+        return wire.response(self._generate(request, config, model)[0], request)
 
     def _generate(self, request: SimRequest, config: SimConfig, model: str) -> tuple[Generation, str]:
         question = request.question()

@@ -1,0 +1,441 @@
+"""Batch APIs: many model calls submitted as one job, billed at half price, answered within 24 hours.
+
+A :class:`BatchClient` speaks one provider's batch API with the provider's own wire format for what is inside
+a job: request bodies are built by the provider's ``build_body`` and answers read by its response parser, so a
+batched call and a live call of the same :class:`~heavy.providers.base.CompletionRequest` are the same call.
+
+- **OpenAI** (:class:`OpenAIBatch`): the requests are uploaded as a JSONL file (``POST /files``, multipart,
+  purpose ``batch``; a line is ``{"custom_id", "method": "POST", "url": "/v1/chat/completions", "body"}``),
+  the job is ``POST /batches`` ``{input_file_id, endpoint, completion_window: "24h", metadata}`` and moves
+  through ``validating → in_progress → finalizing → completed`` (or ``failed``, ``expired``, ``cancelling →
+  cancelled``). Its answers are the lines of ``output_file_id`` (``{"id", "custom_id", "response":
+  {"status_code", "request_id", "body"}, "error"}``) and of ``error_file_id``, in no particular order. One
+  file holds requests of one model, at most 50,000 of them and 200 MB.
+- **Anthropic** (:class:`AnthropicBatch`): ``POST /v1/messages/batches`` ``{requests: [{custom_id, params}]}``;
+  ``processing_status`` is ``in_progress``, ``canceling`` or ``ended``; the results (JSONL at ``results_url``)
+  are ``{"custom_id", "result": {"type": "succeeded" | "errored" | "canceled" | "expired", ...}}``. At most
+  100,000 requests and 256 MB a job, models mixed freely.
+
+A ``custom_id`` is 1-64 characters of ``[A-Za-z0-9_-]`` (Anthropic's rule, which OpenAI's ids satisfy too).
+
+**Nothing submitted twice.** Creating a job is the one call that costs money, and its answer can be lost (a
+timeout, a crash) after the provider has acted on it. Every job is therefore created with a *tag* the caller
+chose and wrote down first: OpenAI keeps it in the job's ``metadata``; Anthropic has no metadata, so a job is
+recognised there by being created after the tag was written with the same number of requests.
+:meth:`BatchClient.find` looks for the job of a tag, and :meth:`BatchClient.submit` asks it before retrying a
+create whose answer was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from .errors import ConfigError, ProviderError, ProviderResponseError
+from .http import decode_json
+from .providers.anthropic import AnthropicProvider
+from .providers.base import Completion, CompletionRequest, HTTPProvider
+from .providers.openai import OpenAIProvider
+from .providers.wrappers import RetryPolicy
+
+__all__ = ["BatchRequest", "BatchJob", "BatchFailure", "BatchClient", "OpenAIBatch", "AnthropicBatch",
+           "batch_client", "BATCH_WIRES", "CUSTOM_ID"]
+
+#: What a ``custom_id`` may be on every batch API heavy speaks.
+CUSTOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: Wire formats with a batch API.
+BATCH_WIRES = ("openai", "anthropic")
+#: Seconds between a tag being written and its job's creation time that still count as that job (clock skew).
+_SKEW = 120.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One call inside a job: the caller's id for it and the request a live call would send."""
+
+    custom_id: str
+    request: CompletionRequest
+
+
+@dataclass
+class BatchJob:
+    """A job as the provider reports it. ``status`` is the provider's own word; ``ended`` says whether its
+    answers are final (completed, failed, expired, cancelled; Anthropic: ended)."""
+
+    id: str
+    status: str
+    ended: bool
+    total: int = 0  #: requests in the job
+    done: int = 0  #: requests answered so far (successfully or not)
+    created_at: float = 0.0  #: Unix seconds
+    failure: str | None = None  #: why the whole job failed (OpenAI ``failed``: its validation errors)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BatchFailure:
+    """A request of a job that has no answer. ``kind``: ``errored`` (the call failed: an answer, paid or
+    not, that will not change), ``expired`` (the job's 24 hours ran out before it ran: never billed, worth
+    submitting again) or ``cancelled`` (the job was cancelled before it ran)."""
+
+    kind: str
+    message: str
+    status: int | None = None
+    request_id: str | None = None
+
+
+class BatchClient(ABC):
+    """One provider's batch API, over that provider's HTTP client (its endpoint and key)."""
+
+    #: Requests and bytes one job may hold.
+    max_requests: int = 50_000
+    max_bytes: int = 200 * 1024 * 1024
+
+    def __init__(self, provider: HTTPProvider, *, retry: RetryPolicy | None = None) -> None:
+        self.provider = provider
+        self.http = provider.http
+        self.name = provider.name
+        self.retry = retry or RetryPolicy()
+
+    # --- what each API implements ----------------------------------------------------------------
+
+    @abstractmethod
+    def line(self, item: BatchRequest) -> dict[str, Any]:
+        """*item* as one entry of a job (a JSONL line for OpenAI, an element of ``requests`` for Anthropic)."""
+
+    @abstractmethod
+    async def _create(self, lines: list[dict[str, Any]], tag: str) -> BatchJob:
+        """Create a job of *lines*, tagged *tag* where the API keeps tags."""
+
+    @abstractmethod
+    async def get(self, batch_id: str) -> BatchJob:
+        """The job's state now."""
+
+    @abstractmethod
+    async def cancel(self, batch_id: str) -> BatchJob:
+        """Ask the provider to stop the job (what already ran is still answered, and billed)."""
+
+    @abstractmethod
+    async def _listed(self) -> list[BatchJob]:
+        """The account's jobs, newest first, as far back as :meth:`find` needs (one page is enough)."""
+
+    @abstractmethod
+    async def results(self, job: BatchJob) -> dict[str, Completion | BatchFailure]:
+        """The answer of every request of an ended *job*, by ``custom_id``."""
+
+    def _tag_of(self, job: BatchJob) -> str | None:
+        """The tag a job was created with, where the API keeps one."""
+        return None
+
+    # --- shared --------------------------------------------------------------------------------
+
+    def chunks(self, items: Sequence[BatchRequest]) -> list[list[BatchRequest]]:
+        """*items* cut into jobs within the API's limits (count and bytes), in order."""
+        out: list[list[BatchRequest]] = []
+        size = 0
+        for item in items:
+            if not CUSTOM_ID.match(item.custom_id):
+                raise ValueError(f"custom_id {item.custom_id!r} must be 1-64 characters of A-Z a-z 0-9 _ -")
+            weight = len(json.dumps(self.line(item), ensure_ascii=False).encode()) + 1
+            if not out or len(out[-1]) >= self.max_requests or size + weight > self.max_bytes:
+                out.append([])
+                size = 0
+            out[-1].append(item)
+            size += weight
+        return out
+
+    async def submit(self, items: Sequence[BatchRequest], *, tag: str, since: float) -> BatchJob:
+        """Create one job of *items* (within :meth:`chunks`' limits) tagged *tag*, which the caller has written
+        down at *since* (Unix seconds) before calling. A create whose answer is lost is not retried blindly:
+        :meth:`find` first looks for the job it may have created."""
+        lines = [self.line(item) for item in items]
+        attempt = 0
+        while True:
+            try:
+                return await self._create(lines, tag)
+            except ProviderError as exc:
+                delay = self.retry.delay(exc, attempt)
+                if delay is None:
+                    raise
+            await asyncio.sleep(delay)
+            attempt += 1
+            found = await self.find(tag, since=since, count=len(items))
+            if found is not None:
+                return found
+
+    async def find(self, tag: str, *, since: float, count: int, known: Sequence[str] = ()) -> BatchJob | None:
+        """The job created for *tag* (written down at *since*, holding *count* requests), if the provider has one;
+        jobs in *known* are already someone else's."""
+        jobs = await self._retrying(self._listed)
+        for job in jobs:
+            if job.id in known:
+                continue
+            tagged = self._tag_of(job)
+            if tagged is not None:
+                if tagged == tag:
+                    return job
+                continue
+            if job.created_at >= since - _SKEW and job.total == count:
+                return job
+        return None
+
+    async def poll(self, batch_id: str) -> BatchJob:
+        """:meth:`get` with retries on transient errors (a poll may be repeated at will)."""
+        return await self._retrying(lambda: self.get(batch_id))
+
+    async def fetch(self, job: BatchJob) -> dict[str, Completion | BatchFailure]:
+        """:meth:`results` with retries on transient errors."""
+        return await self._retrying(lambda: self.results(job))
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except ProviderError as exc:
+                delay = self.retry.delay(exc, attempt)
+                if delay is None:
+                    raise
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    def _bad(self, what: str, body: str = "") -> ProviderResponseError:
+        return ProviderResponseError(f"batch API: {what}", provider=self.name, body=body[:500])
+
+    def _json(self, text: str) -> Any:
+        return decode_json(text, provider=self.name, model=None)
+
+
+# --- OpenAI -----------------------------------------------------------------------------------------------
+
+_OPENAI_ENDED = {"completed", "failed", "expired", "cancelled"}
+_CHAT_URL = "/v1/chat/completions"
+
+
+class OpenAIBatch(BatchClient):
+    """OpenAI's Batch API (``/files`` and ``/batches`` beside ``/chat/completions``)."""
+
+    provider: OpenAIProvider
+    max_requests = 50_000
+    max_bytes = 200 * 1024 * 1024
+
+    def line(self, item: BatchRequest) -> dict[str, Any]:
+        return {"custom_id": item.custom_id, "method": "POST", "url": _CHAT_URL,
+                "body": self.provider.build_body(item.request, stream=False)}
+
+    def chunks(self, items: Sequence[BatchRequest]) -> list[list[BatchRequest]]:
+        # One input file holds requests for one model.
+        by_model: dict[str, list[BatchRequest]] = {}
+        for item in items:
+            by_model.setdefault(item.request.model, []).append(item)
+        cut = super().chunks
+        return [chunk for group in by_model.values() for chunk in cut(group)]
+
+    async def _create(self, lines: list[dict[str, Any]], tag: str) -> BatchJob:
+        content = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+        boundary = f"heavy-{uuid.uuid4().hex}"
+        body = b"".join([
+            f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'.encode(),
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{tag}.jsonl"\r\n'
+            "Content-Type: application/jsonl\r\n\r\n".encode(), content, f"\r\n--{boundary}--\r\n".encode()])
+        # heavy.http has JSON helpers only; a file upload is the one multipart body heavy sends, so it goes
+        # through the client's general request method with its own content type.
+        resp = await self.http._complete("POST", "files", None, body,
+                                         {"content-type": f"multipart/form-data; boundary={boundary}"}, None, None)
+        uploaded = self._json(resp.text)
+        file_id = uploaded.get("id") if isinstance(uploaded, dict) else None
+        if not isinstance(file_id, str):
+            raise self._bad("the file upload answered without an id", resp.text)
+        resp = await self.http.post_json("batches", {"input_file_id": file_id, "endpoint": _CHAT_URL,
+                                                     "completion_window": "24h", "metadata": {"heavy_tag": tag}})
+        return self._job(self._json(resp.text), resp.text)
+
+    async def get(self, batch_id: str) -> BatchJob:
+        resp = await self.http.get_json(f"batches/{batch_id}")
+        return self._job(self._json(resp.text), resp.text)
+
+    async def cancel(self, batch_id: str) -> BatchJob:
+        resp = await self.http.post_json(f"batches/{batch_id}/cancel", {})
+        return self._job(self._json(resp.text), resp.text)
+
+    async def _listed(self) -> list[BatchJob]:
+        resp = await self.http.get_json("batches", {"limit": 100})
+        data = self._json(resp.text)
+        return [self._job(b, "") for b in (data.get("data") or [] if isinstance(data, dict) else [])
+                if isinstance(b, dict)]
+
+    def _tag_of(self, job: BatchJob) -> str | None:
+        meta = job.raw.get("metadata")
+        return str(meta.get("heavy_tag")) if isinstance(meta, dict) and meta.get("heavy_tag") else ""
+
+    def _job(self, data: Any, text: str) -> BatchJob:
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data.get("status"):
+            raise self._bad("a batch without an id and a status", text)
+        counts = data.get("request_counts") or {}
+        status = str(data["status"])
+        failure = None
+        if status == "failed":
+            errors = (data.get("errors") or {}).get("data") or []
+            failure = "; ".join(str(e.get("message") or e.get("code")) for e in errors if isinstance(e, dict)) or \
+                "the batch failed"
+        return BatchJob(id=data["id"], status=status, ended=status in _OPENAI_ENDED,
+                        total=int(counts.get("total") or 0),
+                        done=int(counts.get("completed") or 0) + int(counts.get("failed") or 0),
+                        created_at=float(data.get("created_at") or 0), failure=failure, raw=data)
+
+    async def results(self, job: BatchJob) -> dict[str, Completion | BatchFailure]:
+        out: dict[str, Completion | BatchFailure] = {}
+        for key in ("output_file_id", "error_file_id"):
+            file_id = job.raw.get(key)
+            if not file_id:
+                continue
+            resp = await self.http.get_json(f"files/{file_id}/content")
+            for line in resp.text.split("\n"):
+                if line.strip():
+                    custom_id, answer = self._answer(line)
+                    out[custom_id] = answer
+        return out
+
+    def _answer(self, line: str) -> tuple[str, Completion | BatchFailure]:
+        data = self._json(line)
+        if not isinstance(data, dict) or not isinstance(data.get("custom_id"), str):
+            raise self._bad("an output line without a custom_id", line)
+        response = data.get("response") if isinstance(data.get("response"), dict) else {}
+        status = response.get("status_code")
+        rid = response.get("request_id")
+        error = data.get("error")
+        if isinstance(error, dict):
+            code = str(error.get("code") or "")
+            kind = {"batch_expired": "expired", "batch_cancelled": "cancelled"}.get(code, "errored")
+            return data["custom_id"], BatchFailure(kind, f"{code}: {error.get('message') or ''}".strip(": "),
+                                                   status, rid)
+        body = response.get("body")
+        if status != 200:
+            message = (body.get("error") or {}).get("message") if isinstance(body, dict) and \
+                isinstance(body.get("error"), dict) else None
+            return data["custom_id"], BatchFailure("errored", f"HTTP {status}: {message or 'error'}", status, rid)
+        model = body.get("model") if isinstance(body, dict) else None
+        try:
+            return data["custom_id"], self.provider.parse_completion(body, model=str(model or ""), request_id=rid,
+                                                                     raw=json.dumps(body)[:500])
+        except ProviderError as exc:  # one unreadable answer is that request's failure, not the job's
+            return data["custom_id"], BatchFailure("errored", str(exc), status, rid)
+
+
+# --- Anthropic --------------------------------------------------------------------------------------------
+
+_BATCHES_PATH = "v1/messages/batches"
+
+
+class AnthropicBatch(BatchClient):
+    """Anthropic's Message Batches API (``/v1/messages/batches``)."""
+
+    provider: AnthropicProvider
+    max_requests = 100_000
+    max_bytes = 256 * 1024 * 1024
+
+    def line(self, item: BatchRequest) -> dict[str, Any]:
+        return {"custom_id": item.custom_id, "params": self.provider.build_body(item.request, stream=False)}
+
+    async def _create(self, lines: list[dict[str, Any]], tag: str) -> BatchJob:
+        resp = await self.http.post_json(_BATCHES_PATH, {"requests": lines})
+        return self._job(self._json(resp.text), resp.text)
+
+    async def get(self, batch_id: str) -> BatchJob:
+        resp = await self.http.get_json(f"{_BATCHES_PATH}/{batch_id}")
+        return self._job(self._json(resp.text), resp.text)
+
+    async def cancel(self, batch_id: str) -> BatchJob:
+        resp = await self.http.post_json(f"{_BATCHES_PATH}/{batch_id}/cancel", {})
+        return self._job(self._json(resp.text), resp.text)
+
+    async def _listed(self) -> list[BatchJob]:
+        resp = await self.http.get_json(_BATCHES_PATH, {"limit": 100})
+        data = self._json(resp.text)
+        return [self._job(b, "") for b in (data.get("data") or [] if isinstance(data, dict) else [])
+                if isinstance(b, dict)]
+
+    def _job(self, data: Any, text: str) -> BatchJob:
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data.get("processing_status"):
+            raise self._bad("a message batch without an id and a processing_status", text)
+        counts = {k: int(v or 0) for k, v in (data.get("request_counts") or {}).items()}
+        status = str(data["processing_status"])
+        return BatchJob(id=data["id"], status=status, ended=status == "ended", total=sum(counts.values()),
+                        done=sum(v for k, v in counts.items() if k != "processing"),
+                        created_at=_timestamp(data.get("created_at")), raw=data)
+
+    async def results(self, job: BatchJob) -> dict[str, Completion | BatchFailure]:
+        resp = await self.http.get_json(self._results_path(job))
+        out: dict[str, Completion | BatchFailure] = {}
+        for line in resp.text.split("\n"):
+            if line.strip():
+                custom_id, answer = self._answer(line)
+                out[custom_id] = answer
+        return out
+
+    def _results_path(self, job: BatchJob) -> str:
+        """The job's ``results_url`` when it is on the API's own origin (the key goes nowhere else), else the
+        documented path."""
+        url = job.raw.get("results_url")
+        if isinstance(url, str) and _origin(url) == _origin(self.http.base_url):
+            return url
+        return f"{_BATCHES_PATH}/{job.id}/results"
+
+    def _answer(self, line: str) -> tuple[str, Completion | BatchFailure]:
+        data = self._json(line)
+        if not isinstance(data, dict) or not isinstance(data.get("custom_id"), str):
+            raise self._bad("a result line without a custom_id", line)
+        result = data.get("result") if isinstance(data.get("result"), dict) else {}
+        kind = result.get("type")
+        if kind == "succeeded":
+            message = result.get("message")
+            model = message.get("model") if isinstance(message, dict) else None
+            try:
+                return data["custom_id"], self.provider.parse_message(message, model=str(model or ""),
+                                                                      raw=json.dumps(message)[:500])
+            except ProviderError as exc:  # one unreadable answer is that request's failure, not the job's
+                return data["custom_id"], BatchFailure("errored", str(exc))
+        if kind in ("expired", "canceled"):
+            return data["custom_id"], BatchFailure("expired" if kind == "expired" else "cancelled",
+                                                   f"the request was {kind} before it ran")
+        outer = result.get("error") if isinstance(result.get("error"), dict) else {}
+        inner = outer.get("error") if isinstance(outer.get("error"), dict) else outer
+        return data["custom_id"], BatchFailure("errored", f"{inner.get('type') or 'error'}: {inner.get('message') or ''}"
+                                               .strip(": "), None, outer.get("request_id"))
+
+
+def _timestamp(value: Any) -> float:
+    """An RFC 3339 time (Anthropic's) or Unix seconds as Unix seconds; 0 when absent or unreadable."""
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return 0.0
+    return 0.0
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def batch_client(provider: Any, *, retry: RetryPolicy | None = None) -> BatchClient:
+    """The batch API of *provider* (an OpenAI or Anthropic provider); ConfigError naming the fix otherwise."""
+    if isinstance(provider, AnthropicProvider):
+        return AnthropicBatch(provider, retry=retry)
+    if isinstance(provider, OpenAIProvider):
+        return OpenAIBatch(provider, retry=retry)
+    raise ConfigError(f"{getattr(provider, 'name', provider)!r} has no batch API heavy speaks: --batch works with "
+                      "openai: and anthropic: models; drop --batch to sample interactively")
