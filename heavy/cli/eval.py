@@ -48,11 +48,20 @@ def _csv(value: str | None, cast: Any = str) -> list[Any]:
               help="With a pool (--record, several strategies or Ns): also sample M program hypotheses per "
                    "question (the model writes Python, the sandbox runs it; needs --tools python), for "
                    "strategies that use them (crosscheck).")
+@click.option("--batch", is_flag=True,
+              help="Sample through the provider's batch API (OpenAI, Anthropic: half price, answered within 24 h); "
+                   "the jobs are kept in RESULTS.batches, so running the same command again picks them up.")
+@click.option("--batch-poll", type=click.FloatRange(0.05), default=60.0, show_default=True, metavar="SEC",
+              help="With --batch: the longest pause between two looks at the running jobs.")
+@click.option("--batch-wait", type=click.FloatRange(0), default=None, metavar="SEC",
+              help="With --batch: stop waiting after SEC seconds (the jobs keep running; run again to pick them "
+                   "up) [default: until they end].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def eval_command(dataset: str, strategy_list: tuple[str, ...], strategies: str | None, ns: str | None,
                  results_path: str, concurrency: int, record_path: str | None, replay_path: str | None,
                  limit: int | None, offset: int, top_logprobs: int | None, options: tuple[str, ...],
-                 retry_errors: bool, plot_path: str | None, programs: int, as_json: bool, **flags: Any) -> None:
+                 retry_errors: bool, plot_path: str | None, programs: int, batch: bool, batch_poll: float,
+                 batch_wait: float | None, as_json: bool, **flags: Any) -> None:
     """Run strategies over DATASET (JSONL: question, answer) and print accuracy with a 95 % interval.
 
     Run options default to the config file and HEAVY_<OPTION> variables, as for `heavy ask`.
@@ -69,29 +78,38 @@ def eval_command(dataset: str, strategy_list: tuple[str, ...], strategies: str |
         fail(f"--ns takes comma-separated integers, got {ns!r}")
     run_guarded(check_run, dataset=dataset, results=results_path, ns=n_values, concurrency=concurrency,
                 record=record_path, replay=replay_path, programs=programs,
-                python="python" in (settings.tools or []) or settings.verify == "python")
+                python="python" in (settings.tools or []) or settings.verify == "python", batch=batch,
+                tools=bool(settings.tools))
     given_options = parse_options(options)
 
     def go() -> None:
         import asyncio
 
         from ..api import Heavy
-        from ..evaluation import EvalRunner, Pool, ResultsFile, load_items, summarize
+        from ..evaluation import BatchBook, EvalRunner, Pool, ResultsFile, load_items, summarize
 
         items = load_items(dataset, limit=limit, offset=offset)
         if not items:
             fail(f"{dataset}: no questions" + (f" after --offset {offset}" if offset else ""))
         per_strategy = strategy_options(names, given_options)
         heavy = Heavy(settings=settings.merged(n=max(n_values), strategy=names[0], options=per_strategy[names[0]]))
+        if batch:
+            from ..evaluation.batching import check_batch_models
+
+            check_batch_models(heavy)
         # Locked from before reading until the end: a second writer is refused, and the rows this run
         # resumes from cannot change under it. The replayed pool is only read, so it takes no lock.
         results = ResultsFile(results_path, lock=True)
         opened.append(results)
         record = Pool(record_path, lock=True) if record_path else None
         opened.append(record)
+        book = BatchBook.beside(results_path, lock=True) if batch else None
+        opened.append(book)
         runner = EvalRunner(heavy=heavy, strategies=names, ns=n_values, results=results, concurrency=concurrency,
                             record=record, replay=Pool(replay_path) if replay_path else None,
-                            retry_errors=retry_errors, options=per_strategy, programs=programs)
+                            retry_errors=retry_errors, options=per_strategy, programs=programs, batch=book,
+                            batch_poll=batch_poll, batch_wait=batch_wait,
+                            on_progress=lambda line: click.echo(line, err=True))
         work = runner.todo(items)
         total = sum(len(p) for _, p in work)
         already = len(items) * len(names) * len(n_values) - total
@@ -105,7 +123,7 @@ def eval_command(dataset: str, strategy_list: tuple[str, ...], strategies: str |
             finally:
                 await heavy.aclose()
 
-        if sys.stderr.isatty() and total:
+        if sys.stderr.isatty() and total and not batch:  # a batch run reports its jobs line by line instead
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
@@ -125,6 +143,10 @@ def eval_command(dataset: str, strategy_list: tuple[str, ...], strategies: str |
         for f in opened:
             if f is not None:
                 f.close()
+        if runner.still_running:
+            click.echo(f"heavy eval: {len(runner.still_running)} batch job(s) still running "
+                       f"({', '.join(runner.still_running[:3])}{', …' if len(runner.still_running) > 3 else ''}); "
+                       "run the same command again to pick them up", err=True)
         if runner.skipped:
             click.echo(f"heavy eval: {runner.skipped} question(s) are not in the replayed pool and were skipped",
                        err=True)
@@ -139,6 +161,8 @@ def eval_command(dataset: str, strategy_list: tuple[str, ...], strategies: str |
             click.echo(json.dumps([s.as_dict() for s in summary]))
         else:
             _print_table(summary)
+        if batch:
+            _print_savings(results.rows, ids)
         _check_errors(results.rows, ids, results_path)
 
     opened: list[Any] = []
@@ -163,6 +187,23 @@ def _check_errors(rows: list[dict[str, Any]], ids: set[str], results_path: str) 
         return
     fail(f"all {total} results are errors, e.g. {first} (written to {results_path}): fix the cause "
          "and re-run with --retry-errors")
+
+
+def _print_savings(rows: list[dict[str, Any]], ids: set[str]) -> None:
+    """What sampling through batch jobs saved, on stderr (stdout keeps the table and the accuracy lines)."""
+    from ..evaluation.batching import batch_savings
+
+    costs = batch_savings(rows, ids)
+    if costs is None:
+        return
+    paid, interactive = costs
+    share = f" ({1 - paid / interactive:.0%})" if interactive else ""
+    click.echo(f"heavy eval --batch: ${paid:.4f} at batch prices, ${interactive:.4f} interactive: saved "
+               f"${interactive - paid:.4f}{share}", err=True)
+    live = sum(r.get("live_calls") or 0 for r in rows if "batch" in r and r["id"] in ids)
+    if live:
+        click.echo(f"heavy eval --batch: the strategies also made {live} live call(s) (judge, aggregator, later "
+                   "rounds), at interactive prices", err=True)
 
 
 def _print_table(summary: list[Any]) -> None:

@@ -29,14 +29,14 @@ script needs is importable from ``heavy.evaluation`` itself.
 
 from __future__ import annotations
 
-from .files import JsonlFile, Pool, ResultsFile, WriterLock
+from .files import BatchBook, JsonlFile, Pool, ResultsFile, WriterLock
 from .items import EvalItem, load_items, selection_tests
 from .runner import _with_tests  # noqa: F401  (private, but tests of hidden code-task tests use it)
 from .runner import EvalRunner, decision_cost, pool_prefix, route_prefix
 from .scoring import SummaryRow, error_summary, is_correct, summarize, wilson
 
 __all__ = [
-    "EvalItem", "load_items", "selection_tests", "is_correct", "wilson", "ResultsFile", "Pool", "JsonlFile",
+    "EvalItem", "load_items", "selection_tests", "is_correct", "wilson", "ResultsFile", "Pool", "JsonlFile", "BatchBook",
     "WriterLock", "EvalRunner", "summarize", "SummaryRow", "error_summary", "decision_cost", "pool_prefix",
     "route_prefix",
 ]

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from ..errors import ConfigError
 from ..types import Hypothesis
 
-__all__ = ["JsonlFile", "ResultsFile", "Pool", "WriterLock"]
+__all__ = ["JsonlFile", "ResultsFile", "Pool", "BatchBook", "WriterLock"]
 
 #: Every row heavy appends starts with these bytes (``json.dumps`` of a dict whose first key is ``id``).
 ROW_START = b'{"id": '
@@ -289,3 +289,32 @@ class Pool(JsonlFile):
                     raise ConfigError(f"{self.path}: the recorded hypotheses of question {item_id!r} are not "
                                       f"valid ({exc.error_count()} problem(s)): record the pool again") from None
         return None
+
+
+class BatchBook(JsonlFile):
+    """The books of ``heavy eval --batch``, beside its results (``OUT.jsonl.batches``): which requests went into
+    which batch job, the jobs' ids and ends, and the hypotheses that came back. Rows, each with an ``id`` and a
+    ``kind`` (:mod:`heavy.evaluation.batching` writes and reads them):
+
+    * ``submit``: ``id`` a tag, ``model``, ``endpoint``, ``requests`` (custom_id -> [question id, slot]), ``ts``;
+      written *before* the job is created, so a job whose creation answer is lost is found again by its tag;
+    * ``job``: ``id`` the tag, ``batch_id``: the provider's job;
+    * ``ended``: ``id`` the tag, ``batch_id``, ``status``, ``failure``: its answers are all in the rows before;
+    * ``samples``: ``id`` a question, ``batch_id``, ``hypotheses``: what came back for it from that job (each
+      hypothesis's ``index`` is its slot, ``0 .. N-1``).
+    """
+
+    KIND = "row of the batch book heavy eval --batch keeps beside its results"
+    FLAG = "--results"
+    READ_FIX = "give the .batches file that heavy eval --batch wrote beside its results"
+    KINDS: ClassVar[tuple[str, ...]] = ("submit", "job", "ended", "samples")
+
+    @classmethod
+    def beside(cls, results: str | Path, *, lock: bool = False) -> BatchBook:
+        """The book of the results file *results* (``<results>.batches``)."""
+        results = Path(results)
+        return cls(results.with_name(results.name + ".batches"), lock=lock)
+
+    def _check(self, row: dict[str, Any], lineno: int) -> None:
+        if "id" not in row or row.get("kind") not in self.KINDS:
+            raise self._refuse(lineno, f"a JSON object without 'id' and a 'kind' ({', '.join(self.KINDS)})")

@@ -24,13 +24,24 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def check_run(*, dataset: str, results: str, ns: Sequence[int], concurrency: int, record: str | None = None,
-              replay: str | None = None, programs: int = 0, python: bool = False) -> None:
+              replay: str | None = None, programs: int = 0, python: bool = False, batch: bool = False,
+              tools: bool = False) -> None:
     """Refuse a run that cannot be right: N or concurrency below 1, program hypotheses without a pool or
     without the python tool (*python*: the run may execute code), ``--record`` beside ``--replay`` or into
-    a gzip file, or a results file that is also the pool or the dataset (``--limit`` and ``--offset`` are
-    checked where the dataset is read: :func:`~heavy.evaluation.items.load_items`)."""
+    a gzip file, a results file that is also the pool or the dataset, or ``--batch`` with what a batch job
+    cannot sample (``--replay``, ``--programs``, hypotheses that run *tools*). ``--limit`` and ``--offset`` are
+    checked where the dataset is read (:func:`~heavy.evaluation.items.load_items`), the models of a batch run
+    where they are resolved (:func:`~heavy.evaluation.batching.check_batch_models`)."""
     if min(ns) < 1 or concurrency < 1:
         raise ConfigError("N and --concurrency must be at least 1")
+    if batch and replay:
+        raise ConfigError("--batch samples through batch jobs and --replay never samples: use one of them")
+    if batch and programs:
+        raise ConfigError("--programs runs each program as it comes back, which a batch job cannot: drop --batch "
+                          "or --programs")
+    if batch and tools:
+        raise ConfigError("--batch sends one completion per hypothesis, and --tools makes each hypothesis a loop of "
+                          "calls and tool runs: drop --tools or --batch")
     if programs and not record:
         raise ConfigError("--programs records program hypotheses into a pool: give --record POOL.jsonl too")
     if programs and not python:

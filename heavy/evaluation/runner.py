@@ -17,9 +17,9 @@ from typing import Any
 
 from ..api import Heavy
 from ..errors import HeavyError
-from ..pricing import FREE_PRESETS, model_cost
+from ..pricing import FREE_PRESETS, batch_cost, model_cost
 from ..types import PROGRAM_ROUTE, Hypothesis, Result, Usage
-from .files import Pool, ResultsFile
+from .files import BatchBook, Pool, ResultsFile
 from .items import EvalItem, selection_tests
 from .scoring import is_correct
 
@@ -70,11 +70,13 @@ def _identity(h: Hypothesis) -> tuple[Any, ...]:
     return (h.model, h.route, h.seed, h.request_id, h.text)
 
 
-def decision_cost(result: Result, pool: Sequence[Hypothesis] | None) -> float | None:
+def decision_cost(result: Result, pool: Sequence[Hypothesis] | None,
+                  price: Callable[[str, Usage], float | None] = model_cost) -> float | None:
     """$ of one decision: the Result's own cost (every call of its run, priced as the run charged them:
     :func:`heavy.pricing.model_cost`), plus, for a decision on a pool, the recorded hypotheses it took from
-    the pool, priced alike: the pool's sampling was paid once for all strategies, and each row costs what
-    its strategy would cost live (as its tokens count them). ``None`` when a price is unknown."""
+    the pool, priced by *price* (as a live run charges them, unless they were sampled through a batch API:
+    :func:`heavy.pricing.batch_cost`): the pool's sampling was paid once for all strategies, and each row costs
+    what its strategy would cost (as its tokens count them). ``None`` when a price is unknown."""
     if result.cost_usd is None or not pool:
         return result.cost_usd
     recorded: dict[tuple[Any, ...], list[Hypothesis]] = {}
@@ -86,10 +88,10 @@ def decision_cost(result: Result, pool: Sequence[Hypothesis] | None) -> float | 
         if not same:
             continue  # sampled (and charged) by this run
         source = same.pop()  # its usage as recorded: a check made now is in the Result's cost already
-        price = model_cost(source.model, source.usage)
-        if price is None:
+        paid = price(source.model, source.usage)
+        if paid is None:
             return None
-        total += price
+        total += paid
     return total
 
 
@@ -113,7 +115,14 @@ class EvalRunner:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     programs: int = 0  #: program hypotheses pooled per question beside the chains (``crosscheck`` uses them)
     on_row: Callable[[dict[str, Any]], None] | None = None
+    #: ``--batch``: the questions are sampled through the providers' batch APIs, with this book of their jobs
+    #: (:mod:`heavy.evaluation.batching`), and decided on what comes back.
+    batch: BatchBook | None = None
+    batch_poll: float = 60.0  #: the longest pause between two looks at the running jobs (seconds)
+    batch_wait: float | None = None  #: how long this run waits for its jobs (None: until they end)
+    on_progress: Callable[[str], None] | None = None  #: one line of batch progress at a time
     skipped: int = field(default=0, init=False)
+    still_running: list[str] = field(default_factory=list, init=False)  #: batch jobs left running (``batch_wait``)
 
     @property
     def _error_cost(self) -> float | None:
@@ -124,7 +133,8 @@ class EvalRunner:
 
     @property
     def pooled(self) -> bool:
-        return self.record is not None or self.replay is not None or len(self.strategies) > 1 or len(self.ns) > 1
+        return (self.record is not None or self.replay is not None or self.batch is not None
+                or len(self.strategies) > 1 or len(self.ns) > 1)
 
     def todo(self, items: Sequence[EvalItem]) -> list[tuple[EvalItem, list[tuple[str, int]]]]:
         done = self.results.done(self.retry_errors)
@@ -141,11 +151,16 @@ class EvalRunner:
         Files not locked already are locked for the run (ConfigError if another writer has one) and released
         after it, so the rows the run resumes from cannot change under it.
         """
-        owned = [f for f in (self.results, self.record) if f is not None and not f.locked]
+        owned = [f for f in (self.results, self.record, self.batch) if f is not None and not f.locked]
         try:
             for f in owned:
                 f.lock()
             work = self.todo(items)
+            if self.batch is not None:
+                from .batching import BatchRun
+
+                await BatchRun(self, self.batch).run(work)
+                return
             sem = asyncio.Semaphore(self.concurrency)
 
             async def one(item: EvalItem, pending: list[tuple[str, int]]) -> None:
@@ -188,30 +203,45 @@ class EvalRunner:
             if pool is None:
                 self.skipped += 1
                 return  # not in the replayed pool: nothing to decide on, and no sampling allowed
+        await self.decide(item, pending, pool, sample_s)
+
+    async def decide(self, item: EvalItem, pending: Sequence[tuple[str, int]], pool: list[Hypothesis] | None,
+                     sample_s: float = 0.0, *, batch: dict[str, Any] | None = None) -> None:
+        """Decide *item* with every (strategy, n) of *pending* and write a row each: live when *pool* is None,
+        else on its prefixes. *batch* (``--batch``): the pool came back from batch jobs, ``{"batch": [job ids]}``;
+        its hypotheses are priced at batch prices, and the row also says what they would have cost live
+        (``interactive_cost_usd``) and how many calls the decision made live (``live_calls``)."""
         for strategy, n in pending:
             started = time.monotonic()
             offered = pool_prefix(pool, n) if pool is not None else None
             try:
                 result = await self.heavy.ask(
                     item.prompt, n=n, strategy=strategy, options=_with_tests(strategy, self.options.get(strategy), item),
-                    pool=offered, live=self.replay is None,
+                    pool=offered, live=self.replay is None and batch is None,
                 )
                 correct = await _passes_tests(result, item) if item.tests else None
             except HeavyError as exc:
-                self._write(item, strategy, n, error=f"{type(exc).__name__}: {exc}")
+                self._write(item, strategy, n, error=f"{type(exc).__name__}: {exc}", extra=batch)
                 continue
             wall = time.monotonic() - started + (sample_s * n / max(self.ns) if pool is not None else 0.0)
             used = [h for h in result.hypotheses if h.status != "cancelled" or h.usage.total_tokens]
             usage = Usage.sum([h.usage for h in used] + [c.usage for c in result.aggregator_calls])
+            extra = None
+            if batch is not None:
+                replayed = {_identity(h) for h in offered or []}
+                extra = {**batch, "interactive_cost_usd": decision_cost(result, offered),
+                         "live_calls": len(result.aggregator_calls) + sum(_identity(h) not in replayed for h in used)}
             self._write(item, strategy, n, answer=result.answer, usage=usage, wall_s=wall,
                         calls=len(used) + len(result.aggregator_calls), method=result.decision.method,
-                        path=result.decision.path, cost_usd=decision_cost(result, offered),
-                        hypothesis_answers=[h.answer for h in result.hypotheses], correct=correct)
+                        path=result.decision.path,
+                        cost_usd=decision_cost(result, offered, batch_cost if batch is not None else model_cost),
+                        hypothesis_answers=[h.answer for h in result.hypotheses], correct=correct, extra=extra)
 
     def _write(self, item: EvalItem, strategy: str, n: int, *, answer: str | None = None,
                usage: Usage | None = None, wall_s: float = 0.0, calls: int = 0, method: str | None = None,
                path: list[str] | None = None, error: str | None = None, cost_usd: float | None = None,
-               hypothesis_answers: list[str | None] | None = None, correct: bool | None = None) -> None:
+               hypothesis_answers: list[str | None] | None = None, correct: bool | None = None,
+               extra: dict[str, Any] | None = None) -> None:
         usage = usage or Usage()
         if error is not None:
             cost_usd = self._error_cost
@@ -222,7 +252,7 @@ class EvalRunner:
             "model": [s.label for s in self.heavy.specs], "total_tokens": usage.total_tokens,
             "usage": usage.model_dump(), "calls": calls, "cost_usd": cost_usd, "wall_s": round(wall_s, 3),
             "method": method, "path": path, "hypothesis_answers": hypothesis_answers, "error": error,
-            "ts": time.time(),
+            **(extra or {}), "ts": time.time(),
         }
         self.results.append(row)
         if self.on_row is not None:
