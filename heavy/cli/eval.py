@@ -196,11 +196,10 @@ def _print_savings(rows: list[dict[str, Any]], ids: set[str]) -> None:
     costs = batch_savings(rows, ids)
     if costs is None:
         return
-    paid, interactive = costs
+    paid, interactive, live = costs
     share = f" ({1 - paid / interactive:.0%})" if interactive else ""
     click.echo(f"heavy eval --batch: ${paid:.4f} at batch prices, ${interactive:.4f} interactive: saved "
                f"${interactive - paid:.4f}{share}", err=True)
-    live = sum(r.get("live_calls") or 0 for r in rows if "batch" in r and r["id"] in ids)
     if live:
         click.echo(f"heavy eval --batch: the strategies also made {live} live call(s) (judge, aggregator, later "
                    "rounds), at interactive prices", err=True)

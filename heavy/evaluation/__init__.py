@@ -21,9 +21,13 @@
   token logprobs are large); it can be replayed, not recorded into.
 * **Scoring** uses the vote's equivalence (:func:`is_correct`), and a row's ``cost_usd`` is its Result's.
 
+* **Batch runs** (``--batch``): the sampling goes through the providers' batch APIs at batch prices, the
+  jobs booked beside the results file so a stopped run resumes them (:mod:`.batching`).
+
 The package, one job a module: :mod:`.items` (datasets), :mod:`.scoring` (is it right, the summary),
-:mod:`.runner` (the runs and their rows), :mod:`.files` (results files and pools), :mod:`.plot` (the SVG
-of ``--plot``), :mod:`.options` (a run's flags checked, whatever the shell). Everything a user or a bench
+:mod:`.runner` (the runs and their rows), :mod:`.files` (results files, pools and the batch book),
+:mod:`.batching` (``--batch``), :mod:`.plot` (the SVG of ``--plot``), :mod:`.options` (a run's flags checked,
+whatever the shell). Everything a user or a bench
 script needs is importable from ``heavy.evaluation`` itself.
 """
 

@@ -74,15 +74,16 @@ def check_batch_models(heavy: Heavy) -> None:
                               "interactively")
 
 
-def batch_savings(rows: Sequence[dict[str, Any]], ids: set[str] | None = None) -> tuple[float, float] | None:
-    """``($ at batch prices, $ at interactive prices)`` over the batch rows (the last row of each question's
-    strategy and N, only *ids* when given); ``None`` without batch rows or when a price is unknown."""
+def batch_savings(rows: Sequence[dict[str, Any]], ids: set[str] | None = None) -> tuple[float, float, int] | None:
+    """``($ at batch prices, $ at interactive prices, live calls)`` over the batch rows (the last row of each
+    question's strategy and N, only *ids* when given); ``None`` without batch rows or when a price is unknown."""
     latest = {(r["id"], r.get("strategy"), r.get("n")): r for r in rows
               if "batch" in r and (ids is None or r["id"] in ids)}
-    paid = [(r.get("cost_usd"), r.get("interactive_cost_usd")) for r in latest.values() if not r.get("error")]
+    done = [r for r in latest.values() if not r.get("error")]
+    paid = [(r.get("cost_usd"), r.get("interactive_cost_usd")) for r in done]
     if not paid or any(a is None or b is None for a, b in paid):
         return None
-    return sum(a for a, _ in paid), sum(b for _, b in paid)
+    return sum(a for a, _ in paid), sum(b for _, b in paid), sum(int(r.get("live_calls") or 0) for r in done)
 
 
 @dataclass
