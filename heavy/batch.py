@@ -100,6 +100,8 @@ class BatchClient(ABC):
     #: Requests and bytes one job may hold.
     max_requests: int = 50_000
     max_bytes: int = 200 * 1024 * 1024
+    #: Where the jobs are, under the provider's base URL.
+    jobs_path: str = "batches"
 
     def __init__(self, provider: HTTPProvider, *, retry: RetryPolicy | None = None) -> None:
         self.provider = provider
@@ -118,20 +120,37 @@ class BatchClient(ABC):
         """Create a job of *lines*, tagged *tag* where the API keeps tags."""
 
     @abstractmethod
-    async def get(self, batch_id: str) -> BatchJob:
-        """The job's state now."""
-
-    @abstractmethod
-    async def cancel(self, batch_id: str) -> BatchJob:
-        """Ask the provider to stop the job (what already ran is still answered, and billed)."""
-
-    @abstractmethod
-    async def _listed(self) -> list[BatchJob]:
-        """The account's jobs, newest first, as far back as :meth:`find` needs (one page is enough)."""
+    def _job(self, data: Any, text: str) -> BatchJob:
+        """A job object of the API (*text*: its JSON, for error excerpts) as a BatchJob."""
 
     @abstractmethod
     async def results(self, job: BatchJob) -> dict[str, Completion | BatchFailure]:
         """The answer of every request of an ended *job*, by ``custom_id``."""
+
+    @abstractmethod
+    def _answer(self, line: str) -> tuple[str, Completion | BatchFailure]:
+        """One line of a result file: its ``custom_id`` and what it answered."""
+
+    async def get(self, batch_id: str) -> BatchJob:
+        """The job's state now."""
+        resp = await self.http.get_json(f"{self.jobs_path}/{batch_id}")
+        return self._job(self._json(resp.text), resp.text)
+
+    async def cancel(self, batch_id: str) -> BatchJob:
+        """Ask the provider to stop the job (what already ran is still answered, and billed)."""
+        resp = await self.http.post_json(f"{self.jobs_path}/{batch_id}/cancel", {})
+        return self._job(self._json(resp.text), resp.text)
+
+    async def _listed(self) -> list[BatchJob]:
+        """The account's jobs, newest first, as far back as :meth:`find` needs (one page of 100 is enough)."""
+        resp = await self.http.get_json(self.jobs_path, {"limit": 100})
+        data = self._json(resp.text)
+        return [self._job(b, "") for b in (data.get("data") or [] if isinstance(data, dict) else [])
+                if isinstance(b, dict)]
+
+    def _answers(self, text: str) -> dict[str, Completion | BatchFailure]:
+        """Every line of a JSONL result file, by ``custom_id``."""
+        return dict(self._answer(line) for line in text.split("\n") if line.strip())
 
     def _tag_of(self, job: BatchJob) -> str | None:
         """The tag a job was created with, where the API keeps one."""
@@ -159,19 +178,8 @@ class BatchClient(ABC):
         down at *since* (Unix seconds) before calling. A create whose answer is lost is not retried blindly:
         :meth:`find` first looks for the job it may have created."""
         lines = [self.line(item) for item in items]
-        attempt = 0
-        while True:
-            try:
-                return await self._create(lines, tag)
-            except ProviderError as exc:
-                delay = self.retry.delay(exc, attempt)
-                if delay is None:
-                    raise
-            await asyncio.sleep(delay)
-            attempt += 1
-            found = await self.find(tag, since=since, count=len(items))
-            if found is not None:
-                return found
+        return await self._retrying(lambda: self._create(lines, tag),
+                                    recover=lambda: self.find(tag, since=since, count=len(items)))
 
     async def find(self, tag: str, *, since: float, count: int, known: Sequence[str] = ()) -> BatchJob | None:
         """The job created for *tag* (written down at *since*, holding *count* requests), if the provider has one;
@@ -197,7 +205,10 @@ class BatchClient(ABC):
         """:meth:`results` with retries on transient errors."""
         return await self._retrying(lambda: self.results(job))
 
-    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _retrying(self, call: Callable[[], Awaitable[T]],
+                        recover: Callable[[], Awaitable[T | None]] | None = None) -> T:
+        """*call*, retried on transient errors with the retry policy's backoff; before each retry, *recover* may
+        return what the failed call did after all."""
         attempt = 0
         while True:
             try:
@@ -208,6 +219,10 @@ class BatchClient(ABC):
                     raise
             await asyncio.sleep(delay)
             attempt += 1
+            if recover is not None:
+                found = await recover()
+                if found is not None:
+                    return found
 
     def _bad(self, what: str, body: str = "") -> ProviderResponseError:
         return ProviderResponseError(f"batch API: {what}", provider=self.name, body=body[:500])
@@ -256,23 +271,9 @@ class OpenAIBatch(BatchClient):
         file_id = uploaded.get("id") if isinstance(uploaded, dict) else None
         if not isinstance(file_id, str):
             raise self._bad("the file upload answered without an id", resp.text)
-        resp = await self.http.post_json("batches", {"input_file_id": file_id, "endpoint": _CHAT_URL,
-                                                     "completion_window": "24h", "metadata": {"heavy_tag": tag}})
+        resp = await self.http.post_json(self.jobs_path, {"input_file_id": file_id, "endpoint": _CHAT_URL,
+                                                          "completion_window": "24h", "metadata": {"heavy_tag": tag}})
         return self._job(self._json(resp.text), resp.text)
-
-    async def get(self, batch_id: str) -> BatchJob:
-        resp = await self.http.get_json(f"batches/{batch_id}")
-        return self._job(self._json(resp.text), resp.text)
-
-    async def cancel(self, batch_id: str) -> BatchJob:
-        resp = await self.http.post_json(f"batches/{batch_id}/cancel", {})
-        return self._job(self._json(resp.text), resp.text)
-
-    async def _listed(self) -> list[BatchJob]:
-        resp = await self.http.get_json("batches", {"limit": 100})
-        data = self._json(resp.text)
-        return [self._job(b, "") for b in (data.get("data") or [] if isinstance(data, dict) else [])
-                if isinstance(b, dict)]
 
     def _tag_of(self, job: BatchJob) -> str | None:
         meta = job.raw.get("metadata")
@@ -299,11 +300,7 @@ class OpenAIBatch(BatchClient):
             file_id = job.raw.get(key)
             if not file_id:
                 continue
-            resp = await self.http.get_json(f"files/{file_id}/content")
-            for line in resp.text.split("\n"):
-                if line.strip():
-                    custom_id, answer = self._answer(line)
-                    out[custom_id] = answer
+            out.update(self._answers((await self.http.get_json(f"files/{file_id}/content")).text))
         return out
 
     def _answer(self, line: str) -> tuple[str, Completion | BatchFailure]:
@@ -334,36 +331,20 @@ class OpenAIBatch(BatchClient):
 
 # --- Anthropic --------------------------------------------------------------------------------------------
 
-_BATCHES_PATH = "v1/messages/batches"
-
-
 class AnthropicBatch(BatchClient):
     """Anthropic's Message Batches API (``/v1/messages/batches``)."""
 
     provider: AnthropicProvider
     max_requests = 100_000
     max_bytes = 256 * 1024 * 1024
+    jobs_path = "v1/messages/batches"
 
     def line(self, item: BatchRequest) -> dict[str, Any]:
         return {"custom_id": item.custom_id, "params": self.provider.build_body(item.request, stream=False)}
 
     async def _create(self, lines: list[dict[str, Any]], tag: str) -> BatchJob:
-        resp = await self.http.post_json(_BATCHES_PATH, {"requests": lines})
+        resp = await self.http.post_json(self.jobs_path, {"requests": lines})
         return self._job(self._json(resp.text), resp.text)
-
-    async def get(self, batch_id: str) -> BatchJob:
-        resp = await self.http.get_json(f"{_BATCHES_PATH}/{batch_id}")
-        return self._job(self._json(resp.text), resp.text)
-
-    async def cancel(self, batch_id: str) -> BatchJob:
-        resp = await self.http.post_json(f"{_BATCHES_PATH}/{batch_id}/cancel", {})
-        return self._job(self._json(resp.text), resp.text)
-
-    async def _listed(self) -> list[BatchJob]:
-        resp = await self.http.get_json(_BATCHES_PATH, {"limit": 100})
-        data = self._json(resp.text)
-        return [self._job(b, "") for b in (data.get("data") or [] if isinstance(data, dict) else [])
-                if isinstance(b, dict)]
 
     def _job(self, data: Any, text: str) -> BatchJob:
         if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data.get("processing_status"):
@@ -375,13 +356,7 @@ class AnthropicBatch(BatchClient):
                         created_at=_timestamp(data.get("created_at")), raw=data)
 
     async def results(self, job: BatchJob) -> dict[str, Completion | BatchFailure]:
-        resp = await self.http.get_json(self._results_path(job))
-        out: dict[str, Completion | BatchFailure] = {}
-        for line in resp.text.split("\n"):
-            if line.strip():
-                custom_id, answer = self._answer(line)
-                out[custom_id] = answer
-        return out
+        return self._answers((await self.http.get_json(self._results_path(job))).text)
 
     def _results_path(self, job: BatchJob) -> str:
         """The job's ``results_url`` when it is on the API's own origin (the key goes nowhere else), else the
@@ -389,7 +364,7 @@ class AnthropicBatch(BatchClient):
         url = job.raw.get("results_url")
         if isinstance(url, str) and _origin(url) == _origin(self.http.base_url):
             return url
-        return f"{_BATCHES_PATH}/{job.id}/results"
+        return f"{self.jobs_path}/{job.id}/results"
 
     def _answer(self, line: str) -> tuple[str, Completion | BatchFailure]:
         data = self._json(line)

@@ -21,23 +21,9 @@ from heavy.providers.wrappers import RetryPolicy
 from heavy.sim import SimConfig, SimulatedLLM
 
 from helpers import running_sim
+from test_eval import read_rows, write_dataset
 
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
-
-
-def write_dataset(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def read_rows(path):
-    rows = []
-    for line in path.read_bytes().split(b"\n"):
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            assert not line.strip() or line.startswith(b'{"id": '), f"only torn rows may be unreadable: {line!r}"
-    return rows
 
 
 def sim_stats(base):
@@ -133,6 +119,12 @@ def test_killed_twice_and_resumed_nothing_lost_submitted_or_paid_twice(tmp_path,
 # --- in-process: the simulator behind heavy's own transport ----------------------------------------------
 
 
+def sim_with(tmp_path, rows, **config):
+    """A simulator knowing *rows*' gold answers, and *rows* as the items of a dataset file."""
+    app = SimulatedLLM(SimConfig(dataset={r["question"]: r["answer"] for r in rows}, **config))
+    return app, load_items(write_dataset(tmp_path / "d.jsonl", rows))
+
+
 def heavy_for(app, model="openai:gpt-4.1-mini", **kwargs):
     base = "http://sim.test/v1" if model.startswith("openai") else "http://sim.test"
     return Heavy(model=model, base_url=base, transport=StreamingASGITransport(app), retry=FAST, **kwargs)
@@ -150,10 +142,7 @@ async def run_batch(heavy, items, out, strategies=("vote",), ns=(3,), **kwargs):
 
 @pytest.mark.anyio
 async def test_expired_requests_are_submitted_again_and_nothing_is_billed_twice(tmp_path, gsm8k):
-    rows = gsm8k[:10]
-    app = SimulatedLLM(SimConfig(batch_seconds=0.1, batch_expire_rate=0.3, seed=5,
-                                 dataset={r["question"]: r["answer"] for r in rows}))
-    items = load_items(write_dataset(tmp_path / "d.jsonl", rows))
+    app, items = sim_with(tmp_path, gsm8k[:10], batch_seconds=0.1, batch_expire_rate=0.3, seed=5)
     out = tmp_path / "out.jsonl"
     await run_batch(heavy_for(app, seed=1), items, out)
     stats = app.batches.summary()
@@ -166,9 +155,7 @@ async def test_expired_requests_are_submitted_again_and_nothing_is_billed_twice(
 
 @pytest.mark.anyio
 async def test_strategies_and_ns_share_one_batch_and_record_keeps_the_pool(tmp_path, gsm8k):
-    rows = gsm8k[:5]
-    app = SimulatedLLM(SimConfig(batch_seconds=0.1, seed=2, dataset={r["question"]: r["answer"] for r in rows}))
-    items = load_items(write_dataset(tmp_path / "d.jsonl", rows))
+    app, items = sim_with(tmp_path, gsm8k[:5], batch_seconds=0.1, seed=2)
     pool = tmp_path / "pool.jsonl"
     await run_batch(heavy_for(app, seed=3), items, tmp_path / "a.jsonl", strategies=("vote", "judge"), ns=(1, 4),
                     record=Pool(pool))
@@ -204,9 +191,7 @@ class LostAnswer(httpx.AsyncBaseTransport):
 @pytest.mark.anyio
 @pytest.mark.parametrize("model", ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5"])
 async def test_a_job_whose_creation_answer_was_lost_is_found_not_created_again(tmp_path, gsm8k, model):
-    rows = gsm8k[:4]
-    app = SimulatedLLM(SimConfig(batch_seconds=0.1, seed=2, dataset={r["question"]: r["answer"] for r in rows}))
-    items = load_items(write_dataset(tmp_path / "d.jsonl", rows))
+    app, items = sim_with(tmp_path, gsm8k[:4], batch_seconds=0.1, seed=2)
     base = "http://sim.test/v1" if model.startswith("openai") else "http://sim.test"
 
     # Within a run: the create times out after the provider acted; the retry finds the job by its tag.
@@ -229,9 +214,7 @@ async def test_a_job_whose_creation_answer_was_lost_is_found_not_created_again(t
 
 @pytest.mark.anyio
 async def test_per_request_errors_are_failed_hypotheses_and_the_rest_decide(tmp_path, gsm8k):
-    rows = gsm8k[:6]
-    app = SimulatedLLM(SimConfig(batch_seconds=0.0, seed=1, dataset={r["question"]: r["answer"] for r in rows}))
-    items = load_items(write_dataset(tmp_path / "d.jsonl", rows))
+    app, items = sim_with(tmp_path, gsm8k[:6], batch_seconds=0.0, seed=1)
     out = tmp_path / "out.jsonl"
     await run_batch(heavy_for(app, "openai:gpt-4.1-mini@fail_rate=0.3", seed=4), items, out, ns=(5,))
     results = read_rows(out)

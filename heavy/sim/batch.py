@@ -97,11 +97,11 @@ class BatchStore:
         parts = path.strip("/").split("/")
         query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         if parts[:3] == ["v1", "messages", "batches"]:
-            await self._anthropic(method, parts[3:], scope, receive, send, request_id, query)
+            await self._jobs("anthropic", method, parts[3:], scope, receive, send, request_id, query)
         elif parts[:2] == ["v1", "files"]:
             await self._files(method, parts[2:], scope, receive, send, request_id)
         else:
-            await self._openai(method, parts[2:], receive, send, request_id, query)
+            await self._jobs("openai", method, parts[2:], scope, receive, send, request_id, query)
 
     async def _files(self, method: str, rest: list[str], scope: dict, receive: Any, send: Any, rid: str) -> None:
         if not rest:
@@ -130,30 +130,47 @@ class BatchStore:
         else:
             raise SimHTTPError(404, f"Unknown request URL: {method} /v1/files/{'/'.join(rest)}.", "unknown_url")
 
-    # --- OpenAI ------------------------------------------------------------------------------------
+    # --- jobs, in either API's shape -------------------------------------------------------------------
 
-    async def _openai(self, method: str, rest: list[str], receive: Any, send: Any, rid: str,
-                      query: dict[str, str]) -> None:
+    async def _jobs(self, wire: str, method: str, rest: list[str], scope: dict, receive: Any, send: Any, rid: str,
+                    query: dict[str, str]) -> None:
+        anthropic = wire == "anthropic"
+        id_header = "request-id" if anthropic else "x-request-id"
+        where = "/v1/messages/batches" if anthropic else "/v1/batches"
+
+        def card(job: _Job) -> dict[str, Any]:
+            return self._anthropic_card(job, scope) if anthropic else self._openai_card(job)
+
         if not rest:
             if method == "GET":
-                await send_json(send, 200, self._list("openai", query, "after"), rid)
+                await send_json(send, 200, self._list(wire, query, card), rid, id_header=id_header)
                 return
             _allow(method, "POST", "GET")
             data = await _json_body(receive)
             if data is None:
                 return
-            job = self._openai_job(data)
-            await send_json(send, 200, self._openai_card(job), rid)
+            job = self._anthropic_job(data) if anthropic else self._openai_job(data)
+            await send_json(send, 200, card(job), rid, id_header=id_header)
             return
-        job = self._job(rest[0], "openai")
+        job = self._job(rest[0], wire)
+        if anthropic and rest[1:] == ["results"]:
+            _allow(method, "GET")
+            status, _ = self._state(job)
+            if status != "ended":
+                raise SimHTTPError(400, f"Message Batch {job.id} has not yet ended: its results are not available.",
+                                   "invalid_request")
+            await _send_bytes(send, self._anthropic_results(job), rid, id_header)
+            return
         if rest[1:] == ["cancel"]:
             _allow(method, "POST")
             self._cancel(job)
         elif len(rest) != 1:
-            raise SimHTTPError(404, f"Unknown request URL: {method} /v1/batches/{'/'.join(rest)}.", "unknown_url")
+            raise SimHTTPError(404, f"Unknown request URL: {method} {where}/{'/'.join(rest)}.", "unknown_url")
         else:
             _allow(method, "GET")
-        await send_json(send, 200, self._openai_card(job), rid)
+        await send_json(send, 200, card(job), rid, id_header=id_header)
+
+    # --- OpenAI ------------------------------------------------------------------------------------
 
     def _openai_job(self, data: Any) -> _Job:
         if not isinstance(data, dict):
@@ -198,39 +215,6 @@ class BatchStore:
         return card
 
     # --- Anthropic ---------------------------------------------------------------------------------
-
-    async def _anthropic(self, method: str, rest: list[str], scope: dict, receive: Any, send: Any, rid: str,
-                         query: dict[str, str]) -> None:
-        if not rest:
-            if method == "GET":
-                await send_json(send, 200, self._list("anthropic", query, "after_id", scope), rid,
-                                id_header="request-id")
-                return
-            _allow(method, "POST", "GET")
-            data = await _json_body(receive)
-            if data is None:
-                return
-            job = self._anthropic_job(data)
-            await send_json(send, 200, self._anthropic_card(job, scope), rid, id_header="request-id")
-            return
-        job = self._job(rest[0], "anthropic")
-        if rest[1:] == ["results"]:
-            _allow(method, "GET")
-            status, _ = self._state(job)
-            if status != "ended":
-                raise SimHTTPError(400, f"Message Batch {job.id} has not yet ended: its results are not available.",
-                                   "invalid_request")
-            await _send_bytes(send, self._anthropic_results(job), rid, "request-id")
-            return
-        if rest[1:] == ["cancel"]:
-            _allow(method, "POST")
-            self._cancel(job)
-        elif len(rest) != 1:
-            raise SimHTTPError(404, f"Unknown request URL: {method} /v1/messages/batches/{'/'.join(rest)}.",
-                               "unknown_url")
-        else:
-            _allow(method, "GET")
-        await send_json(send, 200, self._anthropic_card(job, scope), rid, id_header="request-id")
 
     def _anthropic_job(self, data: Any) -> _Job:
         requests = data.get("requests") if isinstance(data, dict) else None
@@ -388,20 +372,20 @@ class BatchStore:
                 self.files[f.id] = f
                 job.files[key] = f.id
 
-    def _list(self, wire: str, query: dict[str, str], cursor: str, scope: dict | None = None) -> dict[str, Any]:
-        """Newest first, ``limit`` (1-100, default 20) of them, after the ``cursor`` id."""
+    def _list(self, wire: str, query: dict[str, str], card: Any) -> dict[str, Any]:
+        """Newest first, ``limit`` (1-100, default 20) of them, after the cursor id (OpenAI's ``after``,
+        Anthropic's ``after_id``)."""
         try:
             limit = min(100, max(1, int(query.get("limit", "20"))))
         except ValueError:
             raise SimHTTPError(400, "limit must be an integer from 1 to 100.", "invalid_value", param="limit") from None
         jobs = [j for j in sorted(self.jobs.values(), key=lambda j: j.created, reverse=True) if j.wire == wire]
-        after = query.get(cursor)
+        after = query.get("after_id" if wire == "anthropic" else "after")
         if after:
             ids = [j.id for j in jobs]
             jobs = jobs[ids.index(after) + 1:] if after in ids else []
         page = jobs[:limit]
-        cards = [self._openai_card(j) if wire == "openai" else self._anthropic_card(j, scope or {}) for j in page]
-        return {"object": "list", "data": cards, "first_id": page[0].id if page else None,
+        return {"object": "list", "data": [card(j) for j in page], "first_id": page[0].id if page else None,
                 "last_id": page[-1].id if page else None, "has_more": len(jobs) > limit}
 
 
