@@ -360,10 +360,11 @@ class BatchRun:
     def _decide_ready(self) -> None:
         """Start deciding every question whose N samples are all back (or stored in a ``--record`` pool)."""
         flying, attempts = self._in_flight(), self._attempts()
+        in_record = {row["id"] for row in self.runner.record.rows} if self.runner.record is not None else set()
         for item_id, pending in self.pending.items():
             if item_id in self._decided:
                 continue
-            recorded = self.runner.record.hypotheses(item_id) if self.runner.record is not None else None
+            recorded = self.runner.record.hypotheses(item_id) if item_id in in_record else None
             if recorded is not None and len(route_prefix(recorded, None)) >= self.n:
                 self._start(item_id, pending, recorded, [])
                 continue
