@@ -20,6 +20,7 @@ not offer them either).
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 import zlib
@@ -41,6 +42,8 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: A streamed body buffered beyond this many bytes stops reading from the socket until the reader catches up.
 _HIGH_WATER = 1 << 20
 _default_ssl: ssl.SSLContext | None = None
+#: Seconds a host's resolved addresses are reused (aiohttp's default too).
+_DNS_TTL = 10.0
 
 
 def origin_of(url: httpx.URL) -> Origin:
@@ -294,6 +297,9 @@ class _Clock:
 class _Connection(asyncio.Protocol):
     """One socket to one origin: an asyncio protocol that feeds httptools and hands events to its exchange."""
 
+    __slots__ = ("pool", "origin", "loop", "sock", "parser", "ex", "lost", "idle_since", "_paused_writing",
+                 "_paused_reading", "_drain", "__weakref__")
+
     def __init__(self, pool: "HTTP1Transport", origin: Origin, loop: asyncio.AbstractEventLoop) -> None:
         self.pool, self.origin, self.loop = pool, origin, loop
         self.sock: asyncio.Transport | None = None
@@ -460,6 +466,8 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
         self._open: set[_Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._clock = _Clock()
+        self._dns: dict[tuple[str, int], tuple[float, list[Any]]] = {}
+        self._lookups: dict[tuple[str, int], asyncio.Future[list[Any]]] = {}
         self._closed = False
 
     # --- the pool --------------------------------------------------------------------------------------
@@ -487,7 +495,8 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
             deadline = _Deadline(task, time.monotonic() + timeout)
             self._clock.watch(deadline, timeout)
         try:
-            await loop.create_connection(lambda: conn, host, port, ssl=context,
+            sock = await self._socket(host, port)
+            await loop.create_connection(lambda: conn, sock=sock, ssl=context,
                                          server_hostname=host if context else None)
         except asyncio.CancelledError:
             conn.close()
@@ -502,6 +511,50 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
                 self._clock.forget(deadline)
         self._open.add(conn)
         return conn
+
+    async def _socket(self, host: str, port: int) -> socket.socket:
+        """A socket connected to *host*:*port*, trying its addresses in turn (as asyncio does)."""
+        loop = asyncio.get_running_loop()
+        error: OSError | None = None
+        for family, kind, proto, _, address in await self._addresses(host, port):
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, address)
+                return sock
+            except OSError as exc:
+                sock.close()
+                error = exc
+            except BaseException:
+                sock.close()
+                raise
+        raise error or OSError(f"{host} has no address")
+
+    async def _addresses(self, host: str, port: int) -> list[Any]:
+        """*host*'s addresses, looked up once per ``_DNS_TTL`` seconds however many connections open at once.
+
+        Without this, each of a thousand new connections to one API is its own getaddrinfo call on the
+        event loop's small thread pool (asyncio resolves per connection): the fan-out would queue on DNS.
+        """
+        key = (host, port)
+        cached = self._dns.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            lookup = self._lookups[key] = asyncio.ensure_future(self._lookup(host, port))
+            lookup.add_done_callback(lambda t: t.cancelled() or t.exception())  # seen, even if no one waits
+        return await asyncio.shield(lookup)  # one caller cancelled must not cancel the others' lookup
+
+    async def _lookup(self, host: str, port: int) -> list[Any]:
+        try:
+            found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        finally:
+            self._lookups.pop((host, port), None)
+        if not found:
+            raise OSError(f"{host} has no address")
+        self._dns[(host, port)] = (time.monotonic() + _DNS_TTL, found)
+        return found
 
     async def _acquire(self, origin: Origin, timeouts: Timeouts, fresh: bool) -> tuple[_Connection, bool]:
         while True:

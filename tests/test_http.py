@@ -79,12 +79,15 @@ class Server:
         await self._server.wait_closed()
 
 
-def answering(make_reply):
-    """A keep-alive handler: every request gets ``make_reply(request)`` (bytes, or None to hang up)."""
+def answering(make_reply, delay: float = 0.0):
+    """A keep-alive handler: every request gets ``make_reply(request)`` (bytes, or None to hang up), after
+    *delay* seconds."""
 
     async def handler(reader, writer, server):
         while (req := await read_request(reader)) is not None:
             server.requests.append(req)
+            if delay:
+                await asyncio.sleep(delay)
             out = make_reply(req)
             if out is None:
                 return
@@ -128,12 +131,7 @@ async def test_get_with_params():
 
 
 async def test_a_thousand_requests_in_flight_at_once():
-    async def handler(reader, writer, server):
-        while (req := await read_request(reader)) is not None:
-            await asyncio.sleep(0.3)
-            writer.write(reply(req[2]))
-
-    async with Server(handler) as server:
+    async with Server(answering(lambda req: reply(req[2]), delay=0.3)) as server:
         http = client(server, transport=HTTP1Transport(limits=httpx.Limits(max_connections=1000)))
         t0 = time.monotonic()
         out = await asyncio.gather(*(http.post_json("x", {"i": i}) for i in range(1000)))
@@ -144,12 +142,7 @@ async def test_a_thousand_requests_in_flight_at_once():
 
 
 async def test_the_pool_limit_queues_calls_and_its_timeout_is_a_provider_timeout():
-    async def handler(reader, writer, server):
-        while (req := await read_request(reader)) is not None:
-            await asyncio.sleep(0.2)
-            writer.write(reply(req[2]))
-
-    async with Server(handler) as server:
+    async with Server(answering(lambda req: reply(req[2]), delay=0.2)) as server:
         http = client(server, transport=HTTP1Transport(limits=httpx.Limits(max_connections=2)))
         out = await asyncio.gather(*(http.post_json("x", {"i": i}) for i in range(6)))
         assert [r.json()["i"] for r in out] == list(range(6)) and server.peak == 2
@@ -416,3 +409,23 @@ async def test_a_connection_that_is_never_accepted_is_a_connect_timeout():
         await http.aclose()
         for s in fillers:
             s.close()
+
+
+async def test_a_host_is_looked_up_once_for_many_connections(monkeypatch):
+    loop = asyncio.get_running_loop()
+    lookups = []
+    real = loop.getaddrinfo
+
+    async def counting(host, *args, **kw):  # the resolver is the network's edge: counted, not faked
+        lookups.append(host)
+        return await real(host, *args, **kw)
+
+    monkeypatch.setattr(loop, "getaddrinfo", counting)
+
+    async with Server(answering(lambda req: reply("ok"), delay=0.2)) as server:
+        http = HTTPClient(f"http://localhost:{server.port}/v1",
+                          transport=HTTP1Transport(limits=httpx.Limits(max_connections=1000)))
+        out = await asyncio.gather(*(http.post_json("x", {}) for _ in range(200)))
+        await http.aclose()
+    assert all(r.text == "ok" for r in out) and server.peak > 100
+    assert lookups == ["localhost"], "200 new connections, one lookup"
