@@ -26,7 +26,8 @@ from .events import Event, EventSink, Final, HypothesisFailed, HypothesisFinishe
 from .models import ModelSpec, Preset, parse_spec
 from .providers.base import Provider
 from .providers.factory import build_provider
-from .pricing import model_cost, price_for
+from .fanout import arrange as arrange_fanout
+from .pricing import model_cost, price_for, saved_usd
 from .providers.wrappers import ConcurrencyLimit, RateLimit, Retry, RetryPolicy, WrapperProvider
 from .run import Budget, RunState, using_run
 from .settings import ProviderLimits, RunSettings
@@ -158,7 +159,7 @@ class Heavy:
             min_successes=min(s.min_successes, n), agent=self.agent, verifier=self.verifier, python=self.python,
             client_tools=client,
         )
-        refs = [self._ref(s) for s in self.specs]
+        refs = arrange_fanout([self._ref(x) for x in self.specs], s.fanout, siblings=n)
         if pool is not None:
             return ReplaySampler(refs, pool=pool, pool_messages=messages, live=live, **kwargs)
         return Sampler(refs, **kwargs)
@@ -219,6 +220,8 @@ class Heavy:
                 result = await strategy_cls(opts).run(ctx)
             else:
                 result = await self._tool_turn(ctx, strategy_cls, opts, client, seed=seed, stream=stream)
+        result.saved_usd = saved_usd([(h.model, h.usage) for h in result.hypotheses]
+                                     + [(c.model, c.usage) for c in result.aggregator_calls])
         emit(Final(result=result))
         return result
 

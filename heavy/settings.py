@@ -138,6 +138,11 @@ class RunSettings(BaseModel):
     ignore_args: list[str] | None = _opt(
         None, "Votes over calls of a caller's tools: argument names that do not tell calls apart (NAME, or "
         "TOOL.NAME for one tool), e.g. request_id.", client=("heavy.ignore_args",))
+    fanout: Literal["auto", "parallel", "stagger", "n"] = _opt(
+        "auto", "How the N requests reach each model: parallel (all at once), stagger (one first, the rest once it "
+        "answers, to read the prompt it cached), n (several choices per request, the prompt paid once), or auto: "
+        "n on OpenAI and vLLM, stagger on a paid API whose cache fits the prompt, else parallel.",
+        flags=("--fanout",), commands=_ALL, client=("heavy.fanout",), plugin="fanout")
     verify: Literal["python"] | None = _opt(
         None, "Check each numeric answer with a program the model writes; contradicted answers weigh less.",
         flags=("--verify",), commands=_ALL)

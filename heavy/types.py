@@ -377,6 +377,9 @@ class Result(_Strict):
     deadline_hit: bool = False
     budget_hit: str | None = Field(default=None, description="which per-run cap stopped sampling, if any")
     cost_usd: float | None = Field(default=None, description="from the price table; None when a price is unknown")
+    saved_usd: float | None = Field(default=None, description="what prompt caching and native n saved against "
+                                    "separate uncached requests at list prices (usage's cache reads, writes and "
+                                    "shared prompt tokens); None when a price is unknown")
     retries: int = Field(default=0, description="retries spent from the run's shared retry budget")
     tool_calls: list[ToolCall] | None = Field(default=None, description="the decided call(s) of the caller's "
                                               "tools, when the hypotheses chose to call rather than answer")

@@ -33,6 +33,7 @@ read from ``usage.completion_tokens_details.reasoning_tokens`` (they are part of
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -65,7 +66,7 @@ class OpenAIProvider(HTTPProvider):
         self.max_tokens_field = max_tokens_field
         self.max_choices = max_choices
         self.cache_key_field = cache_key_field
-        self._asked_limit: int | None = None
+        self._asked_limit: asyncio.Future[int] | None = None
         super().__init__(base_url, name=name, headers={"authorization": f"Bearer {api_key}"} if api_key else {},
                          timeout=timeout, transport=transport, extra_headers=extra_headers,
                          auth_hint=auth_hint)
@@ -115,20 +116,21 @@ class OpenAIProvider(HTTPProvider):
 
     async def choice_limit(self) -> int:
         """``max_choices``; when that is 0, the server's own limit: llama-server generates up to its number of
-        slots per request (``total_slots`` of ``GET /props``); a server that does not say gets 1."""
+        slots per request (``total_slots`` of ``GET /props``, asked once); a server that does not say gets 1."""
         if self.max_choices:
             return self.max_choices
-        if self._asked_limit is None:
-            self._asked_limit = 1
-            try:
-                root = self.base_url.removesuffix("/v1")
-                data = decode_json((await self._http.get_json(f"{root}/props")).text, provider=self.name, model=None)
-                slots = data.get("total_slots") if isinstance(data, dict) else None
-                if isinstance(slots, int) and slots > 0:
-                    self._asked_limit = slots
-            except ProviderError:
-                pass  # not a llama-server: one choice per request
-        return self._asked_limit
+        if self._asked_limit is None:  # one question for every caller, however many ask at once
+            self._asked_limit = asyncio.ensure_future(self._ask_limit())
+        return await asyncio.shield(self._asked_limit)
+
+    async def _ask_limit(self) -> int:
+        try:
+            root = self.base_url.removesuffix("/v1")
+            data = decode_json((await self._http.get_json(f"{root}/props")).text, provider=self.name, model=None)
+        except ProviderError:
+            return 1  # not a llama-server: one choice per request
+        slots = data.get("total_slots") if isinstance(data, dict) else None
+        return slots if isinstance(slots, int) and slots > 0 else 1
 
     # --- response -------------------------------------------------------------------------------
 
