@@ -20,6 +20,7 @@ sends a request elsewhere. Automatic lookback before a mark (Anthropic checks ~2
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..caching import CacheRules, cache_rules
@@ -59,9 +60,10 @@ class PromptCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def account(self, wire: str, model: str, request: SimRequest, *, now: float, first_token: float) -> CacheOutcome:
-        """Read and write the cache for *request* arriving at *now* whose first token is due at
-        *first_token* (when what it writes becomes readable)."""
+    def account(self, wire: str, model: str, request: SimRequest, *, now: float,
+                first_token: Callable[[int], float]) -> CacheOutcome:
+        """Read and write the cache for *request* arriving at *now*; ``first_token(read)`` is when its first
+        token is due once *read* prompt tokens came from the cache (what it writes is readable from then)."""
         rules = cache_rules(wire, model)
         if rules is None:
             return CacheOutcome()
@@ -78,15 +80,16 @@ class PromptCache:
                 read = p
                 break
         written = [p for p in points if p > read]
+        ready = first_token(read)
         for p in written:
             key = (wire, model, p, digests[p])
             ttl = request.cache_marks.get(p, rules.ttl)
             entry = self._entries.get(key)
             if entry is None or entry[1] <= now:
-                self._entries[key] = [first_token, first_token + ttl]
+                self._entries[key] = [ready, ready + ttl]
             else:  # being written by an earlier request: readable at whichever first token comes first
-                entry[0] = min(entry[0], first_token)
-                entry[1] = max(entry[1], first_token + ttl)
+                entry[0] = min(entry[0], ready)
+                entry[1] = max(entry[1], ready + ttl)
         if len(self._entries) > _MAX_ENTRIES:
             self._prune(now)
         write = (written[-1] - read) if written and rules.marked else 0

@@ -32,6 +32,10 @@ class SimConfig(BaseModel):
     latency: float = Field(0.0, ge=0.0, description="seconds before the first token (median if latency_sigma > 0)")
     latency_sigma: float = Field(0.0, ge=0.0, description="lognormal sigma of the latency: heavy tails")
     tokens_per_second: float | None = Field(None, gt=0.0, description="generation speed; None = instant")
+    prefill_tokens_per_second: float | None = Field(
+        None, gt=0.0, description="prompt processing speed: the prompt tokens not read from the cache delay the "
+        "first token by tokens / this; None = instant")
+    prompt_cache: bool = Field(True, description="cache prompt prefixes as each API documents it (heavy.sim.cache)")
     fail_rate: float = Field(0.0, ge=0.0, le=1.0, description="probability that a request fails")
     fail_status: int = Field(500, ge=400, le=599, description="HTTP status of injected failures")
     fail_in_stream: bool = Field(False, description="streamed requests that fail do so inside a 200 stream, "
@@ -58,7 +62,7 @@ OVERRIDABLE = tuple(name for name in SimConfig.model_fields if name != "dataset"
 
 # Spellings of "no value" accepted for the optional fields (`tokens_per_second=none` = instant).
 _NONE_WORDS = {"none", "null", ""}
-_OPTIONAL = {"tokens_per_second", "seed", "gemini_block"}
+_OPTIONAL = {"tokens_per_second", "prefill_tokens_per_second", "seed", "gemini_block"}
 
 
 class OverrideError(ConfigError):

@@ -42,6 +42,7 @@ from ..errors import ConfigError
 from ..prompts import DECIDE_NOW, JUDGE_INSTRUCTION, SYNTHESIZE_INSTRUCTION
 from ..toolvote import TOOL_VOTE_INSTRUCTION
 from .anthropic_wire import AnthropicWire
+from .cache import PromptCache
 from .batch import BatchStore
 from .asgi import headers, read_body, send_json, sleep_until
 from .clienttools import tool_vote_reply
@@ -84,6 +85,10 @@ class SimStats:
     synthesize_requests: int = 0
     by_model: Counter = field(default_factory=Counter)  #: generation requests per requested model name
     by_wire: Counter = field(default_factory=Counter)  #: generation requests per wire ("openai", "anthropic", "gemini")
+    prompt_tokens: int = 0  #: prompt tokens of every generation request (each n > 1 request's once)
+    cache_read_tokens: int = 0  #: of them, read from the prompt cache
+    cache_write_tokens: int = 0  #: of them, written to it (where the API charges writes: Anthropic)
+    cache_keys: Counter = field(default_factory=Counter)  #: requests per prompt_cache_key
 
     def reset(self) -> None:
         """Zero every counter except ``in_flight`` (requests still running keep being counted)."""
@@ -115,6 +120,7 @@ class SimulatedLLM:
         self._rng = random.Random(config.seed)
         self._configs: dict[str, SimConfig] = {}
         self._created = int(time.time())
+        self.cache = PromptCache()  #: prompt prefixes cached as each API caches them (:mod:`heavy.sim.cache`)
         self.batches = BatchStore(self)  #: batch jobs and their files (:mod:`heavy.sim.batch`)
 
     # ASGI entry point.
@@ -241,7 +247,7 @@ class SimulatedLLM:
                 stats.judge_requests += 1
             elif reply_kind == "synthesize":
                 stats.synthesize_requests += 1
-            first_token = start + latency
+            first_token = self._prefill(wire, model, request, gen, config, start, latency)
             tps = config.tokens_per_second
             if request.stream:
                 if not await _stream(send, wire, request_id, gen, request, first_token, tps, watcher, failure):
@@ -258,6 +264,26 @@ class SimulatedLLM:
             stats.in_flight -= 1
             if watcher is not None:
                 watcher.cancel()
+
+    def _prefill(self, wire: Wire, model: str, request: SimRequest, gen: Generation, config: SimConfig, start: float,
+                 latency: float) -> float:
+        """When the first token of *gen* is due: after the latency and the prompt tokens not read from the prompt
+        cache (at ``prefill_tokens_per_second``). Records the cache's reads and writes on *gen* and in the stats."""
+        pps = config.prefill_tokens_per_second
+
+        def due(read: int) -> float:
+            return start + latency + ((gen.prompt_tokens - read) / pps if pps else 0.0)
+
+        if config.prompt_cache:
+            outcome = self.cache.account(wire.name, model.partition("@")[0], request, now=start, first_token=due)
+            gen.cache_read, gen.cache_write = outcome.read, outcome.write
+        stats = self.stats
+        stats.prompt_tokens += gen.prompt_tokens
+        stats.cache_read_tokens += gen.cache_read
+        stats.cache_write_tokens += gen.cache_write
+        if request.cache_key:
+            stats.cache_keys[request.cache_key] += 1
+        return due(gen.cache_read)
 
     def reply(self, wire: Wire, body: bytes) -> dict:
         """The answer to one generation request *body* in *wire*'s shape, at once (no latency, no stream): how
