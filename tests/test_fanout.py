@@ -13,8 +13,10 @@ import time
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from heavy import Heavy
+from heavy.cli import cli
 from heavy.errors import OptionsError, QuorumError
 from heavy.events import TokenDelta
 from heavy.fanout import split_usage
@@ -24,6 +26,7 @@ from heavy.providers.openai import OpenAIProvider
 from heavy.providers.wrappers import RetryPolicy
 from heavy.sim import SimConfig, SimulatedLLM
 from heavy.types import Message, Usage
+from helpers import arithmetic_questions, running_sim
 
 pytestmark = pytest.mark.anyio
 
@@ -237,3 +240,23 @@ def test_an_unknown_fanout_is_refused_naming_the_choices():
     with pytest.raises(OptionsError, match="fanout"):
         Heavy(model="sim", fanout="sometimes")
     assert Heavy(model="sim", fanout="n").settings.fanout == "n"
+
+
+def test_eval_rows_and_summary_say_what_caching_saved(tmp_path):
+    """`heavy eval` against a real `heavy sim` process speaking Anthropic's API: each row and the --json summary
+    carry saved_usd (what the staggered fan-out's cache reads saved against paying every prompt)."""
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in arithmetic_questions(2)))
+    out = tmp_path / "out.jsonl"
+    with running_sim("--accuracy", "1") as base:
+        r = CliRunner().invoke(cli, ["eval", str(data), "-m", "anthropic:claude-sonnet-4-5", "--base-url", base,
+                                     "-s", "vote", "-n", "4", "--system", CONTEXT, "--fanout", "stagger",
+                                     "--results", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output.splitlines()[0])[0]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    words = len(CONTEXT.split())
+    assert all(row["correct"] and row["usage"]["cache_read_tokens"] > 3 * words for row in rows)
+    assert all(row["saved_usd"] == pytest.approx((4 - 1.55) * row["usage"]["prompt_tokens"] / 4 * 3.0 / 1e6)
+               for row in rows)
+    assert summary["saved_usd"] == pytest.approx(sum(row["saved_usd"] for row in rows)) and summary["saved_usd"] > 0

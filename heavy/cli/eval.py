@@ -212,13 +212,14 @@ def _print_table(summary: list[Any]) -> None:
     table = Table(title="heavy eval", show_edge=False)
     for col, justify in [("strategy", "left"), ("N", "right"), ("accuracy", "right"), ("95% CI", "right"),
                          ("correct", "right"), ("errors", "right"), ("tokens/q", "right"), ("calls/q", "right"),
-                         ("$", "right"), ("wall s", "right")]:
+                         ("$", "right"), ("saved $", "right"), ("wall s", "right")]:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for s in summary:
         lo, hi = s.interval
         table.add_row(s.strategy, str(s.n), f"{s.accuracy:.1%}", f"{lo:.0%}–{hi:.0%}", f"{s.correct}/{s.total}",
                       str(s.errors), f"{s.tokens_per_question:,.0f}", f"{s.calls_per_question:.1f}",
-                      "—" if s.cost_usd is None else f"{s.cost_usd:.2f}", f"{s.wall_s:,.0f}")
+                      "—" if s.cost_usd is None else f"{s.cost_usd:.2f}",
+                      "—" if s.saved_usd is None else f"{s.saved_usd:.2f}", f"{s.wall_s:,.0f}")
     Console(width=120).print(table)
     for s in summary:
         click.echo(f"accuracy {s.strategy} N={s.n}: {s.accuracy:.3f} ({s.correct}/{s.total})")

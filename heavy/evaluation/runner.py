@@ -235,12 +235,13 @@ class EvalRunner:
                         calls=len(used) + len(result.aggregator_calls), method=result.decision.method,
                         path=result.decision.path,
                         cost_usd=decision_cost(result, offered, batch_cost if batch is not None else model_cost),
+                        saved_usd=result.saved_usd,
                         hypothesis_answers=[h.answer for h in result.hypotheses], correct=correct, extra=extra)
 
     def _write(self, item: EvalItem, strategy: str, n: int, *, answer: str | None = None,
                usage: Usage | None = None, wall_s: float = 0.0, calls: int = 0, method: str | None = None,
                path: list[str] | None = None, error: str | None = None, cost_usd: float | None = None,
-               hypothesis_answers: list[str | None] | None = None, correct: bool | None = None,
+               saved_usd: float | None = 0.0, hypothesis_answers: list[str | None] | None = None, correct: bool | None = None,
                extra: dict[str, Any] | None = None) -> None:
         usage = usage or Usage()
         if error is not None:
@@ -250,7 +251,8 @@ class EvalRunner:
             "correct": correct if correct is not None else (False if item.tests else is_correct(answer, item.gold)),
             "strategy": strategy, "n": n,
             "model": [s.label for s in self.heavy.specs], "total_tokens": usage.total_tokens,
-            "usage": usage.model_dump(), "calls": calls, "cost_usd": cost_usd, "wall_s": round(wall_s, 3),
+            "usage": usage.model_dump(), "calls": calls, "cost_usd": cost_usd, "saved_usd": saved_usd,
+            "wall_s": round(wall_s, 3),
             "method": method, "path": path, "hypothesis_answers": hypothesis_answers, "error": error,
             **(extra or {}), "ts": time.time(),
         }

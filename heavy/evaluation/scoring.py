@@ -58,6 +58,9 @@ class SummaryRow:
     calls_per_question: float
     cost_usd: float | None
     wall_s: float
+    #: What prompt caching and native n saved against separate uncached requests (rows written before heavy
+    #: recorded it count 0); None when a price is unknown.
+    saved_usd: float | None = 0.0
 
     @property
     def accuracy(self) -> float:
@@ -92,6 +95,8 @@ def summarize(rows: Sequence[dict[str, Any]], ids: set[str] | None = None) -> li
             calls_per_question=sum(r.get("calls", 0) for r in rs) / k,
             cost_usd=None if any(r.get("cost_usd") is None for r in rs) else sum(r["cost_usd"] for r in rs),
             wall_s=sum(r.get("wall_s", 0.0) for r in rs),
+            saved_usd=None if any("saved_usd" in r and r["saved_usd"] is None for r in rs)
+            else sum(r.get("saved_usd") or 0.0 for r in rs),
         ))
     return out
 
