@@ -36,8 +36,13 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 __all__ = [
+    "FATAL_STATUSES",
+    "AUTH_STATUSES",
+    "error_for_status",
+    "retryable_status",
     "HeavyError",
     "ConfigError",
     "ModelSpecError",
@@ -205,6 +210,26 @@ class StreamInterrupted(ProviderError):
 class FatalRequestError(ProviderHTTPError):
     """400/401/403/404/422: the request itself is wrong, so every sibling hypothesis would fail the same
     way; the sampler cancels the siblings and reports this one error."""
+
+
+#: Statuses that say the request itself is wrong (every sibling would fail alike): FatalRequestError.
+FATAL_STATUSES = frozenset({400, 401, 403, 404, 422})
+#: Statuses whose message is better replaced by a hint naming the key to set.
+AUTH_STATUSES = frozenset({401, 403})
+
+
+def retryable_status(status: int) -> bool:
+    """Whether the same request may succeed later: 408, 409, 429, Anthropic's 529 (overloaded) and 5xx."""
+    return status in (408, 409, 429, 529) or status >= 500
+
+
+def error_for_status(status: int, message: str, *, retryable: bool | None = None, **fields: Any) -> ProviderHTTPError:
+    """The error of an HTTP error *status*: :class:`FatalRequestError` for :data:`FATAL_STATUSES`, else a
+    :class:`ProviderHTTPError`, retryable as :func:`retryable_status` says unless *retryable* overrides it
+    (a server's own ``x-should-retry``). The one classification of statuses, for every transport."""
+    cls = FatalRequestError if status in FATAL_STATUSES else ProviderHTTPError
+    return cls(message, status=status, retryable=retryable_status(status) if retryable is None else retryable,
+               **fields)
 
 
 # --- run -----------------------------------------------------------------------------------------

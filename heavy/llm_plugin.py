@@ -43,8 +43,8 @@ from llm.parts import StreamEvent
 from pydantic import Field, create_model, field_validator
 
 from .api import Heavy
-from .errors import (FatalRequestError, HeavyError, ProviderConnectionError, ProviderError, ProviderHTTPError,
-                     ProviderTimeout)
+from .errors import (FatalRequestError, HeavyError, ProviderConnectionError, ProviderError, ProviderTimeout,
+                     error_for_status)
 from .events import AggregatorDelta, Final, TokenDelta
 from .providers.base import Completion, CompletionRequest, Delta, Provider
 from .remote.progress import CONTENT_PURPOSES, Progress
@@ -164,9 +164,7 @@ def _translate(exc: Exception, model_id: str) -> ProviderError:
     if "Timeout" in name:
         return ProviderTimeout(text, retryable=True, **where)
     if isinstance(status, int):
-        if status in (400, 401, 403, 404, 422):
-            return FatalRequestError(text, status=status, **where)
-        return ProviderHTTPError(text, status=status, retryable=status in (408, 409, 429) or status >= 500, **where)
+        return error_for_status(status, text, **where)
     if "Connection" in name:
         return ProviderConnectionError(text, retryable=True, **where)
     if isinstance(exc, ValueError):  # the model refuses these options/messages: same for every sibling

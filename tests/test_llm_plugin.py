@@ -236,3 +236,17 @@ def test_through_llms_own_openai_plugin_to_a_simulated_server(tmp_path):
         summary = response.response_json["heavy"]
         assert summary["method"] == "judge" and summary["votes"] == {"411": 3}
         assert json.dumps(summary)  # logged as the response's JSON
+
+
+@pytest.mark.parametrize("status,fatal,retryable", [(400, True, False), (404, True, False), (429, False, True),
+                                                    (503, False, True), (529, False, True), (418, False, False)])
+def test_an_llm_models_http_error_is_classified_as_heavys_own_client_does(status, fatal, retryable):
+    from heavy.errors import FatalRequestError, ProviderHTTPError
+    from heavy.llm_plugin import _translate
+
+    class APIStatusError(Exception):  # what the openai/anthropic SDKs under llm raise, with a status_code
+        status_code = status
+
+    e = _translate(APIStatusError("upstream said no"), "some-model")
+    assert isinstance(e, ProviderHTTPError) and isinstance(e, FatalRequestError) == fatal
+    assert e.retryable == retryable and e.status == status and "some-model" in str(e)
