@@ -60,6 +60,9 @@ _AUTO_N = frozenset({"openai", "vllm"})
 #: Choices asked of an endpoint whose own limit is unknown, when ``n`` was asked for explicitly.
 _UNKNOWN_LIMIT = 128
 _REFUSED = frozenset({400, 422})
+#: Wire formats heavy asks for one answer per request (Anthropic has no such parameter; Gemini's
+#: candidateCount, at most 8, is not used by heavy's Gemini provider).
+_NO_N = frozenset({"anthropic", "gemini"})
 
 
 def arrange(refs: Sequence[ModelRef], mode: str, *, siblings: int) -> list[ModelRef]:
@@ -115,6 +118,8 @@ class Fanout(WrapperProvider):
         return len(msgs), digest
 
     async def _plan(self, request: CompletionRequest, shared: int) -> str:
+        if self.wire in _NO_N and self.mode in ("n", "auto"):
+            return self._auto_cache(request, shared)
         if self.mode == "n" or (self.mode == "auto" and self.preset in _AUTO_N):
             if not self._n_refused and await self._limit() > 1:
                 return "n"

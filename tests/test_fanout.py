@@ -20,6 +20,7 @@ from heavy.cli import cli
 from heavy.errors import OptionsError, QuorumError
 from heavy.events import TokenDelta
 from heavy.fanout import split_usage
+from heavy.http import StreamingASGITransport
 from heavy.providers.anthropic import AnthropicProvider
 from heavy.providers.base import Completion, CompletionRequest
 from heavy.providers.openai import OpenAIProvider
@@ -37,7 +38,8 @@ ROOTS = {"anthropic": "http://sim.test", "gemini": "http://sim.test", "openai": 
 
 def wire_heavy(wire: str, model: str, config: SimConfig | None = None, **kw) -> tuple[Heavy, SimulatedLLM]:
     app = SimulatedLLM(config or SimConfig(accuracy=1.0, latency=0.05))
-    h = Heavy(model=f"{wire}:{model}", base_url=ROOTS[wire], transport=httpx.ASGITransport(app=app), strategy="vote",
+    # Streamed as over a socket (httpx's ASGITransport would hold a stream back until it ends).
+    h = Heavy(model=f"{wire}:{model}", base_url=ROOTS[wire], transport=StreamingASGITransport(app), strategy="vote",
               **kw)
     return h, app
 
@@ -94,14 +96,21 @@ async def test_anthropic_marked_requests_sent_together_all_write():
 
 
 async def test_stagger_holds_the_others_until_the_first_answers():
-    h, app = wire_heavy("anthropic", "claude-sonnet-4-5", SimConfig(accuracy=1.0, latency=0.3), n=3, fanout="stagger")
+    """The others start when the first one's first token arrives, not when it ends: one latency is added."""
+    config = SimConfig(accuracy=1.0, latency=0.3, tokens_per_second=100)  # answers take ~1 s to generate
+    h, app = wire_heavy("anthropic", "claude-sonnet-4-5", config, n=3, fanout="stagger", stream=True)
     started = time.monotonic()
     r = await h.ask(QUESTION, system=CONTEXT, seed=1)
     wall = time.monotonic() - started
     await h.aclose()
-    assert app.stats.max_in_flight == 2  # the leader's answer was in flight when the two others started
-    assert 0.55 < wall < 1.5  # about two latencies: the leader's first token, then the others'
-    assert sorted(x.latency_s > 0.5 for x in r.hypotheses) == [False, True, True]
+    assert app.stats.max_in_flight == 3  # the leader was still generating when the two others started
+    leader = max(r.hypotheses, key=lambda x: x.usage.cache_write_tokens)
+    longest = max(x.usage.completion_tokens for x in r.hypotheses) / 100
+    assert wall < 0.3 + 0.3 + longest + 0.4  # two latencies and the longest answer, not two answers
+    for x in r.hypotheses:
+        if x is not leader:
+            waited = float(x.trace[0].split("waited ")[1].split("s ")[0])
+            assert 0.25 < waited < 0.5
 
 
 @pytest.mark.parametrize("wire,model", [("anthropic", "claude-sonnet-4-5"), ("gemini", "gemini-2.5-flash")])
@@ -260,3 +269,11 @@ def test_eval_rows_and_summary_say_what_caching_saved(tmp_path):
     assert all(row["saved_usd"] == pytest.approx((4 - 1.55) * row["usage"]["prompt_tokens"] / 4 * 3.0 / 1e6)
                for row in rows)
     assert summary["saved_usd"] == pytest.approx(sum(row["saved_usd"] for row in rows)) and summary["saved_usd"] > 0
+
+
+async def test_n_asked_of_an_api_without_it_caches_instead():
+    h, app = wire_heavy("anthropic", "claude-sonnet-4-5", n=3, fanout="n")
+    r = await h.ask(QUESTION, system=CONTEXT, seed=1)
+    await h.aclose()
+    assert app.stats.chat_requests == 3 and app.stats.cache_read_tokens == 2 * prompt_words()
+    assert len(r.successes) == 3
