@@ -20,9 +20,12 @@ N times. Two ways make N hypotheses cost about one prompt (``fanout`` run option
   fewer choices is asked once per hypothesis instead, and not asked for ``n`` again in this run.
 - ``auto`` (the default) picks per model: ``n`` on OpenAI's own endpoint and vLLM (no added latency);
   ``stagger`` on a paid API whose cache the shared prefix is long enough for (:mod:`heavy.caching`: Anthropic,
-  Gemini, OpenAI where ``n`` does not apply) and only with siblings to read it; ``parallel`` otherwise, and
-  always for the simulated and local models (llama-server serves ``n`` only once that many of its slots are
-  free at the same time, which a busy server may not offer for minutes; ask for ``n`` explicitly).
+  Gemini, OpenAI where ``n`` does not apply), and on heavy's own local server for a prefix of 1024 tokens or
+  more (its llama-server reuses a prefix evaluated in one slot in the others: measured, it evaluated the
+  prompt once instead of twice and answered in a third of the time); only with siblings to read the cache;
+  ``parallel`` otherwise, and for the simulated model. Not ``n`` on llama-server by default: it admits an
+  n-request only once that many of its slots are free at the same time, which a busy server may not offer for
+  minutes (ask for ``n`` explicitly).
 
 Only sampling goes through here (a run's sampler); judge and aggregator calls are single requests. The
 measured trade-off (input cost and added latency per provider, the local server's prompt evaluations) is in
@@ -60,6 +63,9 @@ _AUTO_N = frozenset({"openai", "vllm"})
 #: Choices asked of an endpoint whose own limit is unknown, when ``n`` was asked for explicitly.
 _UNKNOWN_LIMIT = 128
 _REFUSED = frozenset({400, 422})
+#: Free presets where ``auto`` staggers a long prompt: heavy's own llama-server build shares a prefix across its
+#: slots (a user's llamacpp server may be a build that does not).
+_SHARES_ACROSS_SLOTS = frozenset({"local"})
 #: Wire formats heavy asks for one answer per request (Anthropic has no such parameter; Gemini's
 #: candidateCount, at most 8, is not used by heavy's Gemini provider).
 _NO_N = frozenset({"anthropic", "gemini"})
@@ -130,9 +136,10 @@ class Fanout(WrapperProvider):
         return self._auto_cache(request, shared)
 
     def _auto_cache(self, request: CompletionRequest, shared: int) -> str:
-        """``stagger`` where a paid API's cache can hold the shared prefix and siblings will read it."""
+        """``stagger`` where a paid API's cache (or heavy's local server) can hold the shared prefix and siblings
+        will read it."""
         rules = cache_rules(self.wire, self.model)
-        if rules is None or not self.paid or self.siblings < 2:
+        if rules is None or not (self.paid or self.preset in _SHARES_ACROSS_SLOTS) or self.siblings < 2:
             return "parallel"
         chars = sum(len(m.text()) for m in request.messages[:shared])
         return "stagger" if estimate_tokens(chars) >= rules.min_tokens else "parallel"

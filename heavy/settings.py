@@ -141,7 +141,8 @@ class RunSettings(BaseModel):
     fanout: Literal["auto", "parallel", "stagger", "n"] = _opt(
         "auto", "How the N requests reach each model: parallel (all at once), stagger (one first, the rest once it "
         "answers, to read the prompt it cached), n (several choices per request, the prompt paid once), or auto: "
-        "n on OpenAI and vLLM, stagger on a paid API whose cache fits the prompt, else parallel.",
+        "n on OpenAI and vLLM, stagger on a paid API whose cache fits the prompt (and on heavy's local server "
+        "for long prompts), else parallel.",
         flags=("--fanout",), commands=_ALL, client=("heavy.fanout",), plugin="fanout")
     verify: Literal["python"] | None = _opt(
         None, "Check each numeric answer with a program the model writes; contradicted answers weigh less.",

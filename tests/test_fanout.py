@@ -277,3 +277,16 @@ async def test_n_asked_of_an_api_without_it_caches_instead():
     await h.aclose()
     assert app.stats.chat_requests == 3 and app.stats.cache_read_tokens == 2 * prompt_words()
     assert len(r.successes) == 3
+
+
+async def test_auto_staggers_a_long_prompt_on_heavys_local_server():
+    """heavy's llama-server shares a prefix across its slots (bench/cache.py measured it): a long prompt goes
+    to one slot first. Here the simulator stands in for the server at the local preset's address."""
+    app = SimulatedLLM(SimConfig(accuracy=1.0, latency=0.05))
+    h = Heavy(model="local", n=3, strategy="vote", transport=StreamingASGITransport(app))
+    r = await h.ask(QUESTION, system=CONTEXT, seed=1)
+    short = await h.ask(QUESTION, seed=2)
+    await h.aclose()
+    assert sum(any("staggered" in t for t in x.trace or []) for x in r.hypotheses) == 2
+    assert r.usage.cache_read_tokens == 2 * (1024 + (prompt_words() - 1024) // 128 * 128)
+    assert not any(x.trace for x in short.hypotheses)
