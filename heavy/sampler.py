@@ -3,7 +3,8 @@
 The sampler is the only road from strategies to the sampling models. Its promises:
 
 * **Parallel**: all N requests are in flight at once (bounded only by each provider's concurrency
-  limit), so N calls of latency L take about L.
+  limit), so N calls of latency L take about L. (The run's fan-out may trade this for a cheaper prompt:
+  :mod:`heavy.fanout` staggers them behind the first, or makes them choices of one request.)
 * **Isolated failures**: each task ends as a hypothesis, a recorded failure or a recorded
   cancellation; one failure never cancels its siblings.
 * **As they complete**: a :class:`SampleRun` yields hypotheses in completion order, so a strategy can
