@@ -17,7 +17,7 @@ N times. Two ways make N hypotheses cost about one prompt (``fanout`` run option
   request; their text still streams live, each to its own hypothesis); one failure fails all of them; an early
   stop or a timeout cancels the request only when all of its hypotheses are cancelled; one seed per request
   (the first hypothesis's; choices differ by sampling). An endpoint that refuses ``n`` (400/422) or answers
-  fewer choices is asked once per hypothesis instead, and not asked for ``n`` again in this run.
+  fewer choices is asked once per hypothesis instead, and not asked for ``n`` again.
 - ``auto`` (the default) picks per model: ``n`` on OpenAI's own endpoint and vLLM (no added latency);
   ``stagger`` on a paid API whose cache the shared prefix is long enough for (:mod:`heavy.caching`: Anthropic,
   Gemini, OpenAI where ``n`` does not apply), and on heavy's own local server for a prefix of 1024 tokens or
@@ -38,6 +38,7 @@ import asyncio
 import hashlib
 import json
 import time
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
@@ -66,6 +67,8 @@ _REFUSED = frozenset({400, 422})
 #: Free presets where ``auto`` staggers a long prompt: heavy's own llama-server build shares a prefix across its
 #: slots (a user's llamacpp server may be a build that does not).
 _SHARES_ACROSS_SLOTS = frozenset({"local"})
+#: Providers that refused or ignored ``n``: asked once per hypothesis from then on (for as long as they live).
+_REFUSED_N: "weakref.WeakSet[Provider]" = weakref.WeakSet()
 #: Wire formats heavy asks for one answer per request (Anthropic has no such parameter; Gemini's
 #: candidateCount, at most 8, is not used by heavy's Gemini provider).
 _NO_N = frozenset({"anthropic", "gemini"})
@@ -103,7 +106,6 @@ class Fanout(WrapperProvider):
         self._bases: dict[tuple[int, str], int] = {}  # (messages, digest of them) of every prompt seen -> length
         self._gates: dict[str, asyncio.Event] = {}  # shared-prefix digest -> opened when its leader answers
         self._forming: dict[str, _Group] = {}  # request fingerprint -> the n-request gathering its members
-        self._n_refused = False
 
     async def aclose(self) -> None:
         return None
@@ -127,7 +129,7 @@ class Fanout(WrapperProvider):
         if self.wire in _NO_N and self.mode in ("n", "auto"):
             return self._auto_cache(request, shared)
         if self.mode == "n" or (self.mode == "auto" and self.preset in _AUTO_N):
-            if not self._n_refused and await self._limit() > 1:
+            if self.inner not in _REFUSED_N and await self._limit() > 1:
                 return "n"
             if self.mode == "n":
                 return self._auto_cache(request, shared)
@@ -298,7 +300,7 @@ class _Group:
             assert final is not None
         except ProviderError as exc:
             if k > 1 and exc.status in _REFUSED:
-                self.owner._n_refused = True
+                _REFUSED_N.add(self.owner.inner)
                 for m in self.members:
                     m.queue.put_nowait(_ALONE)
                 return
@@ -311,7 +313,7 @@ class _Group:
             return
         choices = (final.choices or [final])[:k]
         if len(choices) < k:  # the endpoint ignored n: the others ask on their own
-            self.owner._n_refused = True
+            _REFUSED_N.add(self.owner.inner)
         usages = split_usage(final.usage, choices)
         for member, choice, usage in zip(self.members, choices, usages):
             member.queue.put_nowait(choice.model_copy(update={"usage": usage, "model": final.model,
