@@ -122,8 +122,8 @@ def sim_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
              "|---|---|---:|---|---:|---:|---:|---:|"]
     for r in rows:
         base = naive[r["wire"]]
-        lines.append(f"| {r['wire']} ({r['model']}) | {r['mode']} | {r['requests']} | {r['uncached']:,} / {r['read']:,} / "
-                     f"{r['written']:,} | {r['input_usd']:.4f} | {r['input_usd'] / base['input_usd']:.0%} | "
+        lines.append(f"| {r['wire']} ({r['model']}) | {r['mode']} | {r['requests']} | "
+                     f"{r['uncached']:,} / {r['read']:,} / {r['written']:,} | {r['input_usd']:.4f} | {r['input_usd'] / base['input_usd']:.0%} | "
                      f"{r['wall_s']:.2f} | {r['wall_s'] - base['wall_s']:+.2f} s |")
     return "\n".join(lines)
 

@@ -103,7 +103,7 @@ class Fanout(WrapperProvider):
         self.paid = known is not None and known.key_required
         self.mode: Mode = mode
         self.siblings = siblings
-        self._bases: dict[tuple[int, str], int] = {}  # (messages, digest of them) of every prompt seen -> length
+        self._bases: set[tuple[int, str]] = set()  # (messages, digest of them) of every prompt seen
         self._gates: dict[str, asyncio.Event] = {}  # shared-prefix digest -> opened when its leader answers
         self._forming: dict[str, _Group] = {}  # request fingerprint -> the n-request gathering its members
 
@@ -122,7 +122,7 @@ class Fanout(WrapperProvider):
                 if (length, digest) in self._bases:
                     return length, digest
         digest = _digest(self.model, msgs)
-        self._bases[(len(msgs), digest)] = len(msgs)
+        self._bases.add((len(msgs), digest))
         return len(msgs), digest
 
     async def _plan(self, request: CompletionRequest, shared: int) -> str:
@@ -187,7 +187,8 @@ class Fanout(WrapperProvider):
 
     # --- stagger ----------------------------------------------------------------------------------
 
-    async def _staggered(self, request: CompletionRequest, digest: str, stream: bool) -> AsyncIterator[Delta | Completion]:
+    async def _staggered(self, request: CompletionRequest, digest: str,
+                         stream: bool) -> AsyncIterator[Delta | Completion]:
         gate = self._gates.get(digest)
         if gate is None:  # the leader: streamed, so its first piece tells when the cache entry is there
             gate = self._gates[digest] = asyncio.Event()

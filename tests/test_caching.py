@@ -107,7 +107,8 @@ async def test_openai_counts_a_prompt_once_when_usage_comes_per_choice():
     chunks += [{"choices": [], "usage": {"prompt_tokens": 31, "completion_tokens": 3,
                                          "prompt_tokens_details": {"cached_tokens": 30}}}] * 2
     sse = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
-    transport = httpx.MockTransport(lambda r: httpx.Response(200, text=sse, headers={"content-type": "text/event-stream"}))
+    transport = httpx.MockTransport(
+        lambda r: httpx.Response(200, text=sse, headers={"content-type": "text/event-stream"}))
     p = OpenAIProvider("http://llama.test/v1", transport=transport)
     items = [x async for x in p.stream(CompletionRequest(model="m", messages=messages(), n=2))]
     await p.aclose()

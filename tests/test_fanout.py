@@ -32,7 +32,8 @@ from helpers import arithmetic_questions, running_sim
 pytestmark = pytest.mark.anyio
 
 QUESTION = "What is 17 * 24 + 3?"
-CONTEXT = " ".join(f"Clause {i} of the shared contract says nothing about arithmetic." for i in range(200))  # 2200 words
+# 2,000 words: long enough for every API's cache
+CONTEXT = " ".join(f"Clause {i} of the shared contract says nothing about arithmetic." for i in range(200))
 ROOTS = {"anthropic": "http://sim.test", "gemini": "http://sim.test", "openai": "http://sim.test/v1"}
 
 
@@ -85,7 +86,8 @@ async def test_anthropic_marked_requests_sent_together_all_write():
     app = SimulatedLLM(SimConfig(accuracy=1.0, latency=0.05))
     p = AnthropicProvider("http://sim.test", transport=httpx.ASGITransport(app=app))
     request = CompletionRequest(model="claude-sonnet-4-5", cache_prefix=2,
-                                messages=[Message(role="system", content=CONTEXT), Message(role="user", content=QUESTION)])
+                                messages=[Message(role="system", content=CONTEXT),
+                                          Message(role="user", content=QUESTION)])
     body = p.build_body(request, stream=False)
     assert body["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
     together = await asyncio.gather(*(p.complete(request) for _ in range(3)))

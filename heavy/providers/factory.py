@@ -37,7 +37,8 @@ def build_provider(spec: ModelSpec, *, transport: Any = None) -> Provider:
         # only of its own endpoint. The local presets name the server itself, wherever it listens.
         own = name != "openai" or spec.base_url == spec.preset.base_url.rstrip("/")
         return OpenAIProvider(spec.base_url, spec.api_key, name=name, max_tokens_field=spec.preset.max_tokens_field,
-                              transport=transport, auth_hint=hint, max_choices=NATIVE_CHOICES.get(name, 1) if own else 1,
+                              transport=transport, auth_hint=hint,
+                              max_choices=NATIVE_CHOICES.get(name, 1) if own else 1,
                               cache_key_field=CACHE_KEY_FIELD.get(name) if own else None)
     if wire == "anthropic":
         return AnthropicProvider(spec.base_url, spec.api_key, name=spec.preset.name, transport=transport,
