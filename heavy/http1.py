@@ -468,7 +468,6 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
         self._clock = _Clock()
         self._dns: dict[tuple[str, int], tuple[float, list[Any]]] = {}
         self._lookups: dict[tuple[str, int], asyncio.Future[list[Any]]] = {}
-        self._closed = False
 
     # --- the pool --------------------------------------------------------------------------------------
 
@@ -558,8 +557,6 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
 
     async def _acquire(self, origin: Origin, timeouts: Timeouts, fresh: bool) -> tuple[_Connection, bool]:
         while True:
-            if self._closed:
-                raise RuntimeError("this HTTP transport is closed")
             idle = None if fresh else self._idle.get(origin)
             while idle:
                 conn = idle.pop()  # the most recently used: the least likely to have been closed by the server
@@ -615,7 +612,7 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
 
     def _release(self, conn: _Connection, reusable: bool) -> None:
         self._busy -= 1
-        if reusable and not self._closed and self._n_idle < self._max_idle:
+        if reusable and self._n_idle < self._max_idle:
             conn.idle_since = now = time.monotonic()
             idle = self._idle.setdefault(conn.origin, [])
             while idle and (idle[0].lost or now - idle[0].idle_since > self._expiry):
@@ -671,8 +668,8 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
                               extensions={"http_version": b"HTTP/1.1"})
 
     async def aclose(self) -> None:
-        """Close every connection, idle or busy (busy exchanges fail as disconnected)."""
-        self._closed = True
+        """Close every connection, idle or busy (busy exchanges fail as disconnected). Like httpx's own
+        pools, the transport can still be used afterwards: it opens new connections."""
         self._clock.stop()
         for conn in list(self._open):
             conn.close()

@@ -331,6 +331,18 @@ async def test_a_cancelled_call_closes_its_connection_and_frees_its_slot():
     assert server.connections == 2, "the half-answered connection was not reused"
 
 
+async def test_a_closed_transport_serves_again_on_new_connections():
+    async with Server(answering(lambda req: reply("ok"))) as server:
+        transport = HTTP1Transport()
+        first = client(server, transport=transport)
+        assert (await first.post_json("x", {})).text == "ok"
+        await first.aclose()  # as Heavy.aclose does after every ask_sync
+        again = client(server, transport=transport)
+        assert (await again.post_json("x", {})).text == "ok"
+        await again.aclose()
+    assert server.connections == 2
+
+
 async def test_a_key_with_a_newline_is_refused_before_anything_is_sent():
     with pytest.raises(ConfigError, match="authorization") as exc:
         HTTPClient("http://127.0.0.1:1/v1", headers={"authorization": "Bearer sk-abc123\nX-Evil: 1"})
