@@ -2,21 +2,27 @@
 
 Runs, in one process and one run, against heavy's simulated server on 127.0.0.1 with a fixed latency:
 
-  (a) heavy end to end (Heavy.sample over Q questions x N hypotheses), with each HTTP transport,
-  (b) a hand-written ``asyncio.gather`` over raw httpx (default transport and the aiohttp transport),
+  (a) heavy end to end (Heavy.sample over Q questions x N hypotheses) with each HTTP transport, and
+      heavy's HTTP client alone (an ``asyncio.gather`` over HTTPClient.post_json: no sampler),
+  (b) what users write by hand: an ``asyncio.gather`` over the openai SDK (skipped, with a note, when the
+      ``openai`` package is not installed) and over raw httpx (default transport; aiohttp transport),
   (c) a hand-written HTTP/1.1 client over asyncio streams with keep-alive: the lower bound,
 
-at C = 100, 500 and 1,000 calls in flight, and prints wall time, the ideal ceil(QN/C) x latency,
-efficiency (ideal / actual), throughput relative to the lower bound, and client CPU per call.
+at C = 100, 500 and 1,000 calls in flight. Each client is warmed up once (imports, first connections) and
+then measured ``--repeat`` times, interleaved with the others so that they share the machine's noise; the
+table gives medians of wall time, of throughput relative to the lower bound *of the same repetition*, and
+of client CPU (process time) per call. The CPU column is the less load-sensitive one: the client shares
+its cores with the server (and with whatever else runs), so the header records the machine's load.
 A second table: vote@8 under heavy-tailed latency, with and without early stop.
 
-    python bench/overhead.py [--latency 1.0] [--calls 1000] [--quick]
+    python bench/overhead.py [--latency 1.0] [--calls 1000] [--repeat 3] [--out FILE.md] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import math
 import os
@@ -24,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -31,10 +38,12 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from heavy import Heavy  # noqa: E402
-from heavy.http import transport_names  # noqa: E402
+from heavy.http import HTTPClient, transport_names  # noqa: E402
 
 BODY = {"model": "heavy-simulated", "messages": [{"role": "user", "content": "What is 17 * 24 + 3?"}],
         "temperature": 0.7}
+#: heavy's own targets at 1,000 in flight (issue 16): throughput vs the lower bound, CPU per hypothesis.
+TARGET_RATIO, TARGET_CPU_MS = 0.9, 0.5
 
 
 def start_sim(port: int, *args: str) -> subprocess.Popen:
@@ -95,7 +104,27 @@ async def raw_client(port: int, calls: int, concurrency: int) -> int:
     return ok[0]
 
 
-# --- (b) what a user would write: asyncio.gather over httpx ------------------------------------------
+# --- (b) what a user would write: asyncio.gather over the openai SDK, or over httpx ---------------------
+
+async def openai_gather(port: int, calls: int, concurrency: int) -> int:
+    from openai import APIError, AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-unused-by-the-simulator")
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one() -> bool:
+        async with sem:
+            try:
+                r = await client.chat.completions.create(**BODY)
+            except APIError:
+                return False  # counted in the "ok" column, never fatal to the benchmark
+            return bool(r.choices)
+
+    try:
+        return sum(await asyncio.gather(*(one() for _ in range(calls))))
+    finally:
+        await client.close()
+
 
 async def httpx_gather(port: int, calls: int, concurrency: int, transport: str) -> int:
     kwargs = {}
@@ -111,13 +140,28 @@ async def httpx_gather(port: int, calls: int, concurrency: int, transport: str) 
                 try:
                     r = await client.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=BODY)
                 except httpx.HTTPError:
-                    return False  # counted in the "ok" column, never fatal to the benchmark
+                    return False
                 return r.status_code == 200 and "choices" in r.json()
 
         return sum(await asyncio.gather(*(one() for _ in range(calls))))
 
 
-# --- (a) heavy end to end ------------------------------------------------------------------------------
+# --- (a) heavy: its HTTP client alone, and end to end ----------------------------------------------------
+
+async def heavy_client(port: int, calls: int, concurrency: int) -> int:
+    http = HTTPClient(f"http://127.0.0.1:{port}/v1", max_connections=concurrency)
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one() -> bool:
+        async with sem:
+            r = await http.post_json("chat/completions", BODY)
+            return r.status == 200 and "choices" in r.json()
+
+    try:
+        return sum(await asyncio.gather(*(one() for _ in range(calls))))
+    finally:
+        await http.aclose()
+
 
 async def heavy_sampler(port: int, calls: int, concurrency: int, transport: str, n: int = 8) -> int:
     os.environ["HEAVY_HTTP_TRANSPORT"] = transport
@@ -127,67 +171,140 @@ async def heavy_sampler(port: int, calls: int, concurrency: int, transport: str,
         results = await asyncio.gather(*(h.sample("What is 17 * 24 + 3?") for _ in range(questions)))
     finally:
         await h.aclose()
+        os.environ.pop("HEAVY_HTTP_TRANSPORT", None)
     return sum(x.ok for hyps in results for x in hyps)
 
 
-def measure(fn, *args) -> tuple[float, float, int]:
+def measure(fn: Callable, *args: object) -> tuple[float, float, int]:
     cpu0, t0 = time.process_time(), time.perf_counter()
     ok = asyncio.run(fn(*args))
     return time.perf_counter() - t0, time.process_time() - cpu0, ok
 
 
-def overhead_table(latency: float, levels: list[int], total: int) -> None:
+def machine_load(server_pid: int) -> str:
+    """The load average and the busiest processes besides this benchmark and its server, for the header."""
+    one, five, _ = os.getloadavg()
+    try:
+        ps = subprocess.run(["ps", "-eo", "pcpu,pid,comm", "--sort=-pcpu"], capture_output=True, text=True,
+                            timeout=5).stdout.splitlines()[1:]
+    except (OSError, subprocess.SubprocessError):
+        ps = []
+    busy = [line.split(None, 2) for line in ps]
+    ours = {os.getpid(), server_pid}
+    others = [f"{comm} {cpu}%" for cpu, pid, comm in busy if int(pid) not in ours and float(cpu) >= 20][:3]
+    try:
+        commit = subprocess.run(["git", "-C", str(Path(__file__).parent), "describe", "--always", "--dirty"],
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return (f"{os.cpu_count()} cores, load average {one:.2f} (5 min: {five:.2f}); "
+            f"{'busy besides this run: ' + ', '.join(others) if others else 'nothing else busy'}"
+            + (f"; code at {commit}" if commit else ""))
+
+
+def clients(port: int, total: int) -> list[tuple[str, Callable[[int, int], tuple[float, float, int]] | None, str]]:
+    """(name, run(calls, in_flight) or None when unavailable, why unavailable); the lower bound first."""
+    rows: list[tuple[str, Callable | None, str]] = [
+        ("lower bound: hand-written asyncio HTTP/1.1 client", lambda n, c: measure(raw_client, port, n, c), "")]
+    if importlib.util.find_spec("openai") is not None:
+        rows.append(("openai SDK, asyncio.gather", lambda n, c: measure(openai_gather, port, n, c), ""))
+    else:
+        rows.append(("openai SDK, asyncio.gather", None, "skipped: `pip install openai` to include it"))
+    for t in ("httpx", *(["aiohttp"] if "aiohttp" in transport_names() else [])):
+        rows.append((f"raw httpx gather ({t} transport)", lambda n, c, t=t: measure(httpx_gather, port, n, c, t), ""))
+    rows.append(("heavy's HTTP client alone (heavy transport)", lambda n, c: measure(heavy_client, port, n, c), ""))
+    for t in ("heavy", *(x for x in transport_names() if x != "heavy")):
+        label = f"heavy sampler ({t} transport{', the default' if t == 'heavy' else ''})"
+        rows.append((label, lambda n, c, t=t: measure(heavy_sampler, port, n, c, t), ""))
+    return rows
+
+
+def overhead_table(latency: float, levels: list[int], total: int, repeat: int, out: list[str]) -> None:
     port = free_port()
     server = start_sim(port, "--latency", str(latency), "--accuracy", "1")
+
+    def say(line: str = "") -> None:
+        print(line, flush=True)
+        out.append(line)
+
     try:
-        clients = [("lower bound: asyncio streams", lambda c: measure(raw_client, port, total, c))]
-        for t in transport_names():
-            clients.append((f"raw httpx gather ({t})", lambda c, t=t: measure(httpx_gather, port, total, c, t)))
-        for t in transport_names():
-            clients.append((f"heavy sampler ({t})", lambda c, t=t: measure(heavy_sampler, port, total, c, t)))
-        print(f"\n## Overhead: {total} calls of {latency:g} s latency against the simulated server on 127.0.0.1\n")
-        print("| client | in flight | wall s | ideal s | efficiency | throughput vs lower bound | CPU ms/call | ok |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        rows = clients(port, total)
+        say(f"## Overhead: {total} calls of {latency:g} s latency against the simulated server on 127.0.0.1\n")
+        say(f"Machine: {machine_load(server.pid)}. Medians of {repeat} interleaved repetitions after one warm-up each; "
+            "throughput vs lower bound is paired within each repetition.\n")
+        say("| client | in flight | wall s | ideal s | efficiency | throughput vs lower bound | CPU ms/call | "
+            "CPU vs lower bound | ok |")
+        say("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        verdicts: list[str] = []
         for c in levels:
             ideal = math.ceil(total / c) * latency
-            base_wall = None
-            for name, run in clients:
-                wall, cpu, ok = run(c)
-                base_wall = base_wall or wall
-                print(f"| {name} | {c} | {wall:.2f} | {ideal:.2f} | {ideal / wall:.2f} | {base_wall / wall:.2f}x "
-                      f"| {1000 * cpu / total:.2f} | {ok}/{total} |", flush=True)
+            for _, run, _ in rows:
+                if run is not None:
+                    run(min(total, 100), min(c, 100))  # warm-up: imports, first connections, lazy set-up
+            samples: dict[str, list[tuple[float, float, int]]] = {name: [] for name, run, _ in rows if run}
+            for _ in range(repeat):
+                for name, run, _ in rows:
+                    if run is not None:
+                        samples[name].append(run(total, c))
+            base = samples[rows[0][0]]
+            summary = {}
+            for name, run, why in rows:
+                if run is None:
+                    say(f"| {name} | {c} | {why} | | | | | | |")
+                    continue
+                got = samples[name]
+                wall = statistics.median(w for w, _, _ in got)
+                cpu_ms = 1000 * statistics.median(cpu for _, cpu, _ in got) / total
+                base_cpu_ms = 1000 * statistics.median(cpu for _, cpu, _ in base) / total
+                ratio = statistics.median(b[0] / g[0] for b, g in zip(base, got))
+                summary[name] = (ratio, cpu_ms, base_cpu_ms)
+                say(f"| {name} | {c} | {wall:.2f} | {ideal:.2f} | {ideal / wall:.2f} | {ratio:.2f}x | {cpu_ms:.2f} | "
+                    f"{cpu_ms / base_cpu_ms:.1f}x | {min(ok for _, _, ok in got)}/{total} |")
+            heavy = next(v for k, v in summary.items() if k.startswith("heavy sampler (heavy"))
+            sdk = next((v for k, v in summary.items() if k.startswith("openai SDK")), None)
+            verdicts.append(
+                f"- **{c} in flight: heavy {heavy[0]:.2f}x the lower bound's throughput (target {TARGET_RATIO}x at "
+                f"1,000), {heavy[1]:.2f} ms CPU per hypothesis (target < {TARGET_CPU_MS}; lower bound "
+                f"{heavy[2]:.2f} ms)**" + (f"; the openai SDK gather {sdk[0]:.2f}x, {sdk[1]:.2f} ms" if sdk else ""))
+        say()
+        for line in verdicts:
+            say(line)
     finally:
         server.terminate()
         server.wait()
 
 
-def early_stop_table(median: float, sigma: float, questions: int) -> None:
+def early_stop_table(median: float, sigma: float, questions: int, out: list[str]) -> None:
     port = free_port()
     server = start_sim(port, "--latency", str(median), "--latency-sigma", str(sigma), "--accuracy", "0.9")
+
+    def say(line: str = "") -> None:
+        print(line, flush=True)
+        out.append(line)
+
     try:
-        print(f"\n## vote@8 under heavy-tailed latency (lognormal, median {median:g} s, sigma {sigma:g}), "
-              f"{questions} questions\n")
-        print("| early stop | median wall / median single-call latency | p90 ratio | samples used per question |")
-        print("|---|---:|---:|---:|")
+        say(f"\n## vote@8 under heavy-tailed latency (lognormal, median {median:g} s, sigma {sigma:g}), "
+            f"{questions} questions\n")
+        say("| early stop | median wall / median single-call latency | p90 ratio | samples used per question |")
+        say("|---|---:|---:|---:|")
         for early in (False, True):
             async def go() -> list[tuple[float, int]]:
                 h = Heavy(model="openai:heavy-simulated", base_url=f"http://127.0.0.1:{port}/v1", n=8,
                           strategy="vote", early_stop=early)
-                out = []
+                rows = []
                 try:
                     for i in range(questions):
                         t0 = time.perf_counter()
                         r = await h.ask(f"What is {i} + 17?", seed=i)
-                        out.append((time.perf_counter() - t0, sum(x.ok for x in r.hypotheses)))
+                        rows.append((time.perf_counter() - t0, sum(x.ok for x in r.hypotheses)))
                 finally:
                     await h.aclose()
-                return out
+                return rows
 
             rows = asyncio.run(go())
             ratios = sorted(w / median for w, _ in rows)
-            print(f"| {'yes' if early else 'no'} | {statistics.median(ratios):.2f}x | "
-                  f"{ratios[int(0.9 * (len(ratios) - 1))]:.2f}x | {statistics.mean(u for _, u in rows):.1f} |",
-                  flush=True)
+            say(f"| {'yes' if early else 'no'} | {statistics.median(ratios):.2f}x | "
+                f"{ratios[int(0.9 * (len(ratios) - 1))]:.2f}x | {statistics.mean(u for _, u in rows):.1f} |")
     finally:
         server.terminate()
         server.wait()
@@ -197,11 +314,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latency", type=float, default=1.0)
     ap.add_argument("--calls", type=int, default=1000)
-    ap.add_argument("--quick", action="store_true", help="fewer levels and questions (a smoke run)")
+    ap.add_argument("--repeat", type=int, default=3, help="measured repetitions per client and level")
+    ap.add_argument("--levels", default="100,500,1000", help="calls in flight, comma-separated")
+    ap.add_argument("--out", type=Path, help="also write the tables to this Markdown file")
+    ap.add_argument("--quick", action="store_true", help="fewer levels, calls and questions (a smoke run)")
     args = ap.parse_args()
-    levels = [100] if args.quick else [100, 500, 1000]
-    overhead_table(args.latency, levels, 200 if args.quick else args.calls)
-    early_stop_table(0.5, 0.8, 10 if args.quick else 40)
+    levels = [100] if args.quick else [int(x) for x in args.levels.split(",")]
+    out: list[str] = []
+    overhead_table(args.latency, levels, 200 if args.quick else args.calls, 1 if args.quick else args.repeat, out)
+    if args.out:  # written now too, so a failure in the second table cannot lose the first
+        args.out.write_text("\n".join(out) + "\n")
+    early_stop_table(0.5, 0.8, 10 if args.quick else 40, out)
+    if args.out:
+        args.out.write_text("\n".join(out) + "\n")
 
 
 if __name__ == "__main__":
