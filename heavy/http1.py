@@ -20,6 +20,7 @@ not offer them either).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import ssl
 import time
@@ -539,6 +540,15 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
         cached = self._dns.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        try:  # an address already: nothing to look up (no trip through the executor's threads)
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+            found = [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+            self._dns[key] = (float("inf"), found)
+            return found
         lookup = self._lookups.get(key)
         if lookup is None:
             lookup = self._lookups[key] = asyncio.ensure_future(self._lookup(host, port))

@@ -439,5 +439,8 @@ async def test_a_host_is_looked_up_once_for_many_connections(monkeypatch):
                           transport=HTTP1Transport(limits=httpx.Limits(max_connections=1000)))
         out = await asyncio.gather(*(http.post_json("x", {}) for _ in range(200)))
         await http.aclose()
+        by_address = client(server)  # 127.0.0.1: nothing to look up
+        assert (await by_address.post_json("x", {})).text == "ok"
+        await by_address.aclose()
     assert all(r.text == "ok" for r in out) and server.peak > 100
-    assert lookups == ["localhost"], "200 new connections, one lookup"
+    assert lookups == ["localhost"], "200 new connections, one lookup; none for an address"
