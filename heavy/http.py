@@ -23,6 +23,7 @@ import httpx
 
 from . import constants as C
 from .http1 import HTTP1Transport, Origin, Timeouts, encode_head, origin_of
+from .http1 import httptools as _httptools
 from .errors import (ConfigError, FatalRequestError, ProviderConnectionError, ProviderHTTPError, ProviderResponseError,
                      ProviderTimeout, register_secret)
 
@@ -33,7 +34,7 @@ __all__ = ["Timeout", "HTTPClient", "HTTPResponse", "SSEEvent", "StreamingASGITr
 def transport_names() -> list[str]:
     """HTTP transports usable here: ``heavy`` (heavy's own HTTP/1.1 pool, :mod:`heavy.http1`) and ``httpx``
     (httpx's own) always, ``aiohttp`` when httpx-aiohttp is installed."""
-    names = ["heavy", "httpx"]
+    names = ["heavy", "httpx"] if _httptools is not None else ["httpx"]  # httptools: see heavy/http1.py
     # Looked up, not imported: importing aiohttp costs ~0.1 s of CPU that a run not using it should not pay.
     if importlib.util.find_spec("httpx_aiohttp") is not None:
         names.append("aiohttp")
@@ -51,7 +52,7 @@ def default_transport() -> str:
             raise ConfigError(f"HEAVY_HTTP_TRANSPORT={chosen!r} is not available here; choose one of "
                               f"{', '.join(available)} (aiohttp needs `pip install httpx-aiohttp`)")
         return chosen
-    return C.HTTP_TRANSPORT_PREFERENCE[0] if C.HTTP_TRANSPORT_PREFERENCE[0] in available else "httpx"
+    return next((t for t in C.HTTP_TRANSPORT_PREFERENCE if t in available), "httpx")
 
 
 def _make_transport(kind: str, limits: httpx.Limits) -> httpx.AsyncBaseTransport:

@@ -30,7 +30,11 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
-import httptools
+
+try:
+    import httptools
+except ImportError:  # a declared dependency; an environment installed before heavy needed it may lack it
+    httptools = None
 
 __all__ = ["HTTP1Transport", "Exchange", "Origin", "Timeouts", "origin_of", "encode_head"]
 
@@ -456,6 +460,9 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, *, limits: httpx.Limits | None = None, verify: ssl.SSLContext | bool = True) -> None:
+        if httptools is None:
+            raise ImportError("heavy's HTTP transport needs httptools: `pip install httptools` "
+                              "(or reinstall heavy), or set HEAVY_HTTP_TRANSPORT=httpx")
         limits, inf = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20), float("inf")
         self._max = inf if limits.max_connections is None else limits.max_connections
         self._max_idle = inf if limits.max_keepalive_connections is None else limits.max_keepalive_connections

@@ -11,6 +11,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -104,6 +105,16 @@ def client(server: Server, transport: HTTP1Transport | None = None, **kw) -> HTT
 def test_heavys_own_transport_is_the_default():
     assert "heavy" in transport_names() and default_transport() == "heavy"
     assert isinstance(HTTPClient("http://127.0.0.1:1")._transport, HTTP1Transport)
+
+
+def test_an_environment_without_httptools_falls_back_to_another_transport():
+    code = ("import sys; sys.modules['httptools'] = None\n"  # as if it were not installed
+            "from heavy.http import HTTPClient, default_transport, transport_names\n"
+            "assert 'heavy' not in transport_names()\n"
+            "print(default_transport(), type(HTTPClient('http://127.0.0.1:1')._transport).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] in ("aiohttp", "httpx")
 
 
 async def test_posts_json_and_reuses_one_keep_alive_connection():
