@@ -24,8 +24,8 @@ import httpx
 from . import constants as C
 from .http1 import HTTP1Transport, Origin, Timeouts, encode_head, origin_of
 from .http1 import httptools as _httptools
-from .errors import (ConfigError, FatalRequestError, ProviderConnectionError, ProviderHTTPError, ProviderResponseError,
-                     ProviderTimeout, register_secret)
+from .errors import (AUTH_STATUSES, ConfigError, ProviderConnectionError, ProviderResponseError, ProviderTimeout,
+                     error_for_status, register_secret)
 
 __all__ = ["Timeout", "HTTPClient", "HTTPResponse", "SSEEvent", "StreamingASGITransport", "transport_names",
            "default_transport"]
@@ -98,10 +98,6 @@ class SSEEvent:
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "cf-ray")
 
 
-#: Statuses that mean the request itself is wrong: retrying or re-sampling cannot help.
-FATAL_STATUSES = frozenset({400, 401, 403, 404, 422})
-#: Statuses that mean "who are you?": the answer ``auth_hint`` explains.
-AUTH_STATUSES = frozenset({401, 403})
 #: Request headers that carry a credential (their values are registered as secrets).
 _AUTH_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key",
                  "x-subscription-token")
@@ -289,22 +285,13 @@ class HTTPClient:
     def _raise_for_status(self, status: int, headers: Mapping[str, str], text: str, model: str | None) -> None:
         if status < 400:
             return
-        retryable = status in (408, 409, 429, 529) or status >= 500
-        should = headers.get("x-should-retry")
-        if should in ("true", "false"):  # the server knows best (OpenAI and Anthropic send this)
-            retryable = should == "true"
-        cls = FatalRequestError if status in FATAL_STATUSES else ProviderHTTPError
+        should = headers.get("x-should-retry")  # the server knows best (OpenAI and Anthropic send this)
         message = _error_message(text) or f"HTTP {status}"
         if self.auth_hint and status in AUTH_STATUSES:
             message = f"{self.auth_hint} (the server said: {message})"
-        raise cls(
-            message,
-            provider=self.provider,
-            model=model,
-            status=status,
-            request_id=request_id(headers),
-            body=text[: C.ERROR_BODY_EXCERPT],
-            retryable=retryable,
+        raise error_for_status(
+            status, message, retryable=should == "true" if should in ("true", "false") else None,
+            provider=self.provider, model=model, request_id=request_id(headers), body=text[: C.ERROR_BODY_EXCERPT],
             retry_after=retry_after(headers),
         )
 
