@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import random
 import socket
 import subprocess
@@ -96,3 +97,19 @@ def sim_heavy(config=None, model="openai:heavy-simulated", base_url="http://sim.
 
     app = SimulatedLLM(config or SimConfig())
     return Heavy(model=model, base_url=base_url, transport=httpx.ASGITransport(app=app), **kw), app
+
+
+def imported_modules(path: Path, package: str) -> set[str]:
+    """Every module the source file *path* (a module of *package*) imports, relative imports made absolute;
+    ``from x import y`` also counts ``x.y`` (``from .. import sim`` imports heavy.sim)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            base = ".".join(parts[: len(parts) - node.level + 1]) if node.level else ""
+            module = ".".join(x for x in (base, node.module or "") if x)
+            found |= {module, *(f"{module}.{a.name}" for a in node.names)}
+    return found
+

@@ -30,6 +30,8 @@ from heavy.sim import SimConfig, SimulatedLLM, load_dataset, serve
 from heavy.sim.solver import solve_arithmetic
 from heavy.types import as_messages
 
+from helpers import imported_modules
+
 REPO = Path(__file__).resolve().parents[1]
 GSM8K = REPO / "tests" / "data" / "gsm8k-train-300.jsonl"
 QUESTION = "What is 17 * 24 + 3?"
@@ -105,28 +107,13 @@ def test_config_rejects_unknown_fields_and_bad_values():
     assert SimulatedLLM(accuracy=0.25).config.accuracy == 0.25
 
 
-def _imported_modules(path: Path, package: str) -> set[str]:
-    """Every module *path* (a module of *package*) imports, relative imports made absolute."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            parts = package.split(".")
-            base = ".".join(parts[: len(parts) - node.level + 1] if node.level else [])
-            module = ".".join(x for x in (base, node.module or "") if x)
-            found.add(module)
-            found |= {f"{module}.{a.name}" for a in node.names}  # `from .. import sim` imports heavy.sim
-    return found
-
-
 def test_the_providers_know_nothing_of_the_simulator():
     """The wall: nothing under heavy/providers imports the simulator (or names its package); the sim preset is
     resolved above the providers."""
     paths = sorted((REPO / "heavy" / "providers").glob("*.py"))
     assert paths
     for path in paths:
-        for module in _imported_modules(path, "heavy.providers"):
+        for module in imported_modules(path, "heavy.providers"):
             assert not module.startswith(("heavy.sim", "heavy.testing")), f"{path.name} imports {module}"
         text = path.read_text()
         assert "heavy.sim" not in text and "heavy.testing" not in text and "SimulatedLLM" not in text, path.name

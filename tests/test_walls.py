@@ -8,24 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import imported_modules
+
 HEAVY = Path(__file__).resolve().parents[1] / "heavy"
 
 SHELLS = {"heavy.serve": HEAVY / "serve", "heavy.mcp_server": HEAVY / "mcp_server.py",
           "heavy.llm_plugin": HEAVY / "llm_plugin.py"}
-
-
-def imports(path: Path, package: str) -> set[str]:
-    """Every module *path* imports (relative imports made absolute; ``from x import y`` also counts x.y)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            parts = package.split(".")
-            base = ".".join(parts[: len(parts) - node.level + 1]) if node.level else ""
-            module = ".".join(x for x in (base, node.module or "") if x)
-            found |= {module, *(f"{module}.{a.name}" for a in node.names)}
-    return found
 
 
 def modules(name: str, path: Path) -> list[tuple[Path, str]]:
@@ -38,7 +26,7 @@ def modules(name: str, path: Path) -> list[tuple[Path, str]]:
 def test_no_shell_imports_another(shell):
     others = tuple(s for s in SHELLS if s != shell) + ("heavy.cli",)
     for path, package in modules(shell, SHELLS[shell]):
-        for module in imports(path, package):
+        for module in imported_modules(path, package):
             assert not module.startswith(others), f"{path.relative_to(HEAVY.parent)} imports {module}"
 
 
