@@ -18,6 +18,10 @@ validated (unknown keys are errors that name the key)::
     input = 0.3
     output = 1.2
 
+    [http]                     # how heavy reaches the APIs
+    ca_bundle = "~/corp-ca.pem"  # trust these CAs (a PEM file or a directory) instead of the default ones;
+                                 # HEAVY_CA_BUNDLE overrides it. Proxies: HTTPS_PROXY, NO_PROXY, ... (README)
+
 Run options are layered built-in defaults < this file < the environment (``HEAVY_N=3``, see
 :func:`heavy.settings.env_layer`) < the caller: :func:`run_settings` stacks them for every shell (``heavy
 ask``, ``heavy eval``, ``heavy serve``, the llm plugin). The library does not read file or environment
@@ -58,10 +62,19 @@ class PriceEntry(_Strict):
     cache_write: float | None = Field(default=None, ge=0)
 
 
+class HTTPSection(_Strict):
+    """The config file's ``[http]`` table: how heavy reaches the model APIs."""
+
+    ca_bundle: str | None = None
+    """CA certificates TLS trusts (a PEM file or a directory of them) instead of the default ones, for a
+    private or corporate certificate authority; relative to the config file; ``HEAVY_CA_BUNDLE`` overrides it."""
+
+
 class HeavyConfig(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     providers: dict[str, ProviderLimits] = Field(default_factory=dict)
     prices: dict[str, PriceEntry] = Field(default_factory=dict)
+    http: HTTPSection = Field(default_factory=HTTPSection)
     path: str | None = Field(default=None, exclude=True)
 
     def layer(self) -> dict[str, Any]:
@@ -85,6 +98,13 @@ class HeavyConfig(_Strict):
         for prefix, p in self.prices.items():
             set_price(prefix, p.input, p.output, p.cached_input, p.cache_write)
 
+    def apply_http(self) -> None:
+        """Install ``[http] ca_bundle`` as the CA bundle of every HTTPS connection heavy opens (process-wide)."""
+        if self.http.ca_bundle:
+            from .http_env import set_ca_bundle
+
+            set_ca_bundle(self.http.ca_bundle)
+
 
 def config_path() -> Path:
     env = os.environ.get("HEAVY_CONFIG")
@@ -106,6 +126,12 @@ def load_config(path: str | Path | None = None) -> HeavyConfig:
         cfg = HeavyConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{p}: {describe_errors(exc)}") from None
+    if cfg.http.ca_bundle:  # relative to the file; checked now, not at the first HTTPS connection
+        bundle = (p.parent / Path(cfg.http.ca_bundle).expanduser()).resolve()
+        if not bundle.exists():
+            raise ConfigError(f"{p}: [http] ca_bundle: {str(bundle)!r} does not exist; point it at a PEM file of CA "
+                              "certificates (or a directory of them), or remove the key")
+        cfg.http.ca_bundle = str(bundle)
     unknown = set(cfg.providers) - set(PRESETS)
     if unknown:
         raise ConfigError(f"{p}: [providers.{sorted(unknown)[0]}] is not a known provider ({', '.join(PRESETS)})")
@@ -122,11 +148,13 @@ def run_settings(caller: dict[str, Any] | None = None, *, cfg: HeavyConfig | Non
     """The run options a shell runs with: built-in defaults < config file < environment < *caller*.
 
     *caller* holds what the user gave (flags, a request, ``llm -o``): a ``None`` there means "not given".
-    Loads the config file unless *cfg* is given, and installs its ``[prices]`` (a dollar cap needs them).
+    Loads the config file unless *cfg* is given, and installs its ``[prices]`` (a dollar cap needs them) and
+    its ``[http] ca_bundle``.
     Strategy options in *caller* go to ``options`` as in :meth:`RunSettings.build`.
     """
     cfg = load_config() if cfg is None else cfg
     cfg.apply_prices()
+    cfg.apply_http()
     given = {k: v for k, v in (caller or {}).items() if v is not None and v != () and v != []}
     base = layered(cfg.layer(), env_layer(os.environ if env is None else env))
     return RunSettings.build(base, **given)
@@ -168,6 +196,7 @@ def describe(cfg: HeavyConfig, env: dict[str, str] | None = None) -> dict[str, A
                         for name in fields_where(config=True) + ["limits"]},
         "providers": providers,
         "prices": {k: v.model_dump(exclude_none=True) for k, v in cfg.prices.items()},
+        "http": cfg.http.model_dump(exclude_none=True),
     }
 
 

@@ -27,11 +27,20 @@ DEFAULT_PROVIDER_CONCURRENCY = 64
 #: Connection pool size of the one shared HTTP client per provider. Must admit the fan-out,
 #: otherwise hypotheses queue for a connection and "parallel" sampling is serial in disguise.
 HTTP_MAX_CONNECTIONS = 1024
-HTTP_MAX_KEEPALIVE = 256
 
-#: HTTP transports under heavy's HTTP client, fastest first; the first one installed is the default
-#: ($HEAVY_HTTP_TRANSPORT overrides). Measured by bench/overhead.py: see docs/benchmarks.md.
-HTTP_TRANSPORT_PREFERENCE = ("heavy", "aiohttp", "httpx")
+#: Seconds an idle keep-alive connection is kept for reuse: under the shortest common server timer (5 s:
+#: uvicorn under `heavy serve`/`heavy sim`, llama-server), so heavy seldom sends on a connection the server
+#: is closing, where a POST fails rather than being sent twice (heavy/http_aiohttp.py).
+HTTP_KEEPALIVE_EXPIRY = 4.0
+
+#: Seconds a host's resolved addresses are reused: a thousand new connections to one API are one lookup.
+HTTP_DNS_TTL = 10
+
+#: Bounds of a response's head (aiohttp's parser enforces them as the bytes arrive): at most this many
+#: header lines of at most HTTP_MAX_HEADER_LINE bytes each, so ~2 MiB in the worst case. Real APIs send
+#: a few KiB; a server sending more is refused with a ProviderResponseError instead of growing memory.
+HTTP_MAX_HEADER_LINE = 16384
+HTTP_MAX_HEADERS = 128
 
 #: Per-request network timeouts (seconds). Reading is long because reasoning models may think for
 #: minutes before the first byte; connecting is short because a dead host should fail fast.

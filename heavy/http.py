@@ -1,8 +1,14 @@
-"""The HTTP edge: the only module of heavy that imports httpx.
+"""The HTTP edge: the only modules of heavy that send HTTP are this one and its backends.
 
-Providers speak wire formats; this module moves bytes. Keeping httpx here means the transport under
-every provider can be swapped (or faked with ``httpx.MockTransport`` / an in-process ASGI app) in one
-place, and that transport errors become heavy's own error types before they reach anything else.
+Providers speak wire formats; this module moves bytes. :class:`HTTPClient` is heavy's one small client
+interface (``post_json``, ``get_json``, ``stream_sse``, ``aclose``, ``base_url``); under it, one rule:
+
+- a caller's own httpx transport (``transport=``: ``httpx.MockTransport``, :class:`StreamingASGITransport`
+  serving an in-process ASGI app) is driven through httpx (:class:`_HttpxBackend`, below);
+- otherwise requests go over aiohttp's ``ClientSession``, used directly (:mod:`heavy.http_aiohttp`), through
+  the proxy the environment names and trusting the CA bundle heavy is given (:mod:`heavy.http_env`).
+
+Either way, errors leave as heavy's own types (:mod:`heavy.errors`) and never show a key.
 """
 
 from __future__ import annotations
@@ -10,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import email.utils
-import importlib.util
 import json
 import re
 import time
@@ -22,52 +27,20 @@ from typing import Any
 import httpx
 
 from . import constants as C
-from .http1 import HTTP1Transport, Origin, Timeouts, encode_head, origin_of
-from .http1 import httptools as _httptools
 from .errors import (AUTH_STATUSES, ConfigError, ProviderConnectionError, ProviderResponseError, ProviderTimeout,
                      error_for_status, register_secret)
+from .http_env import check_base_url
 
-__all__ = ["Timeout", "HTTPClient", "HTTPResponse", "SSEEvent", "StreamingASGITransport", "transport_names",
-           "default_transport"]
-
-
-def transport_names() -> list[str]:
-    """HTTP transports usable here: ``heavy`` (heavy's own HTTP/1.1 pool, :mod:`heavy.http1`) and ``httpx``
-    (httpx's own) always, ``aiohttp`` when httpx-aiohttp is installed."""
-    names = ["heavy", "httpx"] if _httptools is not None else ["httpx"]  # httptools: see heavy/http1.py
-    # Looked up, not imported: importing aiohttp costs ~0.1 s of CPU that a run not using it should not pay.
-    if importlib.util.find_spec("httpx_aiohttp") is not None:
-        names.append("aiohttp")
-    return names
-
-
-def default_transport() -> str:
-    """``$HEAVY_HTTP_TRANSPORT`` if set, else the fastest available (see bench/overhead.py)."""
-    import os
-
-    chosen = os.environ.get("HEAVY_HTTP_TRANSPORT", "").strip().lower()
-    available = transport_names()
-    if chosen:
-        if chosen not in available:
-            raise ConfigError(f"HEAVY_HTTP_TRANSPORT={chosen!r} is not available here; choose one of "
-                              f"{', '.join(available)} (aiohttp needs `pip install httpx-aiohttp`)")
-        return chosen
-    return next((t for t in C.HTTP_TRANSPORT_PREFERENCE if t in available), "httpx")
-
-
-def _make_transport(kind: str, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
-    if kind == "heavy":
-        return HTTP1Transport(limits=limits)
-    if kind == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
-
-        return AiohttpTransport(limits=limits)
-    return httpx.AsyncHTTPTransport(limits=limits)
+__all__ = ["Timeout", "HTTPClient", "HTTPResponse", "SSEEvent", "StreamingASGITransport"]
 
 
 @dataclass(frozen=True)
 class Timeout:
-    """Network timeouts of one request, in seconds (a value object: override per call with ``replace``)."""
+    """Network timeouts of one request, in seconds (a value object: override per call with ``replace``).
+
+    ``connect``: name lookup and handshakes; ``read``: silence from the server (not total time); ``pool``:
+    waiting for a free connection; ``write``: sending the body (httpx transports only: aiohttp has none).
+    """
 
     connect: float = C.CONNECT_TIMEOUT
     read: float = C.READ_TIMEOUT
@@ -75,9 +48,10 @@ class Timeout:
     pool: float = C.POOL_TIMEOUT
 
 
-
 @dataclass
 class HTTPResponse:
+    """A whole response: its status, headers (names lower-cased) and body text."""
+
     status: int
     headers: Mapping[str, str]
     text: str
@@ -140,45 +114,17 @@ def request_id(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-class _HttpxExchange:
-    """An ``httpx.Response`` read through the interface of :class:`heavy.http1.Exchange`."""
-
-    __slots__ = ("_resp",)
-
-    def __init__(self, resp: httpx.Response) -> None:
-        self._resp = resp
-
-    @property
-    def status(self) -> int:
-        return self._resp.status_code
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return self._resp.headers
-
-    async def read(self) -> bytes:
-        try:
-            return await self._resp.aread()
-        finally:
-            await self._resp.aclose()
-
-    def iter_bytes(self) -> AsyncIterator[bytes]:
-        return self._resp.aiter_bytes()
-
-    async def aclose(self) -> None:
-        await self._resp.aclose()
-
-
 class HTTPClient:
     """One pooled HTTP client per provider, sized to admit the whole fan-out.
 
     ``where`` (provider, model) only labels errors. ``transport`` injects an httpx transport (tests,
-    alternative transports, :class:`StreamingASGITransport` to serve requests from an in-process ASGI app);
-    by default it is :func:`default_transport`'s, normally heavy's own :class:`~heavy.http1.HTTP1Transport`,
-    which this client drives directly with request heads built once per path.
-    ``auth_hint`` replaces the message of a 401/403 answer (the upstream's own message is kept after it):
-    it is how a caller explains that a key was deliberately not sent. Credentials in ``headers`` are
-    registered as secrets, so no error built from upstream text can repeat them.
+    ``httpx.MockTransport``, :class:`StreamingASGITransport` to serve requests from an in-process ASGI app),
+    driven through httpx; without one, requests go over aiohttp (:mod:`heavy.http_aiohttp`) with at most
+    ``max_connections`` open, through the environment's proxy. ``auth_hint`` replaces the message of a
+    401/403 answer (the upstream's own message is kept after it): it is how a caller explains that a key was
+    deliberately not sent. Credentials in ``headers`` are registered as secrets, so no error built from
+    upstream text can repeat them. A base URL, header, proxy variable or CA bundle heavy cannot use is a
+    :class:`~heavy.errors.ConfigError` here, before anything is sent.
     """
 
     def __init__(
@@ -192,95 +138,38 @@ class HTTPClient:
         max_connections: int = C.HTTP_MAX_CONNECTIONS,
         auth_hint: str | None = None,
     ) -> None:
-        if transport is None:
-            limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=C.HTTP_MAX_KEEPALIVE)
-            transport = _make_transport(default_transport(), limits)
         self.provider = provider
         self.auth_hint = auth_hint
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_base_url(base_url)
         for name, value in (headers or {}).items():
             if name.lower() in _AUTH_HEADERS:
                 register_secret(value)
                 register_secret(value.partition(" ")[2])  # the token of "Bearer TOKEN" on its own
-        # Transports are driven directly, never through httpx.AsyncClient: its layer (cookies, auth flows,
-        # redirects, event hooks) does nothing heavy needs and costs ~0.4 ms of CPU per call, which at a
-        # thousand hypotheses in flight is the difference between keeping up and not.
-        self._transport: httpx.AsyncBaseTransport = transport
-        self._h1 = transport if isinstance(transport, HTTP1Transport) else None
-        self._headers = _lower({"user-agent": f"heavy/{_version()}", "accept": "application/json",
-                                "accept-encoding": "gzip, deflate", **dict(headers or {})})
-        try:  # a key pasted with its newline would end the header early: refuse it before anything is sent
-            encode_head("GET", b"/", self._headers.items())
-        except httpx.LocalProtocolError as exc:
-            raise ConfigError(f"{exc} (is there a newline in a key or header value?)") from None
-        self._timeout = _timeouts(timeout or Timeout())
-        self._urls: dict[str, httpx.URL] = {}
-        self._heads: dict[tuple[Any, ...], tuple[Origin, bytes]] = {}
+        self._headers = _checked(_lower({"user-agent": f"heavy/{_version()}", "accept": "application/json",
+                                         "accept-encoding": "gzip, deflate", **dict(headers or {})}))
+        # A JSON body's type, unless the client's own headers already name one.
+        self._json_type = {} if "content-type" in self._headers else {"content-type": "application/json"}
+        self._timeout = timeout or Timeout()
+        if transport is None:
+            from .http_aiohttp import AiohttpBackend  # imported on use: a run over an ASGI app never pays for it
+
+            self._backend: Any = AiohttpBackend(self.base_url, self._headers, max_connections=max_connections,
+                                                provider=provider)
+        else:
+            self._backend = _HttpxBackend(transport, self.base_url, self._headers, provider)
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
-
-    def _url(self, path: str) -> httpx.URL:
-        # Parsed once per path: URL parsing is a visible share of per-call CPU at high fan-out.
-        url = self._urls.get(path)
-        if url is None:
-            url = httpx.URL(path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}")
-            if len(self._urls) < 256:
-                self._urls[path] = url
-        return url
-
-    def _merged(self, body: bytes | None, headers: Mapping[str, str] | None) -> dict[str, str]:
-        extra = {"content-type": "application/json"} if body is not None else {}
-        return {**self._headers, **extra, **_lower(headers or {})}
-
-    def _prepared(self, method: str, path: str, url: httpx.URL, body: bytes | None,
-                  headers: Mapping[str, str] | None) -> tuple[Origin, bytes]:
-        """Where to send, and the request head for heavy's own transport: all but its length built once per
-        (method, path, headers), since at high fan-out every call would otherwise rebuild the same bytes."""
-        key = (method, path, body is None, tuple(headers.items()) if headers else ())
-        cached = self._heads.get(key)
-        if cached is None:
-            host = httpx.Request(method, url).headers["host"]  # httpx's own rendering (IDNA, IPv6, default ports)
-            cached = origin_of(url), encode_head(method, url.raw_path,
-                                                 [("host", host), *self._merged(body, headers).items()])
-            if len(self._heads) < 256:
-                self._heads[key] = cached
-        origin, head = cached
-        return origin, head + (b"content-length: %d\r\n\r\n" % len(body) if body is not None else b"\r\n")
+        """Close every connection (the client opens new ones if it is used again)."""
+        await self._backend.aclose()
 
     async def _send(self, method: str, path: str, params: Mapping[str, Any] | None, body: bytes | None,
                     headers: Mapping[str, str] | None, timeout: Timeout | None, model: str | None) -> Any:
         """Send one request; return its exchange once the status and headers are in (the body is unread)."""
-        timeouts = _timeouts(timeout) if timeout else self._timeout
-        url = self._url(path)
-        if params:
-            url = url.copy_merge_params({k: str(v) for k, v in params.items()})
-            path = str(url)
-        try:
-            if self._h1 is not None:
-                origin, head = self._prepared(method, path, url, body, headers)
-                return await self._h1.exchange(origin, head, body, timeouts)
-            request = httpx.Request(method, url, content=body, headers=self._merged(body, headers),
-                                    extensions={"timeout": dict(zip(("connect", "read", "write", "pool"), timeouts))})
-            return _HttpxExchange(await self._transport.handle_async_request(request))
-        except httpx.LocalProtocolError as exc:  # a header heavy was asked to send cannot be sent
-            raise ConfigError(str(exc)) from None
-        except httpx.HTTPError as exc:
-            raise self._fail(exc, model) from None
-
-    def _fail(self, exc: Exception, model: str | None) -> Exception:
-        kind = type(exc).__name__
-        cause = exc.__cause__
-        if cause is not None and isinstance(exc, httpx.TimeoutException) and not (
-                isinstance(cause, TimeoutError) or "Timeout" in type(cause).__name__):
-            # httpx-aiohttp maps every aiohttp connection error (a refused connection too) to ConnectTimeout;
-            # the underlying error says what really happened.
-            kind = type(cause).__name__
-            return ProviderConnectionError(f"connection failed ({kind}: {cause})", provider=self.provider,
-                                           model=model, retryable=True)
-        if isinstance(exc, httpx.TimeoutException):
-            return ProviderTimeout(f"timed out ({kind})", provider=self.provider, model=model, retryable=True)
-        return ProviderConnectionError(f"connection failed ({kind}: {exc})", provider=self.provider, model=model, retryable=True)
+        if headers:
+            headers = _checked(_lower(headers))
+        if body is not None and self._json_type:
+            headers = {**self._json_type, **(headers or {})}
+        return await self._backend.send(method, path, params, body, headers, timeout or self._timeout, model)
 
     def _raise_for_status(self, status: int, headers: Mapping[str, str], text: str, model: str | None) -> None:
         if status < 400:
@@ -299,10 +188,7 @@ class HTTPClient:
                         headers: Mapping[str, str] | None, timeout: Timeout | None, model: str | None) -> HTTPResponse:
         """Send, read the whole body, and raise ProviderHTTPError on a 4xx/5xx."""
         ex = await self._send(method, path, params, body, headers, timeout, model)
-        try:
-            raw = await ex.read()
-        except httpx.HTTPError as exc:
-            raise self._fail(exc, model) from None
+        raw = await ex.read()
         out = HTTPResponse(ex.status, ex.headers, raw.decode("utf-8", "replace"))
         self._raise_for_status(out.status, out.headers, out.text, model)
         return out
@@ -333,34 +219,109 @@ class HTTPClient:
             if ex.status >= 400:
                 text = (await ex.read()).decode("utf-8", "replace")
                 self._raise_for_status(ex.status, ex.headers, text, model)
-            yield ex.headers, self._events(ex.iter_bytes(), model)
-        except httpx.HTTPError as exc:
-            raise self._fail(exc, model) from None
+            yield ex.headers, _events(ex.iter_bytes())
         finally:
             await ex.aclose()
 
-    async def _events(self, chunks: AsyncIterator[bytes], model: str | None) -> AsyncIterator[SSEEvent]:
-        data: list[str] = []
-        fields: dict[str, str] = {}
-        try:
-            async for line in _lines(chunks):
-                if not line:
-                    if data:
-                        yield SSEEvent("\n".join(data), fields.get("event"), fields)
-                    data, fields = [], {}
-                    continue
-                if line.startswith(":"):
-                    continue  # comment / keep-alive
-                name, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                if name == "data":
-                    data.append(value)
-                else:
-                    fields[name] = value
+
+async def _events(chunks: AsyncIterator[bytes]) -> AsyncIterator[SSEEvent]:
+    """The server-sent events of a byte stream."""
+    data: list[str] = []
+    fields: dict[str, str] = {}
+    async for line in _lines(chunks):
+        if not line:
             if data:
                 yield SSEEvent("\n".join(data), fields.get("event"), fields)
+            data, fields = [], {}
+            continue
+        if line.startswith(":"):
+            continue  # comment / keep-alive
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            data.append(value)
+        else:
+            fields[name] = value
+    if data:
+        yield SSEEvent("\n".join(data), fields.get("event"), fields)
+
+
+class _HttpxBackend:
+    """A caller's own httpx transport, driven directly, never through ``httpx.AsyncClient``: its layer
+    (cookies, auth flows, redirects, event hooks) does nothing heavy needs and costs CPU on every call."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, base_url: str, headers: Mapping[str, str],
+                 provider: str | None) -> None:
+        self._transport, self.base_url, self._headers, self.provider = transport, base_url, headers, provider
+        self._urls: dict[str, httpx.URL] = {}
+
+    def _url(self, path: str) -> httpx.URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = httpx.URL(path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}")
+            if len(self._urls) < 256:
+                self._urls[path] = url
+        return url
+
+    async def send(self, method: str, path: str, params: Mapping[str, Any] | None, body: bytes | None,
+                   headers: Mapping[str, str] | None, timeout: Timeout, model: str | None) -> "_HttpxExchange":
+        url = self._url(path)
+        if params:
+            url = url.copy_merge_params({k: str(v) for k, v in params.items()})
+        request = httpx.Request(method, url, content=body, headers={**self._headers, **(headers or {})},
+                                extensions={"timeout": {"connect": timeout.connect, "read": timeout.read,
+                                                        "write": timeout.write, "pool": timeout.pool}})
+        try:
+            return _HttpxExchange(await self._transport.handle_async_request(request), self.provider, model)
+        except httpx.LocalProtocolError as exc:  # a header heavy was asked to send cannot be sent
+            raise ConfigError(str(exc)) from None
         except httpx.HTTPError as exc:
-            raise self._fail(exc, model) from None
+            raise _httpx_failure(exc, self.provider, model) from None
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+class _HttpxExchange:
+    """An ``httpx.Response`` read through the exchange interface of :mod:`heavy.http_aiohttp`."""
+
+    __slots__ = ("_resp", "provider", "model")
+
+    def __init__(self, resp: httpx.Response, provider: str | None, model: str | None) -> None:
+        self._resp, self.provider, self.model = resp, provider, model
+
+    @property
+    def status(self) -> int:
+        return self._resp.status_code
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._resp.headers
+
+    async def read(self) -> bytes:
+        try:
+            return await self._resp.aread()
+        except httpx.HTTPError as exc:
+            raise _httpx_failure(exc, self.provider, self.model) from None
+        finally:
+            await self._resp.aclose()
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._resp.aiter_bytes():
+                yield chunk
+        except httpx.HTTPError as exc:
+            raise _httpx_failure(exc, self.provider, self.model) from None
+
+    async def aclose(self) -> None:
+        await self._resp.aclose()
+
+
+def _httpx_failure(exc: httpx.HTTPError, provider: str | None, model: str | None) -> Exception:
+    kind = type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderTimeout(f"timed out ({kind})", provider=provider, model=model, retryable=True)
+    return ProviderConnectionError(f"connection failed ({kind}: {exc})", provider=provider, model=model, retryable=True)
 
 
 _EOL = re.compile(r"\r\n|\r|\n")
@@ -393,12 +354,18 @@ def _lower(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
 
 
+def _checked(headers: dict[str, str]) -> dict[str, str]:
+    """*headers*, if every one can be sent: a line break would end the header early and smuggle one of its own
+    (a key pasted with its newline), so it is refused before anything is sent, naming the header, not its value."""
+    for name, value in headers.items():
+        if not name or any(c in name for c in ":\r\n\0 \t") or any(c in value for c in "\r\n\0"):
+            raise ConfigError(f"header {name!r} holds a line break or is malformed; it cannot be sent "
+                              "(is there a newline in a key or header value?)")
+    return headers
+
+
 def _json_bytes(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=False).encode()
-
-
-def _timeouts(t: Timeout) -> Timeouts:
-    return t.connect, t.read, t.write, t.pool
 
 
 def _error_message(text: str) -> str | None:

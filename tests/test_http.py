@@ -1,27 +1,24 @@
-"""heavy's HTTP edge over real sockets: heavy's own HTTP/1.1 transport (heavy/http1.py) under HTTPClient and
-under httpx.AsyncClient, against small servers on 127.0.0.1 that misbehave on purpose (the network edge is
-the only thing faked): keep-alive and its stale connections, chunked and close-delimited and gzip bodies,
-SSE split anywhere, 1xx answers, timeouts, the pool's limit, cancellation, TLS, error mapping and keys."""
+"""heavy's HTTP edge over real sockets: HTTPClient over aiohttp (its default) and over a caller's httpx
+transport, against small servers on 127.0.0.1 that misbehave on purpose (the network edge is the only thing
+faked): keep-alive, chunked and close-delimited and gzip bodies, SSE split anywhere, 1xx answers, timeouts,
+the pool's limit, cancellation, error mapping and keys. The defects of the hand-written transport heavy had
+before (big bodies, replayed POSTs, huge heads, proxies, CA bundles, bad base URLs): tests/test_http_hostile.py."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
 import json
-import shutil
 import ssl
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from heavy.errors import ConfigError, FatalRequestError, ProviderConnectionError, ProviderHTTPError, ProviderTimeout
 from heavy.errors import redact
-from heavy.http import HTTPClient, Timeout, default_transport, transport_names
-from heavy.http1 import HTTP1Transport
+from heavy.http import HTTPClient, Timeout
+from heavy.http_aiohttp import AiohttpBackend
 
 pytestmark = pytest.mark.anyio
 
@@ -98,23 +95,39 @@ def answering(make_reply, delay: float = 0.0):
     return handler
 
 
-def client(server: Server, transport: HTTP1Transport | None = None, **kw) -> HTTPClient:
-    return HTTPClient(server.url + "/v1", transport=transport or HTTP1Transport(), provider="test", **kw)
+def client(server: Server, **kw) -> HTTPClient:
+    return HTTPClient(server.url + "/v1", provider="test", **kw)
 
 
-def test_heavys_own_transport_is_the_default():
-    assert "heavy" in transport_names() and default_transport() == "heavy"
-    assert isinstance(HTTPClient("http://127.0.0.1:1")._transport, HTTP1Transport)
+def test_aiohttp_is_the_default_and_a_callers_httpx_transport_goes_through_httpx():
+    assert isinstance(HTTPClient("http://127.0.0.1:1")._backend, AiohttpBackend)
+    mock = HTTPClient("http://mock.test/v1", transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+    assert not isinstance(mock._backend, AiohttpBackend)
 
 
-def test_an_environment_without_httptools_falls_back_to_another_transport():
-    code = ("import sys; sys.modules['httptools'] = None\n"  # as if it were not installed
-            "from heavy.http import HTTPClient, default_transport, transport_names\n"
-            "assert 'heavy' not in transport_names()\n"
-            "print(default_transport(), type(HTTPClient('http://127.0.0.1:1')._transport).__name__)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split()[0] in ("aiohttp", "httpx")
+async def test_a_callers_httpx_transport_gets_the_request_and_its_errors_are_heavys():
+    seen = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/down"):
+            raise httpx.ConnectError("refused", request=request)
+        if request.url.path.endswith("/slow"):
+            raise httpx.ReadTimeout("slow", request=request)
+        return httpx.Response(200, json={"got": json.loads(request.content or b"null")}, headers={"x-request-id": "m-1"})
+
+    http = HTTPClient("http://mock.test/v1", transport=httpx.MockTransport(answer), provider="test",
+                      headers={"authorization": "Bearer sk-mock-key-123"})
+    resp = await http.post_json("chat", {"a": 1})
+    assert resp.json() == {"got": {"a": 1}} and resp.headers["x-request-id"] == "m-1"
+    assert str(seen[0].url) == "http://mock.test/v1/chat" and seen[0].headers["authorization"] == "Bearer sk-mock-key-123"
+    assert (await http.get_json("models", {"q": "a b"})).status == 200
+    assert seen[1].url.query == b"q=a+b"
+    with pytest.raises(ProviderConnectionError, match="ConnectError"):
+        await http.post_json("down", {})
+    with pytest.raises(ProviderTimeout, match="ReadTimeout"):
+        await http.post_json("slow", {})
+    await http.aclose()
 
 
 async def test_posts_json_and_reuses_one_keep_alive_connection():
@@ -143,7 +156,7 @@ async def test_get_with_params():
 
 async def test_a_thousand_requests_in_flight_at_once():
     async with Server(answering(lambda req: reply(req[2]), delay=0.3)) as server:
-        http = client(server, transport=HTTP1Transport(limits=httpx.Limits(max_connections=1000)))
+        http = client(server, max_connections=1000)
         t0 = time.monotonic()
         out = await asyncio.gather(*(http.post_json("x", {"i": i}) for i in range(1000)))
         wall = time.monotonic() - t0
@@ -154,7 +167,7 @@ async def test_a_thousand_requests_in_flight_at_once():
 
 async def test_the_pool_limit_queues_calls_and_its_timeout_is_a_provider_timeout():
     async with Server(answering(lambda req: reply(req[2]), delay=0.2)) as server:
-        http = client(server, transport=HTTP1Transport(limits=httpx.Limits(max_connections=2)))
+        http = client(server, max_connections=2)
         out = await asyncio.gather(*(http.post_json("x", {"i": i}) for i in range(6)))
         assert [r.json()["i"] for r in out] == list(range(6)) and server.peak == 2
         short = Timeout(pool=0.1)
@@ -165,7 +178,8 @@ async def test_the_pool_limit_queues_calls_and_its_timeout_is_a_provider_timeout
     assert len(failed) == 1 and isinstance(failed[0], ProviderTimeout) and "PoolTimeout" in str(failed[0])
 
 
-async def test_a_keep_alive_connection_the_server_dropped_is_replaced_transparently():
+async def test_a_get_on_a_keep_alive_connection_the_server_dropped_is_sent_again():
+    # A GET may be repeated (RFC 9112 9.3.1); a POST never is (tests/test_http_hostile.py).
     async def handler(reader, writer, server):
         server.requests.append(await read_request(reader))
         writer.write(reply("ok"))
@@ -175,11 +189,12 @@ async def test_a_keep_alive_connection_the_server_dropped_is_replaced_transparen
 
     async with Server(handler) as server:
         http = client(server)
-        assert (await http.post_json("x", {"n": 1})).text == "ok"
-        assert (await http.post_json("x", {"n": 2})).text == "ok"
+        assert (await http.get_json("x", {"n": 1})).text == "ok"
+        assert (await http.get_json("x", {"n": 2})).text == "ok"
         await http.aclose()
     assert server.connections == 2
-    assert [json.loads(r[2])["n"] for r in server.requests if r] == [1, 2, 2], "sent again on a new connection"
+    assert [r[0] for r in server.requests if r] == [b"GET /v1/x?n=1 HTTP/1.1", b"GET /v1/x?n=2 HTTP/1.1",
+                                                     b"GET /v1/x?n=2 HTTP/1.1"], "sent again on a new connection"
 
 
 async def test_a_connection_closed_while_idle_is_not_used_again():
@@ -330,8 +345,7 @@ async def test_a_cancelled_call_closes_its_connection_and_frees_its_slot():
             writer.write(reply("ok"))
 
     async with Server(handler) as server:
-        transport = HTTP1Transport(limits=httpx.Limits(max_connections=1))
-        http = client(server, transport=transport)
+        http = client(server, max_connections=1)
         task = asyncio.create_task(http.post_json("slow", {}))
         await asyncio.sleep(0.2)
         task.cancel()
@@ -342,73 +356,45 @@ async def test_a_cancelled_call_closes_its_connection_and_frees_its_slot():
     assert server.connections == 2, "the half-answered connection was not reused"
 
 
-async def test_a_closed_transport_serves_again_on_new_connections():
+async def test_a_closed_client_serves_again_on_new_connections():
     async with Server(answering(lambda req: reply("ok"))) as server:
-        transport = HTTP1Transport()
-        first = client(server, transport=transport)
-        assert (await first.post_json("x", {})).text == "ok"
-        await first.aclose()  # as Heavy.aclose does after every ask_sync
-        again = client(server, transport=transport)
-        assert (await again.post_json("x", {})).text == "ok"
-        await again.aclose()
+        http = client(server)
+        assert (await http.post_json("x", {})).text == "ok"
+        await http.aclose()  # as Heavy.aclose does after every ask_sync
+        assert (await http.post_json("x", {})).text == "ok"
+        await http.aclose()
     assert server.connections == 2
+
+
+async def test_a_client_used_in_another_event_loop_opens_its_own_connections():
+    # ask_sync runs an event loop per call: a session (bound to its loop) must not be carried across.
+    def run_in_new_loop(http: HTTPClient) -> str:
+        result: list[str] = []
+        import threading
+
+        def go() -> None:
+            async def call() -> None:
+                result.append((await http.post_json("x", {})).text)
+                await http.aclose()
+            asyncio.run(call())
+
+        t = threading.Thread(target=go)
+        t.start()
+        t.join(10)
+        return result[0]
+
+    async with Server(answering(lambda req: reply("ok"))) as server:
+        http = client(server)
+        assert (await http.post_json("x", {})).text == "ok"
+        assert await asyncio.to_thread(run_in_new_loop, http) == "ok"
+        assert (await http.post_json("x", {})).text == "ok"
+        await http.aclose()
 
 
 async def test_a_key_with_a_newline_is_refused_before_anything_is_sent():
     with pytest.raises(ConfigError, match="authorization") as exc:
         HTTPClient("http://127.0.0.1:1/v1", headers={"authorization": "Bearer sk-abc123\nX-Evil: 1"})
     assert "sk-abc123" not in str(exc.value)
-
-
-async def test_it_is_an_httpx_transport_too():
-    big = b"x" * (3 << 20)  # past the read-ahead limit: the reader sets the pace
-
-    def answer(req):
-        if req[0].startswith(b"HEAD"):
-            return b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
-        if req[0].split()[1] == b"/big":
-            return reply(big)
-        return reply(json.dumps({"got": json.loads(req[2])}))
-
-    async with Server(answering(answer)) as server:
-        async with httpx.AsyncClient(transport=HTTP1Transport(), base_url=server.url) as ac:
-            assert (await ac.post("/echo", json={"a": 1})).json() == {"got": {"a": 1}}
-            assert (await ac.head("/echo")).headers["content-length"] == "5"
-            size = 0
-            async with ac.stream("GET", "/big") as resp:
-                async for chunk in resp.aiter_bytes():
-                    size += len(chunk)
-                    await asyncio.sleep(0)
-            assert size == len(big)
-            assert (await ac.post("/echo", json={"b": 2})).json() == {"got": {"b": 2}}
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a certificate for the TLS test")
-    d = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", d / "key.pem", "-out", d / "cert.pem"],
-                   check=True, capture_output=True)
-    return d / "cert.pem", d / "key.pem"
-
-
-async def test_https_verifies_the_servers_certificate(tls_files):
-    cert, key = tls_files
-    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_side.load_cert_chain(cert, key)
-    async with Server(answering(lambda req: reply('{"secure": true}')), ssl_context=server_side) as server:
-        trusting = ssl.create_default_context(cafile=str(cert))
-        http = client(server, transport=HTTP1Transport(verify=trusting))
-        assert (await http.post_json("x", {})).json() == {"secure": True}
-        assert (await http.post_json("x", {})).json() == {"secure": True}
-        await http.aclose()
-        assert server.connections == 1
-        stranger = client(server)  # the default trust store has never heard of this certificate
-        with pytest.raises(ProviderConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
-            await stranger.post_json("x", {})
-        await stranger.aclose()
 
 
 async def test_a_connection_that_is_never_accepted_is_a_connect_timeout():
@@ -424,7 +410,7 @@ async def test_a_connection_that_is_never_accepted_is_a_connect_timeout():
             s.setblocking(False)
             s.connect_ex(("127.0.0.1", port))
             fillers.append(s)
-        http = HTTPClient(f"http://127.0.0.1:{port}/v1", transport=HTTP1Transport(), timeout=Timeout(connect=0.3))
+        http = HTTPClient(f"http://127.0.0.1:{port}/v1", timeout=Timeout(connect=0.3))
         t0 = time.monotonic()
         with pytest.raises(ProviderTimeout, match="ConnectTimeout"):
             await http.post_json("x", {})
@@ -446,8 +432,7 @@ async def test_a_host_is_looked_up_once_for_many_connections(monkeypatch):
     monkeypatch.setattr(loop, "getaddrinfo", counting)
 
     async with Server(answering(lambda req: reply("ok"), delay=0.2)) as server:
-        http = HTTPClient(f"http://localhost:{server.port}/v1",
-                          transport=HTTP1Transport(limits=httpx.Limits(max_connections=1000)))
+        http = HTTPClient(f"http://localhost:{server.port}/v1", max_connections=1000)
         out = await asyncio.gather(*(http.post_json("x", {}) for _ in range(200)))
         await http.aclose()
         by_address = client(server)  # 127.0.0.1: nothing to look up
