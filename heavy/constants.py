@@ -134,6 +134,21 @@ RATE_BURST_SECONDS = 6.0
 #: Times a hypothesis whose stream broke mid-way is re-sampled from scratch.
 STREAM_RESTARTS = 1
 
+# --- OpenAI Responses API (heavy/providers/responses.py) --------------------------------------------
+
+#: Seconds between polls (`GET responses/{id}`) of a background response. The "pro" models the background
+#: mode is for think for minutes, so a finished answer waits at most this long to be noticed, while a run of
+#: N hypotheses costs N polls every this many seconds.
+RESPONSES_POLL_INTERVAL = 2.0
+
+#: Polls in a row that may fail with a retryable error (a dropped connection, a 5xx, a timeout) before a
+#: background response is given up (and cancelled): the job on the server is fine, and re-creating it
+#: (what a retry of the whole call does) would pay for minutes of thinking again.
+RESPONSES_POLL_ATTEMPTS = 3
+
+#: Seconds the best-effort `POST responses/{id}/cancel` of an abandoned background response may take.
+RESPONSES_CANCEL_TIMEOUT = 10.0
+
 # --- heavy serve: what a client may ask of the proxy ---------------------------------------------------
 
 #: Ceilings of numeric values a client may set through `heavy serve` (``heavy.options.<name>``, and
