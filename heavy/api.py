@@ -24,8 +24,10 @@ from .answers import final_answer
 from .errors import OptionsError, describe_validation
 from .events import Event, EventSink, Final, HypothesisFailed, HypothesisFinished, HypothesisStarted, TokenDelta, fanout
 from .models import ModelSpec, Preset, parse_spec
-from .providers.base import Provider
+from .providers.base import CompletionRequest, Provider
+from .providers.adapt import Adapt
 from .providers.factory import build_provider
+from .profiles import Profiles
 from .fanout import arrange as arrange_fanout
 from .pricing import model_cost, price_for, saved_usd
 from .providers.wrappers import ConcurrencyLimit, RateLimit, Retry, RetryPolicy, WrapperProvider
@@ -127,8 +129,8 @@ class Heavy:
         if spec.preset.wire == "sim":
             from .sim import provider as simulator  # loaded by the runs that use it, not by `import heavy`
 
-            return simulator(base_url=spec.base_url)
-        return build_provider(spec, transport=self._transport)
+            return Adapt(simulator(base_url=spec.base_url), Profiles(spec.preset.name, spec.base_url))
+        return build_provider(spec, transport=self._transport, background=self.settings.background)
 
     def _ref(self, spec: ModelSpec) -> ModelRef:
         return ModelRef(label=spec.label, provider=self._provider(spec), model=spec.model)
@@ -222,8 +224,24 @@ class Heavy:
                 result = await self._tool_turn(ctx, strategy_cls, opts, client, seed=seed, stream=stream)
         result.saved_usd = saved_usd([(h.model, h.usage) for h in result.hypotheses]
                                      + [(c.model, c.usage) for c in result.aggregator_calls])
+        result.notes = list(dict.fromkeys([*self.profile_notes(seed=seed), *state.notes, *result.notes]))
         emit(Final(result=result))
         return result
+
+    def profile_notes(self, *, seed: int | None = None) -> list[str]:
+        """What the sampling models' profiles leave out of what the caller set explicitly, in words
+        (``openai:gpt-5-mini: temperature=0.9 not sent: ...``): the Result's notes (:mod:`heavy.profiles`)."""
+        explicit = set(self.settings.model_fields_set) | ({"seed"} if seed is not None else set())
+        params = self.params if seed is None else self.params.merged(seed=seed)
+        probe = CompletionRequest(model="", messages=[Message(role="user", content="?")], params=params)
+        notes = []
+        for spec in dict.fromkeys(self.specs):
+            if spec.preset.wire == "custom":
+                continue
+            shaped, drops = Profiles(spec.preset.name, spec.base_url)(spec.model).shape(
+                probe.model_copy(update={"model": spec.model}))
+            notes += [d.note(spec.label) for d in drops if d.field in explicit]
+        return notes
 
     def _context(self, strategy: str, messages: list[Message], n: int, sampler: Sampler, emit: EventSink,
                  stream: bool, state: RunState) -> Context:

@@ -108,6 +108,14 @@ class BatchClient(ABC):
         self.http = provider.http
         self.name = provider.name
         self.retry = retry or RetryPolicy()
+        #: What each model accepts: a batched request is shaped as the same live request would be.
+        self.profiles = getattr(provider, "profiles", None)
+
+    def body(self, request: CompletionRequest) -> dict[str, Any]:
+        """The request body of *request* in a job: shaped by its model's profile, built by the provider."""
+        if self.profiles is not None:
+            request = self.profiles(request.model).shape(request)[0]
+        return self.provider.build_body(request, stream=False)
 
     # --- what each API implements ----------------------------------------------------------------
 
@@ -245,8 +253,7 @@ class OpenAIBatch(BatchClient):
     max_bytes = 200 * 1024 * 1024
 
     def line(self, item: BatchRequest) -> dict[str, Any]:
-        return {"custom_id": item.custom_id, "method": "POST", "url": _CHAT_URL,
-                "body": self.provider.build_body(item.request, stream=False)}
+        return {"custom_id": item.custom_id, "method": "POST", "url": _CHAT_URL, "body": self.body(item.request)}
 
     def chunks(self, items: Sequence[BatchRequest]) -> list[list[BatchRequest]]:
         # One input file holds requests for one model.
@@ -340,7 +347,7 @@ class AnthropicBatch(BatchClient):
     jobs_path = "v1/messages/batches"
 
     def line(self, item: BatchRequest) -> dict[str, Any]:
-        return {"custom_id": item.custom_id, "params": self.provider.build_body(item.request, stream=False)}
+        return {"custom_id": item.custom_id, "params": self.body(item.request)}
 
     async def _create(self, lines: list[dict[str, Any]], tag: str) -> BatchJob:
         resp = await self.http.post_json(self.jobs_path, {"requests": lines})
@@ -407,7 +414,13 @@ def _origin(url: str) -> tuple[str, str]:
 
 
 def batch_client(provider: Any, *, retry: RetryPolicy | None = None) -> BatchClient:
-    """The batch API of *provider* (an OpenAI or Anthropic provider); ConfigError naming the fix otherwise."""
+    """The batch API of *provider* (an OpenAI or Anthropic provider, or a stack over one); ConfigError naming the
+    fix otherwise."""
+    while not isinstance(provider, (AnthropicProvider, OpenAIProvider)):  # under heavy's wrappers and wire routing
+        inner = getattr(provider, "inner", None) or getattr(provider, "wires", {}).get("openai")
+        if inner is None:
+            break
+        provider = inner
     if isinstance(provider, AnthropicProvider):
         return AnthropicBatch(provider, retry=retry)
     if isinstance(provider, OpenAIProvider):

@@ -128,6 +128,11 @@ RETRY_AFTER_CAP = 60.0
 #: at most about this many retries each on average before the run stops retrying.
 RETRY_BUDGET_PER_HYPOTHESIS = 2
 
+#: Times one call is sent again after an endpoint refused a field the model profiles did not know of
+#: (heavy.providers.adapt): each resend must have learned something new, so a call never loops. Two covers a
+#: model refusing two fields heavy sends (OpenAI's errors name one parameter at a time).
+LEARNED_RESENDS = 2
+
 #: Burst allowance of the requests/tokens-per-minute limiters, in seconds of the per-minute rate.
 RATE_BURST_SECONDS = 6.0
 

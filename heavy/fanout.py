@@ -38,13 +38,12 @@ import asyncio
 import hashlib
 import json
 import time
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
-from .caching import cache_rules, estimate_tokens
+from .caching import estimate_tokens
 from .errors import ProviderError
-from .models import PRESETS
+from .profiles import Lesson, ModelProfile, Profiles
 from .providers.base import Completion, CompletionRequest, Delta, Provider
 from .providers.wrappers import WrapperProvider
 from .run import note
@@ -58,20 +57,9 @@ FANOUTS: tuple[str, ...] = ("auto", "parallel", "stagger", "n")
 #: Seconds the staggered requests wait at most for the first one to start answering (a thinking model that
 #: streams nothing while it thinks would otherwise hold them back for its whole answer).
 STAGGER_MAX_WAIT = 30.0
-#: Presets whose endpoint ``auto`` asks for several choices per request (their default endpoint only for
-#: OpenAI: another server behind OPENAI_BASE_URL may not honour ``n``; heavy.providers.factory says which).
-_AUTO_N = frozenset({"openai", "vllm"})
 #: Choices asked of an endpoint whose own limit is unknown, when ``n`` was asked for explicitly.
 _UNKNOWN_LIMIT = 128
 _REFUSED = frozenset({400, 422})
-#: Free presets where ``auto`` staggers a long prompt: heavy's own llama-server build shares a prefix across its
-#: slots (a user's llamacpp server may be a build that does not).
-_SHARES_ACROSS_SLOTS = frozenset({"local"})
-#: Providers that refused or ignored ``n``: asked once per hypothesis from then on (for as long as they live).
-_REFUSED_N: "weakref.WeakSet[Provider]" = weakref.WeakSet()
-#: Wire formats heavy asks for one answer per request (Anthropic has no such parameter; Gemini's
-#: candidateCount, at most 8, is not used by heavy's Gemini provider).
-_NO_N = frozenset({"anthropic", "gemini"})
 
 
 def arrange(refs: Sequence[ModelRef], mode: str, *, siblings: int) -> list[ModelRef]:
@@ -97,10 +85,9 @@ class Fanout(WrapperProvider):
     def __init__(self, inner: Provider, *, label: str, mode: Mode = "auto", siblings: int = 2) -> None:
         super().__init__(inner)
         preset, _, self.model = label.partition(":")
-        known = PRESETS.get(preset)
         self.preset = preset
-        self.wire = "openai" if known is not None and known.wire == "sim" else (known.wire if known else "custom")
-        self.paid = known is not None and known.key_required
+        # What the model takes (n, its cache, whether it is paid) and what its endpoint refused: its profile.
+        self._profiles: Profiles = getattr(inner, "profiles", None) or Profiles(preset)
         self.mode: Mode = mode
         self.siblings = siblings
         self._bases: set[tuple[int, str]] = set()  # (messages, digest of them) of every prompt seen
@@ -126,22 +113,21 @@ class Fanout(WrapperProvider):
         return len(msgs), digest
 
     async def _plan(self, request: CompletionRequest, shared: int) -> str:
-        if self.wire in _NO_N and self.mode in ("n", "auto"):
-            return self._auto_cache(request, shared)
-        if self.mode == "n" or (self.mode == "auto" and self.preset in _AUTO_N):
-            if self.inner not in _REFUSED_N and await self._limit() > 1:
+        prof = self._profiles(self.model)
+        if self.mode == "n" or (self.mode == "auto" and prof.auto_n):
+            if "n" not in prof.refuses and await self._limit() > 1:
                 return "n"
             if self.mode == "n":
-                return self._auto_cache(request, shared)
+                return self._auto_cache(request, shared, prof)
         if self.mode in ("parallel", "stagger"):
             return self.mode
-        return self._auto_cache(request, shared)
+        return self._auto_cache(request, shared, prof)
 
-    def _auto_cache(self, request: CompletionRequest, shared: int) -> str:
+    def _auto_cache(self, request: CompletionRequest, shared: int, prof: ModelProfile) -> str:
         """``stagger`` where a paid API's cache (or heavy's local server) can hold the shared prefix and siblings
         will read it."""
-        rules = cache_rules(self.wire, self.model)
-        if rules is None or not (self.paid or self.preset in _SHARES_ACROSS_SLOTS) or self.siblings < 2:
+        rules = prof.cache
+        if rules is None or not (prof.paid or prof.stagger_free) or self.siblings < 2:
             return "parallel"
         chars = sum(len(m.text()) for m in request.messages[:shared])
         return "stagger" if estimate_tokens(chars) >= rules.min_tokens else "parallel"
@@ -149,6 +135,11 @@ class Fanout(WrapperProvider):
     async def _limit(self) -> int:
         limit = await self.inner.choice_limit()
         return limit if limit > 1 or self.mode != "n" else _UNKNOWN_LIMIT
+
+    def refuses_n(self, why: str) -> None:
+        """The endpoint refused or ignored ``n`` for this model: ask once per hypothesis from now on (the whole
+        process: :class:`~heavy.profiles.Profiles` remembers)."""
+        self._profiles.learn(self.model, Lesson("n", None, why))
 
     def _shaped(self, request: CompletionRequest, plan: str, shared: int, digest: str) -> CompletionRequest:
         update: dict[str, Any] = {"cache_key": f"heavy-{digest[:24]}"}
@@ -301,7 +292,7 @@ class _Group:
             assert final is not None
         except ProviderError as exc:
             if k > 1 and exc.status in _REFUSED:
-                _REFUSED_N.add(self.owner.inner)
+                self.owner.refuses_n(f"n={k} refused: {exc}")
                 for m in self.members:
                     m.queue.put_nowait(_ALONE)
                 return
@@ -314,7 +305,7 @@ class _Group:
             return
         choices = (final.choices or [final])[:k]
         if len(choices) < k:  # the endpoint ignored n: the others ask on their own
-            _REFUSED_N.add(self.owner.inner)
+            self.owner.refuses_n(f"n={k} answered with {len(choices)} choice(s)")
         usages = split_usage(final.usage, choices)
         for member, choice, usage in zip(self.members, choices, usages):
             member.queue.put_nowait(choice.model_copy(update={"usage": usage, "model": final.model,

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .models import PRESETS
+from .profiles import profile
 from .types import Usage
 
 __all__ = ["Price", "PRICES", "price_for", "cost", "list_cost", "model_cost", "model_savings", "saved_usd",
@@ -73,14 +74,15 @@ PRICES: dict[str, Price] = {
     "deepseek-reasoner": Price(0.55, 2.19, 0.14),
 }
 
-#: Presets whose models run on the user's own machine (or are simulated): always free. Said once, in the
-#: presets: a server on this machine is the kind that needs no key.
-FREE_PRESETS = frozenset(name for name, preset in PRESETS.items() if not preset.key_required)
+#: Presets whose models run on the user's own machine (or are simulated): always free (their profiles say
+#: so: a server on this machine is the kind that needs no key).
+FREE_PRESETS = frozenset(name for name in PRESETS if not profile(name, "").paid)
 
 
-#: What a provider's batch API charges, as a share of its interactive price: OpenAI's Batch API and Anthropic's
-#: Message Batches bill every token at half the list price. A preset not named here has no batch API.
-BATCH_MULTIPLIERS: dict[str, float] = {"openai": 0.5, "anthropic": 0.5}
+#: What a provider's batch API charges, as a share of its interactive price (the profiles' ``batch_discount``:
+#: OpenAI's Batch API and Anthropic's Message Batches bill every token at half the list price). A preset not
+#: named here has no batch API heavy speaks.
+BATCH_MULTIPLIERS: dict[str, float] = {name: d for name in PRESETS if (d := profile(name, "").batch_discount)}
 
 
 def set_price(model_prefix: str, input: float, output: float, cached_input: float | None = None,

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .types import Usage
 
-__all__ = ["Budget", "RunState", "current_run", "note", "collecting_notes", "using_run"]
+__all__ = ["Budget", "RunState", "current_run", "note", "run_note", "collecting_notes", "using_run"]
 
 
 class Budget(BaseModel):
@@ -39,6 +39,13 @@ class RunState:
         self.usage = Usage()
         self.cost_usd: float | None = 0.0
         self._price = price
+        #: What the run should tell its caller (the Result's ``notes``): fields a model refused, lessons learned.
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        """Add *text* to the run's notes (once, however many calls say it)."""
+        if text not in self.notes:
+            self.notes.append(text)
 
     def take_retry(self) -> bool:
         """Consume one retry from the run's shared allowance; ``False`` when it is spent."""
@@ -87,6 +94,13 @@ def note(text: str) -> None:
     notes = _NOTES.get()
     if notes is not None:
         notes.append(text)
+
+
+def run_note(text: str) -> None:
+    """Leave a note for the whole run (the Result's ``notes``), if a run is going on."""
+    run = _RUN.get()
+    if run is not None:
+        run.note(text)
 
 
 @contextmanager

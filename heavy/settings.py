@@ -31,6 +31,7 @@ from pydantic.fields import FieldInfo
 
 from . import constants as C
 from .errors import OptionsError
+from .types import Effort
 
 __all__ = ["RunSettings", "ProviderLimits", "surface", "fields_where", "layered", "partial_model", "env_layer",
            "client_fields", "plugin_fields", "optional_fields", "describe", "ceiling", "options_table", "ENV_PREFIX"]
@@ -99,9 +100,10 @@ class RunSettings(BaseModel):
     stop: str | list[str] | None = _opt(None, "Stop sequence(s).", client=("stop",))
     logprobs: bool = _opt(False, "Ask for token logprobs with every sample.")
     top_logprobs: int | None = _opt(None, "Alternatives per token with logprobs.", ge=0, le=20)
-    reasoning_effort: Literal["low", "medium", "high"] | None = _opt(
-        None, "How hard thinking models reason: OpenAI/xAI reasoning_effort; Anthropic and Gemini get a thinking "
-        "budget of 1024, 8192 or 24576 tokens.", flags=("--reasoning-effort",), commands=_ALL,
+    reasoning_effort: Effort | None = _opt(
+        None, "How hard thinking models reason (none, minimal, low, medium, high, xhigh, max): OpenAI/xAI "
+        "reasoning_effort, Claude's effort, Gemini 3's thinking level; other thinking models get a budget (low 1024, "
+        "medium 8192, high 24576 tokens). A model that lacks the value gets its nearest one (the notes say so).", flags=("--reasoning-effort",), commands=_ALL,
         client=("reasoning_effort",), plugin="reasoning_effort")
     thinking_budget: int | None = _opt(
         None, "Thinking tokens of thinking models: Anthropic budget_tokens, Gemini thinkingBudget (0: no thinking); "
@@ -144,6 +146,9 @@ class RunSettings(BaseModel):
         "n on OpenAI and vLLM, stagger on a paid API whose cache fits the prompt (and on heavy's local server "
         "for long prompts), else parallel.",
         flags=("--fanout",), commands=_ALL, client=("heavy.fanout",), plugin="fanout")
+    background: bool = _opt(
+        False, "Run Responses API requests (the pro models) in background mode: created at once, then polled until "
+        "done, so a long answer survives a dropped connection.", flags=("--background",), commands=(ASK, EVAL))
     verify: Literal["python"] | None = _opt(
         None, "Check each numeric answer with a program the model writes; contradicted answers weigh less.",
         flags=("--verify",), commands=_ALL)

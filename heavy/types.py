@@ -199,7 +199,10 @@ def as_messages(prompt: str | Message | list[Message] | list[dict[str, Any]], sy
 
 #: Thinking tokens of each reasoning effort, where a provider takes a budget (Anthropic, Gemini) and the
 #: caller gave an effort: Google's own mapping of OpenAI's efforts onto Gemini budgets.
-EFFORT_BUDGETS: dict[str, int] = {"low": 1024, "medium": 8192, "high": 24576}
+EFFORT_BUDGETS: dict[str, int] = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576,
+                                  "xhigh": 32768, "max": 65536}
+#: Reasoning efforts, weakest first (OpenAI's values; which a model takes is its profile's: heavy.profiles).
+Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 
 
 class SamplingParams(_Strict):
@@ -212,7 +215,7 @@ class SamplingParams(_Strict):
     stop: str | list[str] | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    reasoning_effort: Literal["low", "medium", "high"] | None = None
+    reasoning_effort: Effort | None = None
     thinking_budget: int | None = Field(default=None, ge=0)
 
     def thinking_tokens(self) -> int | None:
@@ -223,10 +226,12 @@ class SamplingParams(_Strict):
 
     def effort(self) -> str | None:
         """The reasoning effort: ``reasoning_effort``, else the one whose budget covers ``thinking_budget``
-        (up to 1024 tokens low, up to 8192 medium, beyond high)."""
+        (0: none, up to 1024 tokens low, up to 8192 medium, beyond high)."""
         if self.reasoning_effort or self.thinking_budget is None:
             return self.reasoning_effort
-        return next((e for e, cap in EFFORT_BUDGETS.items() if self.thinking_budget <= cap and e != "high"), "high")
+        if self.thinking_budget == 0:
+            return "none"
+        return "low" if self.thinking_budget <= 1024 else "medium" if self.thinking_budget <= 8192 else "high"
 
     def merged(self, **overrides: Any) -> "SamplingParams":
         """A validated copy with the non-None *overrides* applied."""
@@ -383,6 +388,8 @@ class Result(_Strict):
     retries: int = Field(default=0, description="retries spent from the run's shared retry budget")
     tool_calls: list[ToolCall] | None = Field(default=None, description="the decided call(s) of the caller's "
                                               "tools, when the hypotheses chose to call rather than answer")
+    notes: list[str] = Field(default_factory=list, description="what heavy changed in the requests and why: fields "
+                             "a model refuses that were set explicitly, refusals learned from an endpoint")
 
     @property
     def successes(self) -> list[Hypothesis]:
@@ -398,4 +405,5 @@ class Result(_Strict):
             lines.append(f"votes ({total} with an answer, {d.no_answer} without): {dist}")
         if d.rationale:
             lines.append(d.rationale)
+        lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)

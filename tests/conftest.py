@@ -18,6 +18,14 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(autouse=True)
+def _no_lessons() -> None:
+    """Each test starts with no refusals learned from endpoints (heavy.profiles keeps them for the process)."""
+    from heavy.profiles import forget
+
+    forget()
+
+
+@pytest.fixture(autouse=True)
 def _no_real_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see the developer's real keys or endpoints."""
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "XAI_API_KEY", "OPENROUTER_API_KEY", "HEAVY_SIM_DATASET",

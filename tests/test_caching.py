@@ -76,8 +76,9 @@ def test_openai_sends_n_and_the_cache_key_only_where_they_are_known():
     assert "prompt_cache_key" not in OpenAIProvider("http://x.test/v1").build_body(request, stream=False)
     own = build_provider(parse_spec("openai:gpt-4.1", api_key="sk-x"))
     elsewhere = build_provider(parse_spec("openai:gpt-4.1", base_url="http://127.0.0.1:9/v1"))
-    assert (own.max_choices, own.cache_key_field) == (128, "prompt_cache_key")
-    assert (elsewhere.max_choices, elsewhere.cache_key_field) == (1, None)
+    assert (own.max_choices, own.profiles("gpt-4.1").cache_key_field) == (128, "prompt_cache_key")
+    assert (elsewhere.max_choices, elsewhere.profiles("gpt-4.1").cache_key_field) == (1, None)
+    assert "prompt_cache_key" not in elsewhere.inner.wires["openai"].build_body(request, stream=False)
     assert build_provider(parse_spec("llamacpp:any", base_url="http://127.0.0.1:9/v1")).max_choices == 0
 
 

@@ -63,5 +63,5 @@ def test_sim_and_local_have_default_models():
 def test_every_preset_documents_its_env_vars():
     for preset in PRESETS.values():
         if preset.key_required:
-            assert preset.key_env and preset.key_env.endswith("_API_KEY")
+            assert preset.key_env and preset.key_env.endswith(("_API_KEY", "_TOKEN"))
         assert preset.note

@@ -51,7 +51,9 @@ async def test_request_body_headers_and_response():
     assert seen["auth"] == f"Bearer {KEY}"
     body = seen["body"]
     assert body["model"] == "m" and body["messages"] == [{"role": "user", "content": "2+2?"}]
-    assert (body["temperature"], body["max_tokens"], body["seed"], body["stop"], body["top_p"]) == (0.7, 64, 3, ["\n\n"], 0.9)
+    # OpenAI's models take their token limit as max_completion_tokens (max_tokens is refused by its reasoning models).
+    assert (body["temperature"], body["max_completion_tokens"], body["seed"], body["stop"], body["top_p"]) == \
+        (0.7, 64, 3, ["\n\n"], 0.9)
     assert "n" not in body and "stream" not in body and "logprobs" not in body
     assert c.text == "The answer is 4." and c.finish_reason == "stop" and c.request_id == "req-42"
     assert (c.usage.prompt_tokens, c.usage.completion_tokens, c.usage.reasoning_tokens, c.usage.cached_tokens) == (11, 5, 3, 2)
@@ -65,11 +67,16 @@ async def test_max_tokens_field_is_configurable_and_no_key_means_no_auth():
         seen["body"], seen["auth"] = json.loads(req.content), req.headers.get("authorization")
         return httpx.Response(200, json=completion_body())
 
-    p = OpenAIProvider("http://test.local/v1", None, max_tokens_field="max_completion_tokens",
+    p = OpenAIProvider("http://test.local/v1", None, max_tokens_field="max_tokens",
                        transport=httpx.MockTransport(handler))
     await p.complete(request(max_tokens=10))
-    assert seen["body"]["max_completion_tokens"] == 10 and "max_tokens" not in seen["body"]
+    assert seen["body"]["max_tokens"] == 10 and "max_completion_tokens" not in seen["body"]
     assert seen["auth"] is None
+    await p.aclose()
+    # Without an override, the preset's profile says: vLLM takes max_tokens.
+    p = OpenAIProvider("http://test.local/v1", None, name="vllm", transport=httpx.MockTransport(handler))
+    await p.complete(request(max_tokens=10))
+    assert seen["body"]["max_tokens"] == 10 and "max_completion_tokens" not in seen["body"]
 
 
 async def test_image_content_parts_pass_through_untouched():

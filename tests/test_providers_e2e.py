@@ -23,7 +23,9 @@ from heavy.models import parse_spec
 from heavy.providers.anthropic import AnthropicProvider
 from heavy.providers.factory import build_provider
 from heavy.providers.gemini import GeminiProvider
+from heavy.providers.adapt import Adapt
 from heavy.providers.openai import OpenAIProvider
+from heavy.providers.responses import ResponsesProvider
 from heavy.providers.wrappers import RetryPolicy
 from heavy.sim import SimConfig, SimulatedLLM
 from helpers import arithmetic_questions as arithmetic
@@ -335,8 +337,15 @@ async def test_factory_builds_each_wire_with_the_injected_transport():
     expected = {"openai": OpenAIProvider, "anthropic": AnthropicProvider, "gemini": GeminiProvider}
     for wire, cls in expected.items():
         p = build_provider(parse_spec(f"{wire}:m", base_url=BASE[wire]), transport=transport)
-        assert type(p) is cls and p.name == wire and p.base_url == BASE[wire]
+        assert type(p) is Adapt and p.name == wire, "each wire under the profile adapter (heavy.providers.adapt)"
+        inner = p.inner.wires["openai"] if wire == "openai" else p.inner  # OpenAI's endpoint routes two wires
+        assert type(inner) is cls and inner.base_url == BASE[wire]
         await p.aclose()
+    routed = build_provider(parse_spec("openai:m", base_url=BASE["openai"]), transport=transport).inner
+    assert type(routed.wires["responses"]) is ResponsesProvider and routed.wires["responses"].http is \
+        routed.wires["openai"].http, "the Responses wire shares the endpoint's connections"
+    plain = build_provider(parse_spec("vllm:m", base_url=BASE["openai"]), transport=transport)
+    assert type(plain.inner) is OpenAIProvider, "another vendor's server has no Responses API"
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])

@@ -65,7 +65,7 @@ async def ask(wire: str, **options):
     ({"thinking_budget": 512}, "low", 1024, 512),  # Anthropic's minimum budget is 1024
     ({"thinking_budget": 30000}, "high", 30000, 30000),
     ({"reasoning_effort": "low", "thinking_budget": 4096}, "low", 4096, 4096),  # each provider its own field
-    ({"thinking_budget": 0}, "low", None, 0),  # 0: no thinking where a budget is the control
+    ({"thinking_budget": 0}, "none", None, 0),  # 0: no thinking (effort "none"; nothing for Anthropic)
     ({}, None, None, None),
 ])
 async def test_each_provider_gets_its_own_field(options, openai, anthropic, gemini):
@@ -108,9 +108,10 @@ async def test_reasoning_tokens_are_counted():
 
 
 def test_the_effort_budget_mapping():
-    assert EFFORT_BUDGETS == {"low": 1024, "medium": 8192, "high": 24576}
+    assert EFFORT_BUDGETS == {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576,
+                              "xhigh": 32768, "max": 65536}
     efforts = {b: SamplingParams(thinking_budget=b).effort() for b in (0, 1024, 1025, 8192, 8193, 100000)}
-    assert efforts == {0: "low", 1024: "low", 1025: "medium", 8192: "medium", 8193: "high", 100000: "high"}
+    assert efforts == {0: "none", 1024: "low", 1025: "medium", 8192: "medium", 8193: "high", 100000: "high"}
     assert SamplingParams(reasoning_effort="medium").thinking_tokens() == 8192
     assert SamplingParams().effort() is None and SamplingParams().thinking_tokens() is None
 
@@ -118,7 +119,8 @@ def test_the_effort_budget_mapping():
 def test_every_surface_has_them():
     for command in ("ask", "eval", "serve", "mcp"):
         out = CliRunner().invoke(cli, [command, "--help"], terminal_width=200).stdout
-        assert "--reasoning-effort [low|medium|high]" in out and "--thinking-budget TOKENS" in out, command
+        assert "--reasoning-effort [none|minimal|low|medium|high|xhigh|max]" in out, command
+        assert "--thinking-budget TOKENS" in out, command
     assert env_layer({"HEAVY_THINKING_BUDGET": "2048", "HEAVY_REASONING_EFFORT": "low"}) == {
         "reasoning_effort": "low", "thinking_budget": 2048}
     assert {"reasoning_effort", "thinking_budget"} <= set(plugin_fields())

@@ -17,7 +17,9 @@ What differs from OpenAI's format, and how heavy bridges it:
 - There is no ``seed`` and no logprobs: neither is sent, so ``Completion.logprobs`` stays ``None``.
 - Thinking: a thinking budget (``thinking_budget``, or a ``reasoning_effort`` as 1024/8192/24576 tokens)
   goes out as ``thinking: {"type": "enabled", "budget_tokens": B}`` (at least 1024, the API's minimum; a
-  budget of 0 sends nothing: no thinking), unless ``extra_body`` carries its own ``thinking``. ``thinking``
+  budget of 0 sends nothing: no thinking), unless ``extra_body`` carries its own ``thinking``. The newest
+  models (their profile's thinking control is ``adaptive``: :mod:`heavy.profiles`) refuse a budget: they get
+  ``thinking: {"type": "adaptive"}`` and the effort as ``output_config: {"effort": E}``. ``thinking``
   blocks go to ``Completion.reasoning``, never into the text. With thinking on, heavy's temperature/top_p
   are not sent (the API rejects them then), and a max_tokens not above ``budget_tokens`` (which counts
   against it) becomes budget + max_tokens (or budget + the default). Anthropic counts thinking inside
@@ -48,6 +50,7 @@ from typing import Any
 
 from ..errors import ProviderError, ProviderResponseError
 from ..http import Timeout, decode_json, request_id
+from ..profiles import Profiles
 from ..types import Message, ToolCall, ToolChoice, Usage
 from .base import DATA_URL, Completion, CompletionRequest, Delta, HTTPProvider
 
@@ -82,10 +85,13 @@ class AnthropicProvider(HTTPProvider):
         transport: Any = None,
         extra_headers: dict[str, str] | None = None,
         auth_hint: str | None = None,
+        profiles: Profiles | None = None,
     ) -> None:
         if default_max_tokens < 1:
             raise ValueError("default_max_tokens must be at least 1")
         self.default_max_tokens = default_max_tokens
+        #: How each model thinks (a budget, or adaptively with an effort): heavy.profiles.
+        self.profiles = profiles or Profiles(name, root_url)
         headers = {"anthropic-version": ANTHROPIC_VERSION, **({"x-api-key": api_key} if api_key else {})}
         super().__init__(root_url, name=name, headers=headers, timeout=timeout, transport=transport,
                          extra_headers=extra_headers, auth_hint=auth_hint)
@@ -121,7 +127,13 @@ class AnthropicProvider(HTTPProvider):
         if stream:
             body["stream"] = True
         thinking = request.extra_body.get("thinking")
-        budget = p.thinking_tokens()
+        control = self.profiles(request.model).thinking.control
+        effort = p.effort()
+        if thinking is None and control == "adaptive" and effort not in (None, "none"):
+            # The newest models think adaptively: no budget, an effort (output_config.effort) instead.
+            thinking = body["thinking"] = {"type": "adaptive"}
+            body["output_config"] = {"effort": effort}
+        budget = p.thinking_tokens() if control != "adaptive" else None
         if thinking is None and budget:  # a budget of 0: no thinking, the API's default
             thinking = body["thinking"] = {"type": "enabled", "budget_tokens": max(budget, MIN_THINKING_BUDGET)}
         if isinstance(thinking, dict) and thinking.get("type") not in (None, "disabled"):

@@ -16,7 +16,8 @@ How heavy's request maps onto Gemini's:
 - Sampling parameters go to ``generationConfig`` (``temperature``, ``topP``, ``maxOutputTokens``,
   ``seed``, ``stopSequences``, ``responseLogprobs``/``logprobs``, and a thinking budget as
   ``thinkingConfig.thinkingBudget``: ``thinking_budget``, or a ``reasoning_effort`` as 1024/8192/24576
-  tokens, Google's own mapping; 0 turns thinking off where the model allows it); a ``generationConfig`` in
+  tokens, Google's own mapping; 0 turns thinking off where the model allows it; Gemini 3 models take the effort
+  as ``thinkingConfig.thinkingLevel`` instead, per their profile, :mod:`heavy.profiles`); a ``generationConfig`` in
   ``extra_body`` is merged into it, other ``extra_body`` keys are sent as they are.
 
 Tool use: offered tools go out as ``tools: [{"functionDeclarations": [{name, description, parameters}]}]``
@@ -54,6 +55,7 @@ from urllib.parse import quote
 
 from ..errors import ProviderError, ProviderResponseError
 from ..http import Timeout, decode_json, request_id
+from ..profiles import Profiles
 from ..types import Message, TokenLogprob, ToolCall, ToolChoice, Usage
 from .base import DATA_URL, Completion, CompletionRequest, Delta, HTTPProvider
 
@@ -81,8 +83,11 @@ class GeminiProvider(HTTPProvider):
         transport: Any = None,
         extra_headers: dict[str, str] | None = None,
         auth_hint: str | None = None,
+        profiles: Profiles | None = None,
     ) -> None:
         self.api_version = api_version.strip("/")
+        #: How each model thinks (a budget, or Gemini 3's level): heavy.profiles.
+        self.profiles = profiles or Profiles(name, root_url)
         super().__init__(root_url, name=name, headers={"x-goog-api-key": api_key} if api_key else {},
                          timeout=timeout, transport=transport, extra_headers=extra_headers,
                          auth_hint=auth_hint)
@@ -123,8 +128,11 @@ class GeminiProvider(HTTPProvider):
             config["responseLogprobs"] = True
             if p.top_logprobs:
                 config["logprobs"] = p.top_logprobs
-        budget = p.thinking_tokens()
-        if budget is not None:
+        if self.profiles(request.model).thinking.control == "level":
+            level = p.effort()  # Gemini 3 thinks at a level (its profile fitted the effort to the model's levels)
+            if level is not None:
+                config["thinkingConfig"] = {"thinkingLevel": level.upper()}
+        elif (budget := p.thinking_tokens()) is not None:
             config["thinkingConfig"] = {"thinkingBudget": budget}
         extra = dict(request.extra_body)
         if isinstance(extra.get("generationConfig"), dict):

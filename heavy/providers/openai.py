@@ -25,9 +25,12 @@ each result as a ``{"role": "tool", "tool_call_id", "content"}`` message. ``tool
 (``auto``, ``none``, ``required`` or ``{"type": "function", "function": {"name"}}``), as does
 ``parallel_tool_calls``.
 
-Thinking: ``reasoning_effort`` (low/medium/high) is sent as is (OpenAI's o-series and GPT-5, xAI's Grok
-reasoning models; which efforts a model takes is its API's to say). Given only a thinking budget, the effort
-that covers it is sent (up to 1024 tokens low, up to 8192 medium, beyond that high). Reasoning tokens are
+Thinking: ``reasoning_effort`` is sent as the request holds it (OpenAI's o-series and GPT-5, xAI's Grok
+reasoning models): which efforts a model takes, and which fields it refuses (a temperature other than 1,
+``top_p``, ``stop``...), is its profile's (:mod:`heavy.profiles`), applied before the request gets here
+(:mod:`heavy.providers.adapt`). Given only a thinking budget, the effort that covers it is sent (0 none, up
+to 1024 tokens low, up to 8192 medium, beyond that high). The token limit goes out under the model's field
+(``max_completion_tokens`` for OpenAI's models, ``max_tokens`` elsewhere). Reasoning tokens are
 read from ``usage.completion_tokens_details.reasoning_tokens`` (they are part of ``completion_tokens``).
 """
 
@@ -40,6 +43,7 @@ from typing import Any
 
 from ..errors import ProviderError, ProviderResponseError
 from ..http import Timeout, decode_json, request_id
+from ..profiles import Profiles
 from ..types import Message, TokenLogprob, ToolCall, Usage
 from .base import Completion, CompletionRequest, Delta, HTTPProvider
 
@@ -55,15 +59,18 @@ class OpenAIProvider(HTTPProvider):
         api_key: str | None = None,
         *,
         name: str = "openai",
-        max_tokens_field: str = "max_tokens",
+        max_tokens_field: str | None = None,
         timeout: Timeout | None = None,
         transport: Any = None,
         extra_headers: dict[str, str] | None = None,
         auth_hint: str | None = None,
         max_choices: int = 1,
         cache_key_field: str | None = None,
+        profiles: Profiles | None = None,
     ) -> None:
-        self.max_tokens_field = max_tokens_field
+        #: What each model accepts (its token-limit field, whether it takes a prompt_cache_key): heavy.profiles.
+        self.profiles = profiles or Profiles(name, base_url)
+        self.max_tokens_field = max_tokens_field  # None: the model's profile says
         self.max_choices = max_choices
         self.cache_key_field = cache_key_field
         self._asked_limit: asyncio.Future[int] | None = None
@@ -91,8 +98,9 @@ class OpenAIProvider(HTTPProvider):
             body["temperature"] = p.temperature
         if p.top_p is not None:
             body["top_p"] = p.top_p
+        prof = self.profiles(request.model)
         if p.max_tokens is not None:
-            body[self.max_tokens_field] = p.max_tokens
+            body[self.max_tokens_field or prof.max_tokens_field] = p.max_tokens
         if p.seed is not None:
             body["seed"] = p.seed
         if p.stop is not None:
@@ -106,8 +114,9 @@ class OpenAIProvider(HTTPProvider):
             body["reasoning_effort"] = effort
         if request.n > 1:
             body["n"] = request.n
-        if request.cache_key and self.cache_key_field:
-            body[self.cache_key_field] = request.cache_key
+        cache_key_field = self.cache_key_field or prof.cache_key_field
+        if request.cache_key and cache_key_field:
+            body[cache_key_field] = request.cache_key
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}

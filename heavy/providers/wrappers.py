@@ -30,6 +30,8 @@ class WrapperProvider(Provider):
         self.inner = inner
         self.name = inner.name
         self.max_choices = inner.max_choices
+        #: What the models behind it accept (heavy.profiles.Profiles), when the stack was built with profiles.
+        self.profiles = getattr(inner, "profiles", None)
 
     async def complete(self, request: CompletionRequest) -> Completion:
         return await self.inner.complete(request)
