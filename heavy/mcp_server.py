@@ -284,6 +284,7 @@ def result_text(r: Result) -> str:
     reasoning = f", {u.reasoning_tokens:,} reasoning" if u.reasoning_tokens else ""
     lines.append(f"cost: {len(r.hypotheses) + len(r.aggregator_calls)} calls, {u.total_tokens:,} tokens "
                  f"({u.prompt_tokens:,} in, {u.completion_tokens:,} out{reasoning}), {cost}, {r.timings.total_s:.1f} s")
+    lines += [f"note: {_short(n, 300)}" for n in r.notes]
     return "\n".join(lines)
 
 

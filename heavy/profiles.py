@@ -142,7 +142,7 @@ class ModelProfile:
         effort, budget = _reasoning(self, p, drops, params)
         thinking = self.reasons(effort, budget)
         refused = self.refuses | (self.reasoning_refuses if thinking else frozenset())
-        why_refused = f"{self.family} refuses it" + (" while reasoning" if thinking and self.reasoning_refuses else "")
+        why_refused = f"refused by {self.family}" + (" while reasoning" if thinking and self.reasoning_refuses else "")
 
         def drop(name: str, value: Any, why: str, *, sent: Any = None, key: str | None = None) -> None:
             drops.append(Drop(name, value, sent, why))
@@ -152,15 +152,16 @@ class ModelProfile:
             if "temperature" in refused:
                 drop("temperature", p.temperature, why_refused)
             elif "temperature" in self.ignores:
-                drop("temperature", p.temperature, f"{self.family} ignores it")
+                drop("temperature", p.temperature, f"ignored by {self.family}")
             elif self.temperature is not None and p.temperature != self.temperature:
-                drop("temperature", p.temperature, f"{self.family} accepts only temperature {self.temperature:g}: "
-                     f"its hypotheses sample at {self.temperature:g}")
+                drop("temperature", p.temperature, f"only temperature {self.temperature:g} is accepted by "
+                     f"{self.family}; its hypotheses sample at {self.temperature:g}")
         if p.top_p is not None:
             if "top_p" in refused or "top_p" in self.ignores:
-                drop("top_p", p.top_p, why_refused if "top_p" in refused else f"{self.family} ignores it")
+                drop("top_p", p.top_p, why_refused if "top_p" in refused else f"ignored by {self.family}")
             elif "top_p" in self.exclusive and params.get("temperature", p.temperature) is not None:
-                drop("top_p", p.top_p, f"{self.family} refuses temperature and top_p together; temperature kept")
+                drop("top_p", p.top_p, f"temperature and top_p together are refused by {self.family}; temperature "
+                     "kept")
         for name in ("seed", "stop"):
             if getattr(p, name) is not None and name in refused:
                 drop(name, getattr(p, name), why_refused)
@@ -168,7 +169,7 @@ class ModelProfile:
             drop("logprobs", True, why_refused, sent=False)
             params["top_logprobs"] = None
         if p.max_tokens is not None and self.max_output is not None and p.max_tokens > self.max_output:
-            drop("max_tokens", p.max_tokens, f"{self.family} writes at most {self.max_output} tokens",
+            drop("max_tokens", p.max_tokens, f"at most {self.max_output} output tokens for {self.family}",
                  sent=self.max_output)
         if request.n > 1 and "n" in refused:
             drops.append(Drop("n", request.n, 1, why_refused))
@@ -196,8 +197,8 @@ def _reasoning(profile: ModelProfile, p: Any, drops: list[Drop], params: dict[st
     name = "reasoning_effort" if effort is not None else "thinking_budget"
     cleared = {"reasoning_effort": None, "thinking_budget": None}
     if t.control == "none" or "reasoning" in profile.refuses:
-        why = (f"{profile.family} always reasons and takes no effort or budget" if t.always else
-               f"{profile.family} has no reasoning control")
+        why = (f"no effort or budget is accepted by {profile.family} (it always reasons)" if t.always else
+               f"no reasoning control in {profile.family}")
         drops.append(Drop(name, asked, None, why))
         params.update(cleared)
         return None, None
@@ -212,8 +213,8 @@ def _reasoning(profile: ModelProfile, p: Any, drops: list[Drop], params: dict[st
             sent = t.max_budget
         if sent != want or effort is not None:
             if sent != want:
-                why = (f"{profile.family} cannot stop thinking; its smallest budget is {sent}" if want == 0 else
-                       f"{profile.family} takes a thinking budget from {t.min_budget} to {t.max_budget}")
+                why = (f"thinking cannot be turned off in {profile.family}; smallest budget {sent}" if want == 0 else
+                       f"thinking budgets of {profile.family}: {t.min_budget} to {t.max_budget or 'any'}")
                 drops.append(Drop(name, asked, sent, why))
             params.update(cleared, thinking_budget=sent)
         return None, sent
@@ -222,7 +223,7 @@ def _reasoning(profile: ModelProfile, p: Any, drops: list[Drop], params: dict[st
     sent_effort = want_effort
     if choices and want_effort not in choices:
         sent_effort = nearest_effort(want_effort or "none", choices)
-        drops.append(Drop(name, asked, sent_effort, f"{profile.family} takes {', '.join(choices)}"))
+        drops.append(Drop(name, asked, sent_effort, f"efforts accepted by {profile.family}: {', '.join(choices)}"))
     if sent_effort != effort:
         params.update(cleared, reasoning_effort=sent_effort)
     return sent_effort, None
@@ -238,7 +239,8 @@ def nearest_effort(want: str, choices: tuple[str, ...]) -> str:
 
 # --- the knowledge --------------------------------------------------------------------------------------
 
-_OPENAI_SOURCE = "OpenAI API reference (openai/openai-openapi) and the reasoning guide"
+_OPENAI_SOURCE = "OpenAI API reference (openapi.yaml: max_tokens, stop, ReasoningEffort, ResponsesOnlyModel); " \
+                 "reasoning guide"
 #: What OpenAI's reasoning models refuse on Chat Completions (the temperature is fixed at 1, which is accepted).
 _REASONING = frozenset({"top_p", "logprobs"})
 #: Presets that speak OpenAI's own API (the model rules of OpenAI apply by model id).
@@ -298,8 +300,7 @@ def _openai_family(model: str) -> ModelProfile | None:
     return None
 
 
-_XAI_SOURCE = "xAI docs: guides/reasoning ('presencePenalty, frequencyPenalty and stop ... not supported by " \
-              "reasoning models'; 'reasoning_effort is not supported by grok-3, grok-4 ...')"
+_XAI_SOURCE = "xAI docs, guides/reasoning (stop and penalties refused by reasoning models; effort only on grok-3-mini)"
 
 
 def _xai_family(model: str) -> ModelProfile | None:
@@ -324,8 +325,8 @@ def _xai_family(model: str) -> ModelProfile | None:
     return None
 
 
-_ANTHROPIC_SOURCE = "Anthropic docs: extended thinking (budget >= 1024, < max_tokens; temperature only 1, no top_k " \
-                    "while thinking); models overview (output limits)"
+_ANTHROPIC_SOURCE = "Anthropic docs, extended thinking (budget >= 1024 and < max_tokens; temperature 1, no top_k); " \
+                    "models overview (output limits)"
 
 
 def _anthropic_family(model: str) -> ModelProfile | None:
@@ -340,7 +341,7 @@ def _anthropic_family(model: str) -> ModelProfile | None:
         return ModelProfile(family=f"{m.split('-20')[0]} (adaptive thinking only)", wire="anthropic",
                             refuses=frozenset({"temperature", "top_p"}), max_output=128000,
                             thinking=Thinking("adaptive", ("low", "medium", "high", "xhigh", "max")),
-                            source=_ANTHROPIC_SOURCE + "; thinking.type.enabled refused, temperature deprecated")
+                            source=_ANTHROPIC_SOURCE + "; 400s: thinking.type.enabled, temperature deprecated")
     both = m.startswith(("claude-opus-4-1", "claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-5",
                          "claude-opus-4-6", "claude-sonnet-4-6"))
     caps = {"claude-opus-4-6": 128000, "claude-3-7-sonnet": 64000, "claude-sonnet-4": 64000,
@@ -353,8 +354,7 @@ def _anthropic_family(model: str) -> ModelProfile | None:
     return None
 
 
-_GEMINI_SOURCE = "Gemini API docs: thinking (budget ranges per model; 2.5 Pro cannot turn thinking off; Gemini 3 " \
-                 "takes thinkingLevel)"
+_GEMINI_SOURCE = "Gemini API docs, thinking (budget ranges; 2.5 Pro cannot stop thinking; Gemini 3 levels)"
 
 
 def _gemini_family(model: str) -> ModelProfile | None:
@@ -379,8 +379,7 @@ def _gemini_family(model: str) -> ModelProfile | None:
     return None
 
 
-_DEEPSEEK_SOURCE = "DeepSeek API docs: reasoning model ('temperature, top_p, presence_penalty, frequency_penalty ... " \
-                   "no effect; logprobs, top_logprobs ... error')"
+_DEEPSEEK_SOURCE = "DeepSeek API docs, reasoning model (sampling fields have no effect; logprobs are an error)"
 
 
 def _deepseek_family(model: str) -> ModelProfile | None:
@@ -434,7 +433,7 @@ def _preset_profile(preset: str, own: bool) -> ModelProfile:
     elif preset == "anthropic":
         base = replace(base, batch_discount=0.5, refuses=frozenset({"seed", "logprobs", "n"}))
     elif preset == "gemini":
-        base = replace(base, refuses=frozenset({"n"}))
+        base = replace(base, refuses=frozenset({"n"}), max_tokens_field="maxOutputTokens")
     elif preset == "groq":
         base = replace(base, refuses=frozenset({"logprobs", "n"}))
     elif preset == "vllm":
@@ -463,7 +462,7 @@ def _merge(preset: str, base: ModelProfile, family: ModelProfile) -> ModelProfil
                    max_choices=1 if "n" in refuses else base.max_choices, auto_n=base.auto_n and "n" not in refuses,
                    cache_key_field=base.cache_key_field, stagger_free=base.stagger_free, paid=base.paid,
                    batch_discount=base.batch_discount if wire == base.wire else None,
-                   source="; ".join(s for s in (family.source, base.source) if s))
+                   source=family.source or base.source)
 
 
 def profile(preset: str, model: str, *, own: bool = True) -> ModelProfile:
@@ -590,3 +589,45 @@ class Lesson:
 
     def key(self) -> str:
         return self.field if self.value is None else f"{self.field}={self.value}"
+
+
+#: The models docs/profiles.md shows, one per family (``profiles_table()`` renders them; a test keeps it current).
+EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("openai", "gpt-4.1"), ("openai", "gpt-5-chat-latest"), ("openai", "o3"), ("openai", "o4-mini"),
+    ("openai", "gpt-5-mini"), ("openai", "gpt-5.1"), ("openai", "gpt-5.2"), ("openai", "gpt-5.2-chat-latest"),
+    ("openai", "gpt-5-pro"), ("openai", "o3-pro"), ("openai", "o1-pro"), ("openai", "gpt-5-codex"),
+    ("openai-responses", "gpt-4.1"), ("azure", "gpt-5-mini"),
+    ("xai", "grok-4"), ("xai", "grok-4-fast-reasoning"), ("xai", "grok-3-mini"), ("xai", "grok-4.3"),
+    ("anthropic", "claude-3-5-haiku-latest"), ("anthropic", "claude-sonnet-4"), ("anthropic", "claude-sonnet-4-5"),
+    ("anthropic", "claude-opus-4-6"), ("anthropic", "claude-opus-4-7"),
+    ("gemini", "gemini-2.0-flash"), ("gemini", "gemini-2.5-flash"), ("gemini", "gemini-2.5-flash-lite"),
+    ("gemini", "gemini-2.5-pro"), ("gemini", "gemini-3-pro-preview"), ("gemini", "gemini-3-flash-preview"),
+    ("deepseek", "deepseek-reasoner"), ("groq", "llama-3.3-70b-versatile"), ("vllm", "any"), ("local", "local"),
+)
+
+
+def profiles_table() -> str:
+    """docs/profiles.md's table: what each example model accepts (from :data:`EXAMPLES`)."""
+    rows = ["| model | wire | refuses | while reasoning | temperature | token limit | reasoning control | "
+            "n per request | source |", "|---|---|---|---|---|---|---|---|---|"]
+    for preset, model in EXAMPLES:
+        p = profile(preset, model)
+        t = p.thinking
+        control = {"none": "none", "effort": "effort", "budget": "budget", "level": "thinkingLevel",
+                   "adaptive": "adaptive + effort"}[t.control]
+        if t.control in ("effort", "level", "adaptive"):
+            control += f" ({', '.join(t.efforts) or 'any'})"
+        elif t.control == "budget":
+            control += f" ({t.min_budget}-{t.max_budget or 'any'})"
+        control += "; always on" if t.always else "; on by default" if t.default else ""
+        refused = sorted(p.refuses | {f"{f} (ignored)" for f in p.ignores})
+        temperature = "not sent" if "temperature" in p.refuses | p.ignores else \
+            f"{p.temperature:g} only" if p.temperature is not None else "any"
+        if p.exclusive:
+            temperature += ", not with top_p"
+        n = {0: "server's slots", 1: "1"}.get(p.max_choices, str(p.max_choices))
+        rows.append(f"| `{preset}:{model}` | {p.wire}{'' if p.streams else ' (no streaming)'} | "
+                    f"{', '.join(refused) or '—'} | {', '.join(sorted(p.reasoning_refuses)) or '—'} | {temperature} | "
+                    f"`{p.max_tokens_field}`{f' ≤ {p.max_output}' if p.max_output else ''} | {control} | {n} | "
+                    f"{p.source or '—'} |")
+    return "\n".join(rows) + "\n"

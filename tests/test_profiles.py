@@ -21,7 +21,7 @@ def test_openai_reasoning_models_sample_at_temperature_one_and_refuse_sampling_f
     out, drops = shaped("openai", model, temperature=0.7, top_p=0.9, logprobs=True, top_logprobs=3, max_tokens=500)
     p = out.params
     assert p.temperature is None and p.top_p is None and not p.logprobs and p.top_logprobs is None
-    assert "accepts only temperature 1" in drops["temperature"].why and drops["temperature"].sent is None
+    assert "only temperature 1 is accepted" in drops["temperature"].why and drops["temperature"].sent is None
     assert set(drops) == {"temperature", "top_p", "logprobs"}
     assert p.max_tokens == 500 and profile("openai", model).max_tokens_field == "max_completion_tokens"
     out, drops = shaped("openai", model, temperature=1.0)
@@ -38,7 +38,7 @@ def test_efforts_are_fitted_to_what_each_model_takes():
     out, drops = shaped("openai", "o3", reasoning_effort="minimal")
     assert out.params.reasoning_effort == "low" and drops["reasoning_effort"].sent == "low"
     out, drops = shaped("openai", "gpt-5-pro", reasoning_effort="medium")
-    assert out.params.reasoning_effort == "high" and "takes high" in drops["reasoning_effort"].why
+    assert out.params.reasoning_effort == "high" and "accepted by gpt-5-pro (OpenAI Responses API only): high" in drops["reasoning_effort"].why
     out, drops = shaped("openai", "gpt-4.1", reasoning_effort="high")
     assert out.params.reasoning_effort is None and "no reasoning control" in drops["reasoning_effort"].why
     out, drops = shaped("openai", "gpt-5-mini", thinking_budget=5000)  # a budget becomes the effort covering it
@@ -71,7 +71,7 @@ def test_responses_only_models_and_their_wire():
 def test_grok_4_takes_no_effort_and_no_stop():
     out, drops = shaped("xai", "grok-4", reasoning_effort="high", stop=["\n"], temperature=0.7)
     assert out.params.reasoning_effort is None and out.params.stop is None and out.params.temperature == 0.7
-    assert "always reasons and takes no effort" in drops["reasoning_effort"].why and "stop" in drops
+    assert "(it always reasons)" in drops["reasoning_effort"].why and "stop" in drops
     out, drops = shaped("xai", "grok-3-mini", reasoning_effort="medium")
     assert out.params.reasoning_effort == "high" and drops["reasoning_effort"].sent == "high"
     assert "reasoning_effort" not in shaped("xai", "grok-4.3", reasoning_effort="low")[1]
@@ -99,7 +99,7 @@ def test_claude_thinking_rules():
 
 def test_gemini_thinking_budgets_and_levels():
     out, drops = shaped("gemini", "gemini-2.5-pro", thinking_budget=0)
-    assert out.params.thinking_budget == 128 and "cannot stop thinking" in drops["thinking_budget"].why
+    assert out.params.thinking_budget == 128 and "cannot be turned off" in drops["thinking_budget"].why
     out, drops = shaped("gemini", "gemini-2.5-pro", thinking_budget=50000)
     assert out.params.thinking_budget == 32768
     assert shaped("gemini", "gemini-2.5-flash", thinking_budget=0)[0].params.thinking_budget == 0
@@ -112,7 +112,7 @@ def test_gemini_thinking_budgets_and_levels():
 
 def test_deepseek_reasoner_ignores_sampling_and_refuses_logprobs():
     out, drops = shaped("deepseek", "deepseek-reasoner", temperature=0.7, logprobs=True)
-    assert out.params.temperature is None and "ignores it" in drops["temperature"].why
+    assert out.params.temperature is None and "ignored by deepseek-reasoner" in drops["temperature"].why
     assert not out.params.logprobs and "logprobs" in drops
     assert not shaped("deepseek", "deepseek-chat", temperature=0.7)[1]
 
@@ -135,3 +135,13 @@ def test_the_tables_that_were_spread_out_live_in_the_profiles():
     assert profile("llamacpp", "any").max_choices == 0 and profile("vllm", "m").auto_n
     assert "n" in profile("groq", "llama-3.3").refuses and "logprobs" in profile("groq", "llama-3.3").refuses
     assert profile("mine", "x").paid, "a preset heavy does not know is not assumed free"
+
+
+def test_the_docs_table_is_the_code():
+    from pathlib import Path
+
+    from heavy.profiles import profiles_table
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "profiles.md").read_text()
+    assert profiles_table() in doc, "regenerate: python -c 'from heavy.profiles import profiles_table; " \
+                                    "print(profiles_table())'"

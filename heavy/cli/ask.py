@@ -109,5 +109,8 @@ def ask(question: str | None, as_json: bool, live: bool | None, options: tuple[s
             click.echo(result.model_dump_json())
         else:
             click.echo(result.answer)
+            if not show_live:  # the live view showed them; a plain run still says what was not sent and why
+                for note in result.notes:
+                    click.echo(f"heavy: note: {note}", err=True)
 
     run_guarded(go)

@@ -127,3 +127,5 @@ class LiveView:
         self.console.print(Text(
             f"{len(result.successes)}/{len(result.hypotheses)} hypotheses ok · {u.total_tokens} tokens · "
             f"{t.total_s:.1f}s (sampling {t.sampling_s:.1f}s)", style="dim"))
+        for note in result.notes:
+            self.console.print(Text(f"note: {note}", style="yellow"))

@@ -31,4 +31,5 @@ def summary(r: Result) -> dict[str, Any]:
         "deadline_hit": r.deadline_hit, "budget_hit": r.budget_hit, "cost_usd": r.cost_usd,
         "timings": r.timings.model_dump(),
         **({"tool_vote": d.details["tool_vote"]} if "tool_vote" in d.details else {}),
+        "notes": r.notes,
     }
