@@ -17,8 +17,10 @@ N times. Two ways make N hypotheses cost about one prompt (``fanout`` run option
   request; their text still streams live, each to its own hypothesis); one failure fails all of them; an early
   stop or a timeout cancels the request only when all of its hypotheses are cancelled; one seed per request
   (the first hypothesis's; choices differ by sampling). An endpoint that refuses ``n`` (400/422) or answers
-  fewer choices is asked once per hypothesis instead, and not asked for ``n`` again.
-- ``auto`` (the default) picks per model: ``n`` on OpenAI's own endpoint and vLLM (no added latency);
+  fewer choices is asked once per hypothesis instead, and not asked for ``n`` again by this process (the model's
+  profile remembers it).
+- ``auto`` (the default) picks per model, by its profile (:mod:`heavy.profiles`): ``n`` on OpenAI's own endpoint
+  and vLLM (no added latency; not for the Responses API, which has no ``n``);
   ``stagger`` on a paid API whose cache the shared prefix is long enough for (:mod:`heavy.caching`: Anthropic,
   Gemini, OpenAI where ``n`` does not apply), and on heavy's own local server for a prefix of 1024 tokens or
   more (its llama-server reuses a prefix evaluated in one slot in the others: measured, it evaluated the
