@@ -236,10 +236,11 @@ class Heavy:
         probe = CompletionRequest(model="", messages=[Message(role="user", content="?")], params=params)
         notes = []
         for spec in dict.fromkeys(self.specs):
-            if spec.preset.wire == "custom":
+            profiles = getattr(self._custom.get(spec.preset.name), "profiles", None) if spec.preset.wire == "custom" \
+                else Profiles(spec.preset.name, spec.base_url)
+            if profiles is None:  # a caller's provider that says nothing of its models
                 continue
-            shaped, drops = Profiles(spec.preset.name, spec.base_url)(spec.model).shape(
-                probe.model_copy(update={"model": spec.model}))
+            _, drops = profiles(spec.model).shape(probe.model_copy(update={"model": spec.model}))
             notes += [d.note(spec.label) for d in drops if d.field in explicit]
         return notes
 

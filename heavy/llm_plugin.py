@@ -46,6 +46,7 @@ from .api import Heavy
 from .errors import (FatalRequestError, HeavyError, ProviderConnectionError, ProviderError, ProviderTimeout,
                      error_for_status)
 from .events import AggregatorDelta, Final, TokenDelta
+from .profiles import ModelProfile, profile
 from .providers.base import Completion, CompletionRequest, Delta, Provider
 from .remote.progress import CONTENT_PURPOSES, Progress
 from .remote.summary import summary
@@ -57,6 +58,10 @@ __all__ = ["LLMProvider", "HeavyModel", "AsyncHeavyModel", "register_models", "P
 
 PREFIX = "heavy"
 _PROVIDER = "llm"  # heavy's name for the provider: specs are "llm:<llm model id>"
+#: The API an llm model speaks, by the module of its plugin (llm's own OpenAI models, llm-anthropic, llm-gemini,
+#: llm-grok...): its models follow that API's profiles (heavy.profiles).
+_PLUGIN_APIS = (("openai_models", "openai"), ("anthropic", "anthropic"), ("gemini", "gemini"), ("grok", "xai"),
+                ("xai", "xai"), ("deepseek", "deepseek"), ("mistral", "mistral"), ("groq", "groq"))
 #: Strategies given model names when $HEAVY_LLM_STRATEGIES is unset (the others: ``-o strategy NAME``).
 DEFAULT_NAMED_STRATEGIES = ("heavy", "vote", "judge", "synthesize")
 STRATEGIES_ENV = "HEAVY_LLM_STRATEGIES"
@@ -76,6 +81,17 @@ class LLMProvider(Provider):
 
     def __init__(self) -> None:
         self._models: dict[str, Any] = {}
+
+    def profiles(self, model_id: str) -> ModelProfile:
+        """What llm's model *model_id* accepts: the profile of the API its plugin speaks (OpenAI's, Anthropic's,
+        Gemini's, xAI's...; :mod:`heavy.profiles`), so that a reasoning model gets no temperature from here either."""
+        try:
+            model = self.model(model_id)
+        except ProviderError:
+            return profile(_PROVIDER, model_id)
+        module = type(model).__module__.lower()
+        preset = next((name for key, name in _PLUGIN_APIS if key in module), _PROVIDER)
+        return profile(preset, getattr(model, "model_name", None) or getattr(model, "model_id", model_id))
 
     def model(self, model_id: str) -> Any:
         """``llm``'s async model for *model_id* (an id or alias), else its sync model."""
@@ -102,6 +118,7 @@ class LLMProvider(Provider):
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[Delta | Completion]:
         model = self.model(request.model)
+        request = self.profiles(request.model).shape(request)[0]
         messages = _llm_messages(request.messages)
         options = _llm_options(model, request.params)
         text: list[str] = []
