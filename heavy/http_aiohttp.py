@@ -53,8 +53,12 @@ class AiohttpBackend:
         self._urls: dict[str, URL] = {}
         self._proxies: dict[tuple[str, str | None, int | None], tuple[str, dict[str, str] | None] | None] = {}
         self._timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
+        url = URL(base_url)
+        if (url.user or url.password) and "authorization" in self._headers:
+            raise ConfigError("the base URL carries user:password@ and the client sends its own Authorization "
+                              "header (the API key): drop the credentials from the base URL")
         # Settled now, so a bad proxy variable or CA bundle fails before anything is sent.
-        self._proxy(URL(base_url))
+        self._proxy(url)
         self._ssl = ssl_context() if base_url.lower().startswith("https://") else None
 
     # --- the session ---------------------------------------------------------------------------------
@@ -145,6 +149,8 @@ class AiohttpBackend:
             slots.release()
             if isinstance(exc, (aiohttp.ClientError, TimeoutError)):
                 raise failure(exc, self.provider, model, timeout, method) from None
+            if isinstance(exc, ValueError):  # aiohttp refuses the request as given (credentials twice, ...)
+                raise ConfigError(f"the request cannot be sent: {exc}") from None
             raise
         return Exchange(resp, slots, self.provider, model, timeout)
 

@@ -61,6 +61,9 @@ def check_base_url(url: str) -> str:
     """*url* without its trailing slash, or a :class:`ConfigError` naming the fix if heavy cannot send to it."""
     try:
         _split(url)
+        parts = urlsplit(url)
+        for secret in (parts.password, unquote(parts.password or "")):  # sent as Basic auth: a credential
+            register_secret(secret)
     except ValueError as exc:
         raise ConfigError(f"the base URL {_without_credentials(url)!r} cannot be used: {exc}; give the API's "
                           f"address with its scheme, host and (optional) port, {_EXAMPLE} "

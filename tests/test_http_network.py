@@ -251,7 +251,20 @@ def test_a_bad_base_url_is_one_config_error_naming_the_fix(url, why):
 async def test_a_bad_base_url_fails_the_run_once_before_any_hypothesis(monkeypatch):
     from heavy import Heavy
 
-    h = Heavy(model="openai:gpt-4.1-mini", base_url="http://127.0.0.1:99999/v1", api_key="sk-unused-1234", n=4)
-    with pytest.raises(ConfigError, match="base URL"):
-        await h.ask("What is 1 + 1?")
-    await h.aclose()
+    # One ConfigError, raised building Heavy (the model spec) or its HTTP client, never one per hypothesis.
+    with pytest.raises(ConfigError, match=r"(?i)base.url.*99999"):
+        h = Heavy(model="openai:gpt-4.1-mini", base_url="http://127.0.0.1:99999/v1", api_key="sk-unused-1234", n=4)
+        try:
+            await h.ask("What is 1 + 1?")
+        finally:
+            await h.aclose()
+
+
+async def test_credentials_in_a_base_url_are_sent_as_basic_auth_and_never_shown():
+    async with Server(answering(lambda req: reply(req[1].get("authorization", "none")))) as api:
+        http = HTTPClient(f"http://heavy:base-url-pa55@127.0.0.1:{api.port}/v1")
+        assert (await http.post_json("x", {})).text == "Basic " + base64.b64encode(b"heavy:base-url-pa55").decode()
+        await http.aclose()
+        with pytest.raises(ConfigError, match="drop the credentials") as twice:
+            HTTPClient(f"http://heavy:base-url-pa55@127.0.0.1:{api.port}/v1", headers={"authorization": "Bearer sk-x"})
+    assert "base-url-pa55" not in str(twice.value) and redact("base-url-pa55") == "***"
