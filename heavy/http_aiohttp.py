@@ -111,8 +111,10 @@ class AiohttpBackend:
         if found is None:
             # connect covers the name lookup, the TCP and TLS handshakes (and a proxy's tunnel); sock_read is
             # silence between reads, not total time. aiohttp has no write timeout: bodies here are small.
-            found = self._timeouts[timeout] = aiohttp.ClientTimeout(
-                total=None, connect=timeout.connect, sock_connect=timeout.connect, sock_read=timeout.read)
+            found = aiohttp.ClientTimeout(total=None, connect=timeout.connect, sock_connect=timeout.connect,
+                                          sock_read=timeout.read)
+            if len(self._timeouts) < 64:  # a caller computing a timeout per call must not grow this forever
+                self._timeouts[timeout] = found
         return found
 
     async def send(self, method: str, path: str, params: Mapping[str, Any] | None, body: bytes | None,
