@@ -14,6 +14,11 @@ none, ``disable_parallel_tool_use``) is honoured.
 Prompt caching: ``cache_control`` marks (``{"type": "ephemeral"}``, ``ttl`` ``5m`` or ``1h``; at most four; never
 on an empty text block) are validated as the API does and honoured by :mod:`heavy.sim.cache`; the usage says
 ``input_tokens`` (neither read nor written), ``cache_creation_input_tokens`` and ``cache_read_input_tokens``.
+
+Claude model names are held to the documented thinking, sampling, effort and max_tokens rules
+(:mod:`heavy.sim.rules.anthropic`). When thinking is enabled or adaptive the reply starts with a ``thinking`` block
+(its text empty with ``display: "omitted"``) and a ``signature``, counted inside ``output_tokens``; streamed as
+``thinking_delta`` and ``signature_delta`` events of block 0, the text block following at index 1.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .rules import base_name
+from .rules.anthropic import check_messages, claude_model
 from .wire import Choice, Generation, SimHTTPError, SimRequest, Wire, first_error, json_object, sse
 
 __all__ = ["AnthropicWire", "error_type"]
@@ -62,6 +69,7 @@ class _MessagesRequest(_Strict):
     tools: list[dict[str, Any]] | None = None
     tool_choice: dict[str, Any] | None = None
     service_tier: str | None = None
+    output_config: dict[str, Any] | None = None
 
 
 #: Seconds a cache entry lives after its last use, by cache_control ``ttl``.
@@ -153,14 +161,17 @@ class AnthropicWire(Wire):
                   for b in m.content if b.get("type") == "tool_use"]
         choice = r.tool_choice or {}
         kind = choice.get("type", "auto")
-        return SimRequest(model=r.model, messages=messages, stream=bool(r.stream), stop=list(r.stop_sequences or []),
+        name = base_name(r.model)
+        thinking = check_messages(name, claude_model(name), data)
+        return SimRequest(model=r.model, thinking=thinking, messages=messages, stream=bool(r.stream),
+                          stop=list(r.stop_sequences or []),
                           max_tokens=r.max_tokens, tools=list(specs), tool_specs=specs, called=called,
                           cache_marks=marks,
                           tool_choice={"any": "required", "tool": "required", "none": "none"}.get(kind, "auto"),
                           tool_choice_name=choice.get("name") if kind == "tool" else None,
                           parallel_tool_calls=not choice.get("disable_parallel_tool_use"))
 
-    def error_body(self, exc: SimHTTPError, request_id: str) -> dict:
+    def envelope(self, exc: SimHTTPError, request_id: str) -> dict:
         return {"type": "error", "error": {"type": error_type(exc.status), "message": exc.message},
                 "request_id": request_id}
 
@@ -182,29 +193,54 @@ class AnthropicWire(Wire):
                                              "ephemeral_1h_input_tokens": 0},
                           "output_tokens": output_tokens}}
 
+    @staticmethod
+    def _thinking_block(c: Choice, request: SimRequest) -> dict:
+        """A thinking block (its text empty with ``display: "omitted"``), signed as the API signs them."""
+        shown = bool(request.thinking and request.thinking.shown)
+        return {"type": "thinking", "thinking": "".join(c.reasoning) if shown else "",
+                "signature": f"sim-signature-{len(c.reasoning)}"}
+
+    @staticmethod
+    def _text_index(request: SimRequest) -> int:
+        """The index of the text block: after the thinking block when the model thinks."""
+        return 1 if request.thinking else 0
+
     def response(self, gen: Generation, request: SimRequest) -> dict:
         c = gen.choices[0]
-        content = [{"type": "text", "text": c.text}] if _has_text_block(c) else []
+        content = [self._thinking_block(c, request)] if request.thinking else []
+        content += [{"type": "text", "text": c.text}] if _has_text_block(c) else []
         content += [{"type": "tool_use", "id": t["id"], "name": t["name"], "input": t["arguments"]}
                     for t in c.tool_calls or []]
         return self._message(gen, content, self._stop_reason(c), c.stop_sequence, gen.completion_tokens)
 
     def opening(self, gen: Generation, request: SimRequest) -> list[str]:
+        c = gen.choices[0]
         frames = [sse({"type": "message_start", "message": self._message(gen, [], None, None, 1)}, "message_start")]
-        if _has_text_block(gen.choices[0]):
-            frames.append(sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                              "content_block_start"))
+        if request.thinking:
+            block = self._thinking_block(c, request)
+            frames += [sse({"type": "content_block_start", "index": 0, "content_block": {
+                              "type": "thinking", "thinking": "", "signature": ""}}, "content_block_start"),
+                       sse({"type": "content_block_delta", "index": 0, "delta": {
+                           "type": "thinking_delta", "thinking": block["thinking"]}}, "content_block_delta"),
+                       sse({"type": "content_block_delta", "index": 0, "delta": {
+                           "type": "signature_delta", "signature": block["signature"]}}, "content_block_delta"),
+                       sse({"type": "content_block_stop", "index": 0}, "content_block_stop")]
+        if _has_text_block(c):
+            frames.append(sse({"type": "content_block_start", "index": self._text_index(request),
+                               "content_block": {"type": "text", "text": ""}}, "content_block_start"))
         return frames + [sse({"type": "ping"}, "ping")]
 
     def piece(self, gen: Generation, request: SimRequest, choice: Choice, begin: int, end: int) -> list[str]:
         delta = {"type": "text_delta", "text": "".join(choice.tokens[begin:end])}
-        return [sse({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta")]
+        return [sse({"type": "content_block_delta", "index": self._text_index(request), "delta": delta},
+                    "content_block_delta")]
 
     def closing(self, gen: Generation, request: SimRequest) -> list[str]:
         c = gen.choices[0]
         delta = {"stop_reason": self._stop_reason(c), "stop_sequence": c.stop_sequence}
-        frames = [sse({"type": "content_block_stop", "index": 0}, "content_block_stop")] if _has_text_block(c) else []
-        for i, t in enumerate(c.tool_calls or [], start=len(frames)):
+        at = self._text_index(request)
+        frames = [sse({"type": "content_block_stop", "index": at}, "content_block_stop")] if _has_text_block(c) else []
+        for i, t in enumerate(c.tool_calls or [], start=at + len(frames)):
             args = json.dumps(t["arguments"])
             cut = len(args) // 2
             frames.append(sse({"type": "content_block_start", "index": i, "content_block": {
@@ -217,5 +253,5 @@ class AnthropicWire(Wire):
                              "message_delta"),
                          sse({"type": "message_stop"}, "message_stop")]
 
-    def stream_error(self, exc: SimHTTPError, request_id: str) -> list[str]:
+    def stream_error(self, exc: SimHTTPError, request_id: str, gen: Generation, request: SimRequest) -> list[str]:
         return [sse({"type": "error", "error": {"type": error_type(exc.status), "message": exc.message}}, "error")]

@@ -10,7 +10,7 @@ from typing import Any
 from ..asgi import BodyTooLarge, read_body as _read_body
 from .wire import SimHTTPError
 
-__all__ = ["MAX_BODY", "headers", "send_json", "read_body", "sleep_until"]
+__all__ = ["MAX_BODY", "headers", "send_json", "read_body", "sleep_until", "allow"]
 
 MAX_BODY = 16 * 1024 * 1024  # a chat request bigger than this is a bug, not a prompt
 
@@ -44,3 +44,9 @@ async def sleep_until(deadline: float, watcher: asyncio.Task) -> bool:
         # Waiting on the watcher task itself: no extra task per sleep, and a disconnect wakes us.
         await asyncio.wait({watcher}, timeout=delay)
     return not watcher.done()
+
+
+def allow(method: str, path: str, *allowed: str) -> None:
+    """A 405 unless *method* is one of *allowed* for *path*."""
+    if method not in allowed:
+        raise SimHTTPError(405, f"Method {method} is not allowed for {path}.", "method_not_allowed")

@@ -16,6 +16,12 @@ Tool calls are ``functionCall`` parts (``name``, ``args``, ``id``) of the last c
 
 Implicit caching (:mod:`heavy.sim.cache`): a prompt from the model's minimum length on is cached by itself,
 and ``usageMetadata.cachedContentTokenCount`` (part of ``promptTokenCount``) says how much was read.
+
+``thinkingConfig`` (``includeThoughts``, ``thinkingBudget``, ``thinkingLevel``) is checked per model
+(:mod:`heavy.sim.rules.gemini`); unknown names anywhere are refused in proto JSON's words with their path
+(``Unknown name "x" at 'generation_config.thinking_config'``). A model that thinks reports
+``usageMetadata.thoughtsTokenCount`` (apart from ``candidatesTokenCount``, inside ``totalTokenCount``) and, with
+``includeThoughts``, its thoughts as ``{"text", "thought": true}`` parts first.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .rules.gemini import check_generate, gemini_model, proto_path, unknown_name
+from .rules import base_name
 from .wire import Choice, Generation, SimHTTPError, SimRequest, Wire, first_error, json_object, sse
 
 __all__ = ["GeminiWire", "error_status"]
@@ -54,6 +62,12 @@ class _SystemInstruction(_Strict):
     parts: list[dict[str, Any]] = Field(min_length=1)
 
 
+class _ThinkingConfig(_Strict):
+    includeThoughts: bool | None = None
+    thinkingBudget: int | None = None
+    thinkingLevel: str | None = None
+
+
 class _GenerationConfig(_Strict):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     topP: float | None = Field(None, ge=0.0, le=1.0)
@@ -69,7 +83,7 @@ class _GenerationConfig(_Strict):
     responseMimeType: str | None = None
     responseSchema: dict[str, Any] | None = None
     responseModalities: list[str] | None = None
-    thinkingConfig: dict[str, Any] | None = None
+    thinkingConfig: _ThinkingConfig | None = None
 
 
 class _GenerateRequest(_Strict):
@@ -103,10 +117,8 @@ class GeminiWire(Wire):
         except ValidationError as exc:
             loc, kind, msg = first_error(exc)
             if kind == "extra_forbidden":
-                where, _, name = loc.rpartition(".")
-                text = f'Invalid JSON payload received. Unknown name "{name}"' + (f" at '{where}'" if where else "")
-                raise SimHTTPError(400, text + ": Cannot find field.", "invalid_argument") from None
-            raise SimHTTPError(400, f"Invalid value at '{loc}': {msg}", "invalid_argument") from None
+                raise unknown_name(loc) from None
+            raise SimHTTPError(400, f"Invalid value at '{proto_path(loc)}': {msg}", "invalid_argument") from None
         messages = [("system", _text(r.systemInstruction.parts))] if r.systemInstruction else []
         for c in r.contents:
             responses = [p["functionResponse"] for p in c.parts if isinstance(p.get("functionResponse"), dict)]
@@ -122,28 +134,38 @@ class GeminiWire(Wire):
         calling = (r.toolConfig or {}).get("functionCallingConfig") or {}
         allowed = calling.get("allowedFunctionNames") or []
         g = r.generationConfig or _GenerationConfig()
-        return SimRequest(model=path_model, messages=messages, stream=stream, seed=g.seed,
+        name = base_name(path_model or "")
+        thinking = check_generate(name, gemini_model(name), g.model_dump(exclude_unset=True))
+        return SimRequest(model=path_model, thinking=thinking, messages=messages, stream=stream, seed=g.seed,
                           stop=list(g.stopSequences or []), max_tokens=g.maxOutputTokens,
                           logprobs=bool(g.responseLogprobs), top_logprobs=g.logprobs or 0, n=g.candidateCount or 1,
                           tools=list(specs), tool_specs=specs, called=called,
                           tool_choice={"ANY": "required", "NONE": "none"}.get(calling.get("mode"), "auto"),
                           tool_choice_name=str(allowed[0]) if len(allowed) == 1 else None)
 
-    def error_body(self, exc: SimHTTPError, request_id: str) -> dict:
+    def envelope(self, exc: SimHTTPError, request_id: str) -> dict:
         return {"error": {"code": exc.status, "message": exc.message, "status": error_status(exc.status)}}
 
-    def _envelope(self, gen: Generation, candidates_tokens: int | None = None, **fields: Any) -> dict:
+    def _envelope(self, gen: Generation, final: bool = False, **fields: Any) -> dict:
         usage: dict[str, int] = {"promptTokenCount": gen.prompt_tokens}
         if gen.cache_read:  # Gemini names the field only when something was read from the cache
             usage["cachedContentTokenCount"] = gen.cache_read
-        if candidates_tokens is not None:
-            usage.update(candidatesTokenCount=candidates_tokens, totalTokenCount=gen.prompt_tokens + candidates_tokens)
+        if final:  # candidates exclude the thoughts; the total counts both (python-genai's usage metadata)
+            thoughts = gen.reasoning_tokens
+            usage["candidatesTokenCount"] = gen.completion_tokens - thoughts
+            if thoughts:
+                usage["thoughtsTokenCount"] = thoughts
+            usage["totalTokenCount"] = gen.prompt_tokens + gen.completion_tokens
         else:
             usage["totalTokenCount"] = gen.prompt_tokens
         return {**fields, "usageMetadata": usage, "modelVersion": gen.model, "responseId": gen.id}
 
-    def _candidate(self, c: Choice, tokens: list[str], logprobs: list[dict] | None, finished: bool) -> dict:
-        parts: list[dict[str, Any]] = [{"text": "".join(tokens)}] if tokens or not c.tool_calls else []
+    def _candidate(self, c: Choice, tokens: list[str], logprobs: list[dict] | None, finished: bool,
+                   thoughts: bool = False) -> dict:
+        # Thought summaries come first, as parts marked "thought" (only when includeThoughts asked for them).
+        parts: list[dict[str, Any]] = [{"text": "".join(c.reasoning), "thought": True}] if thoughts and c.reasoning \
+            else []
+        parts += [{"text": "".join(tokens)}] if tokens or not (c.tool_calls or parts) else []
         if finished:
             parts += [{"functionCall": {"name": t["name"], "args": t["arguments"], "id": t["id"]}}
                       for t in c.tool_calls or []]
@@ -164,15 +186,16 @@ class GeminiWire(Wire):
             candidate: dict[str, Any] = {"finishReason": reason, "index": 0}
             if reason == "SAFETY":
                 candidate["safetyRatings"] = _SAFETY_RATINGS
-            return self._envelope(gen, 0, candidates=[candidate])
+            return self._envelope(gen, True, candidates=[candidate])
         return self._envelope(gen, promptFeedback={"blockReason": block, "safetyRatings": _SAFETY_RATINGS})
 
     def response(self, gen: Generation, request: SimRequest) -> dict:
         blocked = self._blocked(gen)
         if blocked is not None:
             return blocked
-        return self._envelope(gen, gen.completion_tokens, candidates=[
-            self._candidate(c, c.tokens, c.logprobs, True) for c in gen.choices])
+        shown = bool(request.thinking and request.thinking.shown)
+        return self._envelope(gen, True, candidates=[
+            self._candidate(c, c.tokens, c.logprobs, True, shown) for c in gen.choices])
 
     def piece(self, gen: Generation, request: SimRequest, choice: Choice, begin: int, end: int) -> list[str]:
         if gen.gemini_block:
@@ -180,7 +203,13 @@ class GeminiWire(Wire):
         last = end == len(choice.tokens)
         logprobs = choice.logprobs[begin:end] if choice.logprobs is not None else None
         candidate = self._candidate(choice, choice.tokens[begin:end], logprobs, last)
-        return [sse(self._envelope(gen, gen.completion_tokens if last else None, candidates=[candidate]))]
+        return [sse(self._envelope(gen, last, candidates=[candidate]))]
+
+    def opening(self, gen: Generation, request: SimRequest) -> list[str]:
+        if gen.gemini_block or not (request.thinking and request.thinking.shown):
+            return []
+        return [sse(self._envelope(gen, candidates=[self._candidate(c, [], None, False, True)]))
+                for c in gen.choices if c.reasoning]
 
     def closing(self, gen: Generation, request: SimRequest) -> list[str]:
         blocked = self._blocked(gen)
@@ -188,9 +217,9 @@ class GeminiWire(Wire):
             return [sse(blocked)]
         # Choices with no tokens had no piece to carry their finishReason.
         empty = [self._candidate(c, [], [] if c.logprobs is not None else None, True) for c in gen.choices if not c.tokens]
-        return [sse(self._envelope(gen, gen.completion_tokens, candidates=empty))] if empty else []
+        return [sse(self._envelope(gen, True, candidates=empty))] if empty else []
 
-    def stream_error(self, exc: SimHTTPError, request_id: str) -> list[str]:
+    def stream_error(self, exc: SimHTTPError, request_id: str, gen: Generation, request: SimRequest) -> list[str]:
         return [sse(self.error_body(exc, request_id))]
 
 

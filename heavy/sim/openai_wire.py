@@ -9,6 +9,12 @@ arguments in pieces, all keyed by ``index``.
 each chunk naming its choice's ``index``. Prompts of 1024 tokens or more are cached as OpenAI caches them
 (:mod:`heavy.sim.cache`): ``usage.prompt_tokens_details.cached_tokens`` says how many were read, in 128-token
 steps; ``prompt_cache_key`` is accepted (one machine: it routes nowhere else).
+
+OpenAI, xAI and DeepSeek model names are held to their documented refusals (:mod:`heavy.sim.rules.openai`,
+:mod:`heavy.sim.rules.compat`; OpenAI names also to the request's known fields); validation errors use OpenAI's
+words (``Invalid 'n': integer above maximum value. …``, ``Invalid type for 'n': …``). A reasoning model's usage
+counts ``completion_tokens_details.reasoning_tokens`` (inside ``completion_tokens``); DeepSeek's reasoner and
+grok-3-mini return their reasoning as ``message.reasoning_content`` (streamed first, as ``delta.reasoning_content``).
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .wire import Choice, Generation, SimHTTPError, SimRequest, Wire, first_error, json_object, sse
+from .rules import base_name
+from .rules.compat import check_deepseek, check_grok, grok_model
+from .rules.openai import chat_unknown, check_chat, openai_model
+from .wire import Choice, Generation, SimHTTPError, SimRequest, Thinking, Wire, json_object, sse
 
-__all__ = ["OpenAIWire", "FINGERPRINT"]
+__all__ = ["OpenAIWire", "FINGERPRINT", "openai_validation_error", "openai_path", "chat_thinking", "openai_usage"]
 
 FINGERPRINT = "fp_heavy_simulated"
 
@@ -62,13 +71,77 @@ class _ChatRequest(_Lenient):
     top_p: float | None = Field(None, ge=0.0, le=1.0)
 
 
-def _validation_error(exc: ValidationError) -> SimHTTPError:
-    loc, kind, msg = first_error(exc)
-    param = loc.split(".")[0] if loc != "body" else None
+# pydantic's names for the members of a union, which OpenAI's parameter paths do not have
+_UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+_EXPECTED = {"int": "an integer", "float": "a decimal", "bool": "a boolean", "string": "a string", "list": "an array",
+             "dict": "an object", "model": "an object"}
+
+
+def _kind_of(value: Any) -> str:
+    """A JSON value's kind as OpenAI's type errors name it."""
+    if value is None:
+        return "null"
+    for kind, name in ((bool, "a boolean"), (int, "an integer"), (float, "a decimal"), (str, "a string"),
+                       (list, "an array"), (dict, "an object")):
+        if isinstance(value, kind):
+            return name
+    return "a value"
+
+
+def _number(value: Any) -> Any:
+    """A bound or value as OpenAI prints it: 0.0 as 0, 0.5 as 0.5."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def openai_path(loc: tuple) -> str:
+    """A pydantic location as OpenAI names a parameter: ``messages[0].role``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.lower() not in _UNION_TAGS and "[" not in part:
+            out += f".{part}" if out else part
+    return out or "body"
+
+
+def openai_validation_error(exc: ValidationError) -> SimHTTPError:
+    """The first error of *exc* in OpenAI's words (the bound and type forms are its own: research §1.2, §2.5)."""
+    err = exc.errors()[0]
+    loc, kind, ctx, value = openai_path(err["loc"]), err["type"], err.get("ctx") or {}, err.get("input")
+    param = loc if loc != "body" else None
     if kind == "missing":
         return SimHTTPError(400, f"Missing required parameter: '{loc}'.", "missing_required_parameter", param=param)
-    code = "invalid_type" if kind.endswith("_type") else "invalid_value"
-    return SimHTTPError(400, f"Invalid value for '{loc}': {msg}.", code, param=param)
+    number = "decimal" if isinstance(value, float) or isinstance(ctx.get("ge", ctx.get("le")), float) else "integer"
+    if kind == "greater_than_equal":
+        return SimHTTPError(400, f"Invalid '{loc}': {number} below minimum value. Expected a value >= "
+                            f"{_number(ctx['ge'])}, but got {_number(value)} instead.", f"{number}_below_min_value",
+                            param=param)
+    if kind == "less_than_equal":
+        return SimHTTPError(400, f"Invalid '{loc}': {number} above maximum value. Expected a value <= "
+                            f"{_number(ctx['le'])}, but got {_number(value)} instead.", f"{number}_above_max_value",
+                            param=param)
+    if kind == "too_short" and isinstance(value, list) and not value:
+        return SimHTTPError(400, f"Invalid '{loc}': empty array. Expected an array with minimum length "
+                            f"{ctx.get('min_length', 1)}, but got an empty array instead.", "empty_array", param=param)
+    expected = _EXPECTED.get(kind.removesuffix("_type")) if kind.endswith("_type") else None
+    if expected:
+        return SimHTTPError(400, f"Invalid type for '{loc}': expected {expected}, but got {_kind_of(value)} instead.",
+                            "invalid_type", param=param)
+    return SimHTTPError(400, f"Invalid value for '{loc}': {err['msg']}.", "invalid_value", param=param)
+
+
+def chat_thinking(model: str, data: dict[str, Any]) -> Thinking | None:
+    """The model-name rules of the chat wire (:mod:`heavy.sim.rules`) for *data*, a request that passed the schema;
+    how the model thinks on it."""
+    family = openai_model(model)
+    if family is not None:
+        return check_chat(model, family, data)
+    grok = grok_model(model)
+    if grok is not None:
+        return check_grok(model, grok, data)
+    if model.startswith("deepseek-"):
+        return check_deepseek(model, data)
+    return None
 
 
 class OpenAIWire(Wire):
@@ -77,10 +150,13 @@ class OpenAIWire(Wire):
     def parse(self, body: bytes, path_model: str | None = None, stream: bool = False) -> SimRequest:
         data = json_object(body, "We could not parse the JSON body of your request. The body must be valid JSON.",
                            "The request body must be a JSON object.")
+        name = base_name(data["model"]) if isinstance(data.get("model"), str) else ""
+        if openai_model(name) is not None:  # OpenAI refuses unknown keys first (its error precedence)
+            chat_unknown(data)
         try:
             r = _ChatRequest.model_validate(data)
         except ValidationError as exc:
-            raise _validation_error(exc) from None
+            raise openai_validation_error(exc) from None
         if r.top_logprobs and not r.logprobs:
             raise SimHTTPError(400, "logprobs must be true when top_logprobs is set.", "invalid_value",
                                param="top_logprobs")
@@ -101,9 +177,10 @@ class OpenAIWire(Wire):
             top_logprobs=r.top_logprobs or 0, n=r.n or 1,
             include_usage=bool(r.stream_options and r.stream_options.include_usage),
             cache_key=extra.get("prompt_cache_key") if isinstance(extra.get("prompt_cache_key"), str) else None,
+            thinking=chat_thinking(name, data),
         )
 
-    def error_body(self, exc: SimHTTPError, request_id: str) -> dict:
+    def envelope(self, exc: SimHTTPError, request_id: str) -> dict:
         return {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}}
 
     def _meta(self, gen: Generation) -> dict:
@@ -112,10 +189,11 @@ class OpenAIWire(Wire):
 
     def response(self, gen: Generation, request: SimRequest) -> dict:
         meta = self._meta(gen)
+        shown = bool(request.thinking and request.thinking.shown)
         return {"id": meta["id"], "object": "chat.completion", **meta, "choices": [
-            {"index": c.index, "message": _message(c),
+            {"index": c.index, "message": _message(c, shown),
              "logprobs": {"content": c.logprobs} if c.logprobs is not None else None,
-             "finish_reason": c.finish_reason} for c in gen.choices], "usage": _usage(gen)}
+             "finish_reason": c.finish_reason} for c in gen.choices], "usage": openai_usage(gen)}
 
     def _chunk(self, gen: Generation, request: SimRequest, choices: list[dict]) -> str:
         meta = self._meta(gen)
@@ -125,8 +203,13 @@ class OpenAIWire(Wire):
         return sse(out)
 
     def opening(self, gen: Generation, request: SimRequest) -> list[str]:
-        return [self._chunk(gen, request, [{"index": c.index, "delta": {"role": "assistant", "content": ""},
-                                            "logprobs": None, "finish_reason": None}]) for c in gen.choices]
+        frames = [self._chunk(gen, request, [{"index": c.index, "delta": {"role": "assistant", "content": ""},
+                                              "logprobs": None, "finish_reason": None}]) for c in gen.choices]
+        if request.thinking and request.thinking.shown:  # reasoning_content streams before the answer
+            frames += [self._chunk(gen, request, [{"index": c.index, "logprobs": None, "finish_reason": None,
+                                                   "delta": {"reasoning_content": "".join(c.reasoning)}}])
+                       for c in gen.choices if c.reasoning]
+        return frames
 
     def piece(self, gen: Generation, request: SimRequest, choice: Choice, begin: int, end: int) -> list[str]:
         logprobs = {"content": choice.logprobs[begin:end]} if choice.logprobs is not None else None
@@ -150,22 +233,28 @@ class OpenAIWire(Wire):
         if request.include_usage:
             meta = self._meta(gen)
             frames.append(sse({"id": meta["id"], "object": "chat.completion.chunk", **meta, "choices": [],
-                               "usage": _usage(gen)}))
+                               "usage": openai_usage(gen)}))
         return frames + [sse("[DONE]")]
 
-    def stream_error(self, exc: SimHTTPError, request_id: str) -> list[str]:
+    def stream_error(self, exc: SimHTTPError, request_id: str, gen: Generation, request: SimRequest) -> list[str]:
         return [sse(self.error_body(exc, request_id))]
 
 
-def _message(c: Choice) -> dict:
+def _message(c: Choice, shown: bool) -> dict:
+    out: dict[str, Any] = {"role": "assistant", "content": c.text}
+    if shown and c.reasoning:  # DeepSeek and grok-3-mini return their reasoning beside the content
+        out["reasoning_content"] = "".join(c.reasoning)
     if not c.tool_calls:
-        return {"role": "assistant", "content": c.text}
-    return {"role": "assistant", "content": c.text or None, "tool_calls": [
+        return out
+    return {**out, "content": c.text or None, "tool_calls": [
         {"id": t["id"], "type": "function", "function": {"name": t["name"], "arguments": json.dumps(t["arguments"])}}
         for t in c.tool_calls]}
 
 
-def _usage(gen: Generation) -> dict:
+def openai_usage(gen: Generation) -> dict:
+    """Chat Completions' usage: completion tokens include the reasoning tokens, which the details count apart."""
     return {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
             "total_tokens": gen.prompt_tokens + gen.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": gen.cache_read, "audio_tokens": 0}}
+            "prompt_tokens_details": {"cached_tokens": gen.cache_read, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": gen.reasoning_tokens, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}

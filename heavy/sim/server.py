@@ -1,4 +1,4 @@
-"""A simulated LLM server speaking three wire formats: no key, no network, no GPU.
+"""A simulated LLM server speaking four APIs' wire formats: no key, no network, no GPU.
 
 :class:`SimulatedLLM` is a raw ASGI app (no web framework), so tests and demos run it in-process::
 
@@ -10,16 +10,27 @@ and :func:`serve` runs the same app over HTTP with uvicorn (as does ``heavy sim`
 It answers in the shape of the API it is asked through, with the same model behind all three:
 
 - OpenAI Chat Completions: ``POST /v1/chat/completions`` (:mod:`heavy.sim.openai_wire`);
+- OpenAI Responses: ``POST /v1/responses`` and its stored responses, background mode and cancel
+  (:mod:`heavy.sim.responses`, :mod:`heavy.sim.responses_wire`);
+- Azure OpenAI's v1 API: the two above under ``/openai/v1/`` (the model a deployment name; other ``/openai/``
+  paths are Azure's 404);
 - Anthropic Messages: ``POST /v1/messages`` (:mod:`heavy.sim.anthropic_wire`);
 - Gemini: ``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``
   (:mod:`heavy.sim.gemini_wire`).
+
+Each wire holds a real model name to its API's documented refusals (:mod:`heavy.sim.rules`: OpenAI's reasoning
+models and their efforts, xAI, DeepSeek, Claude's thinking and sampling rules, Gemini's thinking budgets and
+levels), answering them with the API's status and verbatim error body; names of no known family are served
+leniently. A model that reasons writes a short simulated reasoning first, counted against the token limit and
+reported where its API reports it (reasoning tokens, ``reasoning_content``, thinking blocks, thought parts,
+reasoning items).
 
 It answers arithmetic questions and questions from its dataset correctly with probability
 ``accuracy`` and otherwise with a plausible wrong number; it follows heavy's judge and synthesize
 prompts (``heavy.prompts``) deterministically; it streams, truncates, stops, returns logprobs (right
 answers are more confident than wrong ones), injects failures (in each API's error shape) and latency,
 and counts what it serves in :attr:`SimulatedLLM.stats` so tests can prove, for example, that N samples
-really ran in parallel.
+really ran in parallel, or which credential header a request carried (its name, never its value).
 
 Latency is ``asyncio.sleep`` and nothing runs in threads: hundreds of concurrent requests are cheap.
 """
@@ -44,18 +55,20 @@ from ..toolvote import TOOL_VOTE_INSTRUCTION
 from .anthropic_wire import AnthropicWire
 from .cache import PromptCache
 from .batch import BatchStore
-from .asgi import headers, read_body, send_json, sleep_until
+from .asgi import allow, headers, read_body, send_json, sleep_until
 from .clienttools import tool_vote_reply
 from .config import OverrideError, SimConfig, apply_overrides, load_dataset, parse_model_overrides
 from .gemini_wire import GeminiWire
 from .openai_wire import OpenAIWire
+from .responses import ResponsesAPI
+from .rules.openai import AZURE_NOT_FOUND
 from .solver import GoldIndex
 from .tooluse import follow_tools
 from .wire import Choice, Generation, SimHTTPError, SimRequest, Wire
-from .writer import (Reply, answer_reply, decision_only, derive_seed, judge_reply, synthesize_reply, token_logprobs,
-                     tokenize, verbose)
+from .writer import (Reply, answer_reply, decision_only, derive_seed, judge_reply, reasoning_text, synthesize_reply,
+                     token_logprobs, tokenize, verbose)
 
-__all__ = ["SimulatedLLM", "SimConfig", "SimStats", "load_dataset", "serve", "OWNED_BY"]
+__all__ = ["SimulatedLLM", "SimConfig", "SimStats", "load_dataset", "serve", "OWNED_BY", "AUTH_HEADERS"]
 
 #: What /v1/models reports as the owner, so nobody mistakes the simulator for a model.
 OWNED_BY = "heavy (simulated, not a real model)"
@@ -66,9 +79,14 @@ _ANTHROPIC_PATH = "/v1/messages"
 _GEMINI_PREFIX = "/v1beta/models/"
 _GEMINI_ACTIONS = ("generateContent", "streamGenerateContent")
 _OPENAI, _ANTHROPIC, _GEMINI = OpenAIWire(), AnthropicWire(), GeminiWire()
-_ROUTES = ("POST /v1/chat/completions, POST /v1/messages, POST /v1beta/models/MODEL:generateContent, "
+_AZURE_ROUTES = ("/v1/chat/completions", "/v1/models")  # and the Responses API's, and /v1/models/{id}
+_ROUTES = ("POST /v1/chat/completions, POST /v1/responses (GET, DELETE /v1/responses/ID, POST .../cancel), "
+           "POST /v1/messages, POST /v1beta/models/MODEL:generateContent, "
            "POST /v1beta/models/MODEL:streamGenerateContent?alt=sse, the batch APIs (/v1/files, /v1/batches, "
-           "/v1/messages/batches), GET /v1/models and GET /health")
+           "/v1/messages/batches), Azure's /openai/v1/chat/completions and /openai/v1/responses, GET /v1/models "
+           "and GET /health")
+#: The credential headers whose presence :attr:`SimStats.auth_headers` counts.
+AUTH_HEADERS = ("authorization", "api-key", "x-api-key", "x-goog-api-key")
 
 
 @dataclass
@@ -89,6 +107,9 @@ class SimStats:
     cache_read_tokens: int = 0  #: of them, read from the prompt cache
     cache_write_tokens: int = 0  #: of them, written to it (where the API charges writes: Anthropic)
     cache_keys: Counter = field(default_factory=Counter)  #: requests per prompt_cache_key
+    auth_headers: Counter = field(default_factory=Counter)  #: requests per credential header *name* they carried
+    #: (authorization, api-key, x-api-key, x-goog-api-key; values are never recorded)
+    azure_requests: int = 0  #: requests on Azure OpenAI's v1 routes (/openai/v1/...)
 
     def reset(self) -> None:
         """Zero every counter except ``in_flight`` (requests still running keep being counted)."""
@@ -122,6 +143,7 @@ class SimulatedLLM:
         self._created = int(time.time())
         self.cache = PromptCache()  #: prompt prefixes cached as each API caches them (:mod:`heavy.sim.cache`)
         self.batches = BatchStore(self)  #: batch jobs and their files (:mod:`heavy.sim.batch`)
+        self.responses = ResponsesAPI(self)  #: the Responses API and its stored responses (:mod:`heavy.sim.responses`)
 
     # ASGI entry point.
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -135,36 +157,47 @@ class SimulatedLLM:
         self.stats.requests += 1
         request_id = f"req_{uuid.uuid4().hex}"
         method, path = scope["method"], scope["path"].rstrip("/") or "/"
+        self._record_credentials(scope)
         wire: Wire = _OPENAI  # the shape errors are answered in
         try:
-            if path in _CHAT_PATHS:
-                _allow(method, path, "POST")
-                await self._complete(_OPENAI, receive, send, request_id)
+            if path == "/openai" or path.startswith("/openai/"):
+                # Azure OpenAI's v1 API: the OpenAI routes under /openai/v1, the model a deployment name; any other
+                # path (the dated /openai/deployments/... routes included) is Azure's 404.
+                self.stats.azure_requests += 1
+                path = path[len("/openai"):]
+                if path not in _AZURE_ROUTES and not ResponsesAPI.serves(path) and not path.startswith("/v1/models/"):
+                    raise AZURE_NOT_FOUND.error()
+            if ResponsesAPI.serves(path):
+                wire = self.responses.wire
+                await self.responses.handle(method, path, scope, receive, send, request_id)
+            elif path in _CHAT_PATHS:
+                allow(method, path, "POST")
+                await self.complete(_OPENAI, receive, send, request_id)
             elif path == _ANTHROPIC_PATH:
                 wire = _ANTHROPIC
-                _allow(method, path, "POST")
-                await self._complete(_ANTHROPIC, receive, send, request_id)
+                allow(method, path, "POST")
+                await self.complete(_ANTHROPIC, receive, send, request_id)
             elif path.startswith(_GEMINI_PREFIX) and ":" in path:
                 wire = _GEMINI
                 model, _, action = path[len(_GEMINI_PREFIX):].rpartition(":")
                 if not model or action not in _GEMINI_ACTIONS:
                     raise SimHTTPError(404, f"Unknown request URL: {method} {path}. The heavy simulated LLM serves "
                                        f"{_ROUTES}.", "unknown_url")
-                _allow(method, path, "POST")
+                allow(method, path, "POST")
                 stream = action == "streamGenerateContent"
                 if stream and parse_qs(scope.get("query_string", b"").decode("latin-1")).get("alt") != ["sse"]:
                     raise SimHTTPError(400, "heavy's simulator streams Gemini answers only as server-sent events: "
                                        "add ?alt=sse to the URL.", "unsupported")
-                await self._complete(_GEMINI, receive, send, request_id, model=model, stream=stream)
+                await self.complete(_GEMINI, receive, send, request_id, model=model, stream=stream)
             elif BatchStore.serves(path):
                 wire = _ANTHROPIC if path.startswith("/v1/messages/") else _OPENAI
                 await self.batches.handle(method, path, scope, receive, send, request_id)
             elif path == "/health":
-                _allow(method, path, "GET", "HEAD")
+                allow(method, path, "GET", "HEAD")
                 await send_json(send, 200, {"status": "ok", "simulated": True, "model": self.config.model_name,
                                             "batches": self.batches.summary()}, request_id)
             elif path in _MODELS_PATHS:
-                _allow(method, path, "GET")
+                allow(method, path, "GET")
                 await send_json(send, 200, {"object": "list", "data": [self._model_card(self.config.model_name)]}, request_id)
             elif path.startswith("/v1/models/") and method == "GET":
                 model = path[len("/v1/models/"):]
@@ -175,6 +208,13 @@ class SimulatedLLM:
                                    f"{_ROUTES}.", "unknown_url")
         except SimHTTPError as exc:
             await _send_error(send, wire, exc, request_id)
+
+    def _record_credentials(self, scope: dict) -> None:
+        """Count which credential headers the request carried (their names only, never their values)."""
+        names = {name.decode("latin-1").lower() for name, _ in scope.get("headers") or []}
+        for name in AUTH_HEADERS:
+            if name in names:
+                self.stats.auth_headers[name] += 1
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -201,7 +241,8 @@ class SimulatedLLM:
             self._configs[model] = cached
         return cached
 
-    def _latency(self, config: SimConfig) -> float:
+    def latency(self, config: SimConfig) -> float:
+        """Seconds before a request's first token (drawn from the server's generator when heavy-tailed)."""
         if config.latency_sigma > 0 and config.latency > 0:
             # Lognormal with median `latency`: most calls near it, a few very slow (the tail that
             # makes "wait for the slowest of N" expensive in real deployments).
@@ -210,8 +251,10 @@ class SimulatedLLM:
 
     # --- generation, whatever the wire -------------------------------------------------------
 
-    async def _complete(self, wire: Wire, receive: Any, send: Any, request_id: str, *, model: str | None = None,
-                        stream: bool = False) -> None:
+    async def complete(self, wire: Wire, receive: Any, send: Any, request_id: str, *, model: str | None = None,
+                       stream: bool = False) -> None:
+        """Serve one generation request of *wire* (``model`` and ``stream`` when the URL says them): read, check,
+        wait, generate and answer it, streamed or whole, or answer its error in the wire's shape."""
         stats = self.stats
         stats.chat_requests += 1
         stats.by_wire[wire.name] += 1
@@ -227,33 +270,30 @@ class SimulatedLLM:
             model = request.model or self.config.model_name
             config = self._config_for(model)
             stats.by_model[model] += 1
+            if getattr(request, "background", False) and not request.stream:  # Responses' background mode
+                await self.responses.start_background(request, model, config, send, request_id)
+                return
             # Watch for the client going away, so abandoned requests stop generating (hedging and
             # cancellation in heavy rely on the server noticing).
             watcher = asyncio.create_task(watch_disconnect(receive))
             start = asyncio.get_running_loop().time()
-            latency = self._latency(config)
-            failure: SimHTTPError | None = None
-            if config.fail_rate > 0 and self._rng.random() < config.fail_rate:
-                stats.failures += 1
-                failure = _injected_failure(config)
+            latency = self.latency(config)
+            failure = self.failure(config)
+            if failure is not None:
                 if not (request.stream and config.fail_in_stream):
                     # Rate limits are refused at the door; server errors happen after the model started.
                     if config.fail_status != 429 and not await sleep_until(start + latency, watcher):
                         stats.disconnects += 1
                         return
                     raise failure
-            gen, reply_kind = self._generate(request, config, model)
-            if reply_kind == "judge":
-                stats.judge_requests += 1
-            elif reply_kind == "synthesize":
-                stats.synthesize_requests += 1
-            first_token = self._prefill(wire, model, request, gen, config, start, latency)
+            gen = self.generate(request, config, model)
+            first_token = self.prefill(wire, model, request, gen, config, start, latency)
             tps = config.tokens_per_second
             if request.stream:
                 if not await _stream(send, wire, request_id, gen, request, first_token, tps, watcher, failure):
                     stats.disconnects += 1
                 return
-            generation = max(len(c.tokens) for c in gen.choices) / tps if tps else 0.0
+            generation = max(len(c.reasoning) + len(c.tokens) for c in gen.choices) / tps if tps else 0.0
             if not await sleep_until(first_token + generation, watcher):
                 stats.disconnects += 1
                 return
@@ -265,8 +305,8 @@ class SimulatedLLM:
             if watcher is not None:
                 watcher.cancel()
 
-    def _prefill(self, wire: Wire, model: str, request: SimRequest, gen: Generation, config: SimConfig, start: float,
-                 latency: float) -> float:
+    def prefill(self, wire: Wire, model: str, request: SimRequest, gen: Generation, config: SimConfig, start: float,
+                latency: float) -> float:
         """When the first token of *gen* is due: after the latency and the prompt tokens not read from the prompt
         cache (at ``prefill_tokens_per_second``). Records the cache's reads and writes on *gen* and in the stats."""
         pps = config.prefill_tokens_per_second
@@ -275,7 +315,8 @@ class SimulatedLLM:
             return start + latency + ((gen.prompt_tokens - read) / pps if pps else 0.0)
 
         if config.prompt_cache:
-            outcome = self.cache.account(wire.name, model.partition("@")[0], request, now=start, first_token=due)
+            outcome = self.cache.account(wire.cache_wire or wire.name, model.partition("@")[0], request, now=start,
+                                         first_token=due)
             gen.cache_read, gen.cache_write = outcome.read, outcome.write
         stats = self.stats
         stats.prompt_tokens += gen.prompt_tokens
@@ -291,12 +332,20 @@ class SimulatedLLM:
         request = wire.parse(body, None, False)
         model = request.model or self.config.model_name
         config = self._config_for(model)
+        failure = self.failure(config)
+        if failure is not None:
+            raise failure
+        return wire.response(self.generate(request, config, model), request)
+
+    def failure(self, config: SimConfig) -> SimHTTPError | None:
+        """The failure this request suffers (drawn with ``fail_rate``, counted in the stats), or ``None``."""
         if config.fail_rate > 0 and self._rng.random() < config.fail_rate:
             self.stats.failures += 1
-            raise _injected_failure(config)
-        return wire.response(self._generate(request, config, model)[0], request)
+            return _injected_failure(config)
+        return None
 
-    def _generate(self, request: SimRequest, config: SimConfig, model: str) -> tuple[Generation, str]:
+    def generate(self, request: SimRequest, config: SimConfig, model: str) -> Generation:
+        """The reply to *request* (every choice), counting the judge and synthesize prompts it answers."""
         question = request.question()
         users = [text for role, text in request.messages if role == "user"]
         # "Decide now" after an undecided reply: decide on the conversation's original prompt, say only that.
@@ -326,8 +375,12 @@ class SimulatedLLM:
                 reply = verbose(reply)
             text, finish, stop_sequence = _cut_at_stop(reply.text, request.stop)
             tokens = tokenize(text)
-            if limit is not None and len(tokens) > limit:
-                tokens, finish, stop_sequence = tokens[:limit], "length", None
+            # A reasoning model thinks first, and its thoughts count against the token limit (as every API says).
+            thoughts = tokenize(reasoning_text(request.thinking.effort)) if request.thinking else []
+            if limit is not None and len(thoughts) >= limit:
+                thoughts, tokens, finish, stop_sequence = thoughts[:limit], [], "length", None
+            elif limit is not None and len(tokens) > limit - len(thoughts):
+                tokens, finish, stop_sequence = tokens[: limit - len(thoughts)], "length", None
             logprobs = token_logprobs(tokens, reply.confidence, request.top_logprobs, rng) if request.logprobs else None
             pieces, left = [], len(tokens)
             while left > 0:  # OpenAI-like deltas: a few tokens each
@@ -336,11 +389,14 @@ class SimulatedLLM:
             calls = [dict(c) for c in reply.tool_calls] or None
             if calls:
                 finish = "tool_calls"
-            choices.append(Choice(i, tokens, logprobs, finish, pieces, stop_sequence, calls))
+            choices.append(Choice(i, tokens, logprobs, finish, pieces, stop_sequence, calls, thoughts))
         shown_model = model if "simulated" in model.lower() else f"simulated/{model}"
-        gen = Generation(id=uuid.uuid4().hex[:24], created=int(time.time()), model=shown_model, choices=choices,
-                         prompt_tokens=request.prompt_tokens(), gemini_block=config.gemini_block)
-        return gen, (shared.kind if shared else "answer")
+        if shared is not None and shared.kind == "judge":
+            self.stats.judge_requests += 1
+        elif shared is not None and shared.kind == "synthesize":
+            self.stats.synthesize_requests += 1
+        return Generation(id=uuid.uuid4().hex[:24], created=int(time.time()), model=shown_model, choices=choices,
+                          prompt_tokens=request.prompt_tokens(), gemini_block=config.gemini_block)
 
 
 def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, str, str | None]:
@@ -351,11 +407,6 @@ def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, str, str | None]:
         return text, "stop", None
     index, stop = min(cuts, key=lambda cut: cut[0])
     return text[:index], "stop", stop
-
-
-def _allow(method: str, path: str, *allowed: str) -> None:
-    if method not in allowed:
-        raise SimHTTPError(405, f"Method {method} is not allowed for {path}.", "method_not_allowed")
 
 
 def _injected_failure(config: SimConfig) -> SimHTTPError:
@@ -405,8 +456,8 @@ async def _stream(send: Any, wire: Wire, request_id: str, gen: Generation, reque
     events = []
     for c in gen.choices:
         done = 0
-        for size in c.pieces:
-            events.append((done + size, c.index, done, size, c))
+        for size in c.pieces:  # a reasoning model's words come after its thoughts
+            events.append((len(c.reasoning) + done + size, c.index, done, size, c))
             done += size
     events.sort(key=lambda e: (e[0], e[1]))
     for due, _, begin, size, c in events:
@@ -417,7 +468,7 @@ async def _stream(send: Any, wire: Wire, request_id: str, gen: Generation, reque
         if failure is not None:
             break
     if failure is not None:
-        return await emit(wire.stream_error(failure, request_id), more=False)
+        return await emit(wire.stream_error(failure, request_id, gen, request), more=False)
     return await emit(wire.closing(gen, request), more=False)
 
 

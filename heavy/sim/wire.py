@@ -14,7 +14,24 @@ from typing import Any
 
 from pydantic import ValidationError
 
-__all__ = ["SimRequest", "Choice", "Generation", "SimHTTPError", "Wire", "sse", "json_object", "first_error"]
+__all__ = ["SimRequest", "Thinking", "Choice", "Generation", "SimHTTPError", "Wire", "sse", "json_object",
+           "first_error"]
+
+
+@dataclass(frozen=True)
+class Thinking:
+    """How a reasoning model thinks on one request, as the model-name rules (:mod:`heavy.sim.rules`) decided.
+
+    ``effort`` sizes the simulated reasoning (``minimal`` … ``max``); ``shown``: the API returns the reasoning
+    text (DeepSeek ``reasoning_content``, Anthropic thinking blocks, Gemini thought parts when asked); ``summary``:
+    the Responses API was asked for a reasoning summary; ``encrypted``: it was asked for
+    ``reasoning.encrypted_content``.
+    """
+
+    effort: str = "medium"
+    shown: bool = False
+    summary: bool = False
+    encrypted: bool = False
 
 
 @dataclass
@@ -40,6 +57,7 @@ class SimRequest:
     cache_marks: dict[int, float] = field(default_factory=dict)  #: Anthropic: prompt tokens up to each
     #: cache_control mark -> the seconds its entry lives (5 minutes, or 1 hour with ttl "1h")
     cache_key: str | None = None  #: OpenAI's prompt_cache_key, when sent
+    thinking: Thinking | None = None  #: the model reasons on this request (None: it does not)
 
     # Tool results appear in ``messages`` with role "tool" (their text), whatever the wire's shape.
 
@@ -61,6 +79,7 @@ class Choice:
     pieces: list[int]  #: stream chunk sizes in tokens
     stop_sequence: str | None = None  #: the stop sequence that cut the text, if one did
     tool_calls: list[dict] | None = None  #: native tool calls: {"id", "name", "arguments": dict}
+    reasoning: list[str] = field(default_factory=list)  #: reasoning tokens, generated before the answer
 
     @property
     def tool_tokens(self) -> int:
@@ -84,21 +103,28 @@ class Generation:
 
     @property
     def completion_tokens(self) -> int:
-        return sum(len(c.tokens) + c.tool_tokens for c in self.choices)
+        """Output tokens of every choice, reasoning included (as OpenAI and Anthropic count them)."""
+        return sum(len(c.tokens) + len(c.reasoning) + c.tool_tokens for c in self.choices)
+
+    @property
+    def reasoning_tokens(self) -> int:
+        """Of :attr:`completion_tokens`, those spent reasoning."""
+        return sum(len(c.reasoning) for c in self.choices)
 
 
 class SimHTTPError(Exception):
     """An error answer, raised before the response has started; each wire renders it in its own shape.
 
     ``code`` and ``type`` are OpenAI's vocabulary (``invalid_request_error``, ``rate_limit_error``,
-    ``server_error``); the other wires derive theirs from ``status``.
+    ``server_error``); the other wires derive theirs from ``status``. ``body``, when given, is the whole error
+    body as the API sends it, whatever the wire (xAI's ``{"code", "error"}`` on the OpenAI wire, Azure's 404).
     """
 
     def __init__(self, status: int, message: str, code: str | None, *, type_: str = "invalid_request_error",
-                 param: str | None = None, headers: tuple[tuple[str, str], ...] = ()) -> None:
+                 param: str | None = None, headers: tuple[tuple[str, str], ...] = (), body: dict | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.code, self.type, self.param, self.headers = (
-            status, message, code, type_, param, headers)
+        self.status, self.message, self.code, self.type, self.param, self.headers, self.body = (
+            status, message, code, type_, param, headers, body)
 
 
 class Wire:
@@ -106,12 +132,18 @@ class Wire:
 
     name = "wire"
     request_id_header = "x-request-id"
+    cache_wire: str | None = None  #: whose prompt-cache rules apply (:mod:`heavy.caching`), if not ``name``'s
 
     def parse(self, body: bytes, path_model: str | None = None, stream: bool = False) -> SimRequest:
         """The request in *body*; ``path_model`` and ``stream`` are what the URL says (Gemini puts them there)."""
         raise NotImplementedError
 
     def error_body(self, exc: SimHTTPError, request_id: str) -> dict:
+        """The body of an error answer: the error's own ``body`` if it has one, else the wire's envelope."""
+        return exc.body if exc.body is not None else self.envelope(exc, request_id)
+
+    def envelope(self, exc: SimHTTPError, request_id: str) -> dict:
+        """*exc* in this wire's error envelope."""
         raise NotImplementedError
 
     def response(self, gen: Generation, request: SimRequest) -> dict:
@@ -129,8 +161,8 @@ class Wire:
         """Frames that end a complete stream."""
         return []
 
-    def stream_error(self, exc: SimHTTPError, request_id: str) -> list[str]:
-        """Frames reporting *exc* inside a stream that has already answered 200."""
+    def stream_error(self, exc: SimHTTPError, request_id: str, gen: Generation, request: SimRequest) -> list[str]:
+        """Frames reporting *exc* inside the stream of *gen* that has already answered 200."""
         raise NotImplementedError
 
 

@@ -26,7 +26,7 @@ from .followers import follow
 from .solver import GoldIndex, format_like_gold, wrong_answer
 
 __all__ = ["Reply", "derive_seed", "answer_reply", "judge_reply", "synthesize_reply", "tokenize", "token_logprobs",
-           "worked_text", "UNKNOWN_TEXT"]
+           "worked_text", "reasoning_text", "UNKNOWN_TEXT"]
 
 #: Typical |logprob| per token of a reply the model "knows" is right, of a wrong one, and of a reply
 #: about a question the simulator cannot check. Confidence-weighted voting relies on right > wrong.
@@ -66,6 +66,24 @@ UNKNOWN_TEXT = (
     "(for example: what is seventeen times three?) and the questions in my configured dataset, and "
     "this question is neither, so I cannot give a final result for it."
 )
+# A reasoning model's thoughts: clearly simulated, no digits (the answer is only ever in the reply's text), longer
+# the harder it is asked to think.
+_THOUGHTS = (
+    "(Simulated reasoning: heavy's simulator is not a real model.)",
+    "I restate what the question asks for.",
+    "I list the quantities it gives and what each one means.",
+    "I work through the steps in order and check each intermediate result.",
+    "I look for a slip by redoing the key step another way.",
+    "I compare the result with the question once more before answering.",
+)
+_THOUGHTS_BY_EFFORT = {"none": 1, "minimal": 2, "low": 3, "medium": 4, "high": 5, "xhigh": 6, "max": 6}
+
+
+def reasoning_text(effort: str) -> str:
+    """What a simulated reasoning model thinks before it answers, longer with a higher *effort*."""
+    return " ".join(_THOUGHTS[: _THOUGHTS_BY_EFFORT.get(effort, 4)])
+
+
 _ALT_TOKENS = ["the", "a", "so", "then", "and", "it", "is", "we", "to", "of", "that", "this", "first",
                "next", "total", "each", "one", "two", "now", "here", ".", ","]
 # Trailing whitespace sticks to the last word, so the token count equals the word count.
