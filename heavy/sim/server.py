@@ -102,7 +102,8 @@ class SimStats:
     judge_requests: int = 0
     synthesize_requests: int = 0
     by_model: Counter = field(default_factory=Counter)  #: generation requests per requested model name
-    by_wire: Counter = field(default_factory=Counter)  #: generation requests per wire ("openai", "anthropic", "gemini")
+    by_wire: Counter = field(default_factory=Counter)  #: generation requests per wire ("openai", "responses",
+    #: "anthropic", "gemini"; Azure's are "openai" and "responses" too)
     prompt_tokens: int = 0  #: prompt tokens of every generation request (each n > 1 request's once)
     cache_read_tokens: int = 0  #: of them, read from the prompt cache
     cache_write_tokens: int = 0  #: of them, written to it (where the API charges writes: Anthropic)
