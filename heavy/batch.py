@@ -24,6 +24,13 @@ chose and wrote down first: OpenAI keeps it in the job's ``metadata``; Anthropic
 recognised there by being created after the tag was written with the same number of requests.
 :meth:`BatchClient.find` looks for the job of a tag, and :meth:`BatchClient.submit` asks it before retrying a
 create whose answer was lost.
+
+**Result files are data from outside.** A line that cannot be read costs that line only: the other lines'
+answers are used, and :attr:`BatchResults.problems` names the job and the line. A request without a line is
+reconciled with the job's own counts (:meth:`BatchClient.fetch` with ``expected``): when the job says it did not
+complete (failed, expired, cancelled, never run) it is ``missing`` and may be submitted again; when the job says
+it completed, or the counts cannot tell which of the requests without a line did, it is ``lost``: paid for,
+named by job id and custom_id, and never bought again.
 """
 
 from __future__ import annotations
@@ -46,8 +53,8 @@ from .providers.base import Completion, CompletionRequest, HTTPProvider
 from .providers.openai import OpenAIProvider
 from .providers.wrappers import RetryPolicy
 
-__all__ = ["BatchRequest", "BatchJob", "BatchFailure", "BatchClient", "OpenAIBatch", "AnthropicBatch",
-           "batch_client", "BATCH_WIRES", "CUSTOM_ID"]
+__all__ = ["BatchRequest", "BatchJob", "BatchFailure", "BatchResults", "BatchClient", "OpenAIBatch",
+           "AnthropicBatch", "batch_client", "BATCH_WIRES", "CUSTOM_ID"]
 
 #: What a ``custom_id`` may be on every batch API heavy speaks.
 CUSTOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -86,12 +93,25 @@ class BatchJob:
 class BatchFailure:
     """A request of a job that has no answer. ``kind``: ``errored`` (the call failed: an answer, paid or
     not, that will not change), ``expired`` (the job's 24 hours ran out before it ran: never billed, worth
-    submitting again) or ``cancelled`` (the job was cancelled before it ran)."""
+    submitting again), ``cancelled`` (the job was cancelled before it ran), ``missing`` (no result line, and the
+    job counts it among the requests that did not complete: worth submitting again) or ``lost`` (no readable
+    result line, and the job says it completed, or cannot say whether it did: never bought again)."""
 
     kind: str
     message: str
     status: int | None = None
     request_id: str | None = None
+
+
+class BatchResults(dict[str, "Completion | BatchFailure"]):
+    """The answers of a job by ``custom_id``, with what reading its result files found wrong."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: One line per unreadable result line, naming the job, the file and the line.
+        self.problems: list[str] = []
+        #: The custom_ids whose line says the request succeeded (what the job's counts count as completed).
+        self.succeeded: set[str] = set()
 
 
 class BatchClient(ABC):
@@ -132,12 +152,17 @@ class BatchClient(ABC):
         """A job object of the API (*text*: its JSON, for error excerpts) as a BatchJob."""
 
     @abstractmethod
-    async def results(self, job: BatchJob) -> dict[str, Completion | BatchFailure]:
-        """The answer of every request of an ended *job*, by ``custom_id``."""
+    async def results(self, job: BatchJob) -> BatchResults:
+        """The answer of every request of an ended *job* that has a readable result line, by ``custom_id``."""
 
     @abstractmethod
-    def _answer(self, line: str) -> tuple[str, Completion | BatchFailure]:
-        """One line of a result file: its ``custom_id`` and what it answered."""
+    def _answer(self, line: str) -> tuple[str, Completion | BatchFailure, bool]:
+        """One line of a result file: its ``custom_id``, what it answered, and whether the line says the request
+        succeeded (ran and was billed, whether or not its answer could be read)."""
+
+    @abstractmethod
+    def _succeeded(self, job: BatchJob) -> int | None:
+        """How many requests the ended *job* reports as completed successfully; None when it does not say."""
 
     async def get(self, batch_id: str) -> BatchJob:
         """The job's state now."""
@@ -156,9 +181,24 @@ class BatchClient(ABC):
         return [self._job(b, "") for b in (data.get("data") or [] if isinstance(data, dict) else [])
                 if isinstance(b, dict)]
 
-    def _answers(self, text: str) -> dict[str, Completion | BatchFailure]:
-        """Every line of a JSONL result file, by ``custom_id``."""
-        return dict(self._answer(line) for line in text.split("\n") if line.strip())
+    def _answers(self, text: str, job: BatchJob, where: str, into: BatchResults) -> None:
+        """Every readable line of the JSONL result file *where* of *job*, into *into*; an unreadable line is
+        skipped and named in its ``problems``."""
+        for lineno, line in enumerate(text.split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                cid, answer, succeeded = self._answer(line)
+            except ProviderError as exc:
+                why = "not JSON" if "not JSON" in str(exc) else "no custom_id"
+                into.problems.append(f"batch job {job.id}: line {lineno} of {where} is unreadable ({why}): skipped, "
+                                     "the other lines are read")
+                continue
+            if cid in into and isinstance(into[cid], Completion):
+                continue  # the same request twice: its answer stays
+            into[cid] = answer
+            if succeeded:
+                into.succeeded.add(cid)
 
     def _tag_of(self, job: BatchJob) -> str | None:
         """The tag a job was created with, where the API keeps one."""
@@ -209,9 +249,38 @@ class BatchClient(ABC):
         """:meth:`get` with retries on transient errors (a poll may be repeated at will)."""
         return await self._retrying(lambda: self.get(batch_id))
 
-    async def fetch(self, job: BatchJob) -> dict[str, Completion | BatchFailure]:
-        """:meth:`results` with retries on transient errors."""
-        return await self._retrying(lambda: self.results(job))
+    async def fetch(self, job: BatchJob, expected: Sequence[str] = ()) -> BatchResults:
+        """:meth:`results` with retries on transient errors; with *expected* (the job's custom_ids), every one of
+        them answered, those without a readable line reconciled with the job's counts (:meth:`reconcile`)."""
+        answers = await self._retrying(lambda: self.results(job))
+        return self.reconcile(job, answers, expected)
+
+    def reconcile(self, job: BatchJob, answers: BatchResults, expected: Sequence[str]) -> BatchResults:
+        """A failure for each of *expected* without a readable line: ``missing`` (may be submitted again) when
+        the job's counts say every request that completed has its line, else ``lost`` (never bought again)."""
+        missing = [cid for cid in expected if cid not in answers]
+        if not missing:
+            return answers
+        reported = self._succeeded(job)
+        unread = None if reported is None else reported - len(answers.succeeded)
+        for cid in missing:
+            head = f"batch job {job.id}: no readable result line for {cid}"
+            if unread == 0:
+                answers[cid] = BatchFailure("missing", f"{head}; the job counts it among the requests that did not "
+                                                       "complete: it may be submitted again")
+                continue
+            if unread is None:
+                why = "the job does not say how many of its requests completed, so it may have run"
+            elif unread >= len(missing):
+                why = "the job reports it completed"
+            elif unread < 0:
+                why = (f"the job's counts ({reported} completed) disagree with its result lines "
+                       f"({len(answers.succeeded)} completed), so it cannot tell whether it ran")
+            else:
+                why = (f"the job reports {unread} of the {len(missing)} requests without a line completed, and "
+                       "nobody can tell which")
+            answers[cid] = BatchFailure("lost", f"{head}; {why}: its answer is lost, not bought again")
+        return answers
 
     async def _retrying(self, call: Callable[[], Awaitable[T]],
                         recover: Callable[[], Awaitable[T | None]] | None = None) -> T:
@@ -289,31 +358,38 @@ class OpenAIBatch(BatchClient):
     def _job(self, data: Any, text: str) -> BatchJob:
         if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data.get("status"):
             raise self._bad("a batch without an id and a status", text)
-        counts = data.get("request_counts") or {}
+        counts = data.get("request_counts") if isinstance(data.get("request_counts"), dict) else {}
         status = str(data["status"])
         failure = None
         if status == "failed":
-            errors = (data.get("errors") or {}).get("data") or []
-            failure = "; ".join(str(e.get("message") or e.get("code")) for e in errors if isinstance(e, dict)) or \
+            errors = data.get("errors") if isinstance(data.get("errors"), dict) else {}
+            listed = errors.get("data") if isinstance(errors.get("data"), list) else []
+            failure = "; ".join(str(e.get("message") or e.get("code")) for e in listed if isinstance(e, dict)) or \
                 "the batch failed"
         return BatchJob(id=data["id"], status=status, ended=status in _OPENAI_ENDED,
-                        total=int(counts.get("total") or 0),
-                        done=int(counts.get("completed") or 0) + int(counts.get("failed") or 0),
-                        created_at=float(data.get("created_at") or 0), failure=failure, raw=data)
+                        total=_count(counts.get("total")) or 0,
+                        done=(_count(counts.get("completed")) or 0) + (_count(counts.get("failed")) or 0),
+                        created_at=_timestamp(data.get("created_at")), failure=failure, raw=data)
 
-    async def results(self, job: BatchJob) -> dict[str, Completion | BatchFailure]:
-        out: dict[str, Completion | BatchFailure] = {}
-        for key in ("output_file_id", "error_file_id"):
+    def _succeeded(self, job: BatchJob) -> int | None:
+        counts = job.raw.get("request_counts")
+        return _count(counts.get("completed")) if isinstance(counts, dict) else None
+
+    async def results(self, job: BatchJob) -> BatchResults:
+        out = BatchResults()
+        for key, name in (("output_file_id", "output file"), ("error_file_id", "error file")):
             file_id = job.raw.get(key)
             if not file_id:
                 continue
-            out.update(self._answers((await self.http.get_json(f"files/{file_id}/content")).text))
+            text = (await self.http.get_json(f"files/{file_id}/content")).text
+            self._answers(text, job, f"its {name} {file_id}", out)
         return out
 
-    def _answer(self, line: str) -> tuple[str, Completion | BatchFailure]:
+    def _answer(self, line: str) -> tuple[str, Completion | BatchFailure, bool]:
         data = self._json(line)
         if not isinstance(data, dict) or not isinstance(data.get("custom_id"), str):
             raise self._bad("an output line without a custom_id", line)
+        cid = data["custom_id"]
         response = data.get("response") if isinstance(data.get("response"), dict) else {}
         status = response.get("status_code")
         rid = response.get("request_id")
@@ -321,19 +397,18 @@ class OpenAIBatch(BatchClient):
         if isinstance(error, dict):
             code = str(error.get("code") or "")
             kind = {"batch_expired": "expired", "batch_cancelled": "cancelled"}.get(code, "errored")
-            return data["custom_id"], BatchFailure(kind, f"{code}: {error.get('message') or ''}".strip(": "),
-                                                   status, rid)
+            return cid, BatchFailure(kind, f"{code}: {error.get('message') or ''}".strip(": "), status, rid), False
         body = response.get("body")
         if status != 200:
             message = (body.get("error") or {}).get("message") if isinstance(body, dict) and \
                 isinstance(body.get("error"), dict) else None
-            return data["custom_id"], BatchFailure("errored", f"HTTP {status}: {message or 'error'}", status, rid)
+            return cid, BatchFailure("errored", f"HTTP {status}: {message or 'error'}", status, rid), False
         model = body.get("model") if isinstance(body, dict) else None
         try:
-            return data["custom_id"], self.provider.parse_completion(body, model=str(model or ""), request_id=rid,
-                                                                     raw=json.dumps(body)[:500])
+            return cid, self.provider.parse_completion(body, model=str(model or ""), request_id=rid,
+                                                       raw=json.dumps(body)[:500]), True
         except ProviderError as exc:  # one unreadable answer is that request's failure, not the job's
-            return data["custom_id"], BatchFailure("errored", str(exc), status, rid)
+            return cid, BatchFailure("errored", str(exc), status, rid), True
 
 
 # --- Anthropic --------------------------------------------------------------------------------------------
@@ -356,14 +431,21 @@ class AnthropicBatch(BatchClient):
     def _job(self, data: Any, text: str) -> BatchJob:
         if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data.get("processing_status"):
             raise self._bad("a message batch without an id and a processing_status", text)
-        counts = {k: int(v or 0) for k, v in (data.get("request_counts") or {}).items()}
+        raw_counts = data.get("request_counts") if isinstance(data.get("request_counts"), dict) else {}
+        counts = {str(k): _count(v) or 0 for k, v in raw_counts.items()}
         status = str(data["processing_status"])
         return BatchJob(id=data["id"], status=status, ended=status == "ended", total=sum(counts.values()),
                         done=sum(v for k, v in counts.items() if k != "processing"),
                         created_at=_timestamp(data.get("created_at")), raw=data)
 
-    async def results(self, job: BatchJob) -> dict[str, Completion | BatchFailure]:
-        return self._answers((await self.http.get_json(self._results_path(job))).text)
+    def _succeeded(self, job: BatchJob) -> int | None:
+        counts = job.raw.get("request_counts")
+        return _count(counts.get("succeeded")) if isinstance(counts, dict) else None
+
+    async def results(self, job: BatchJob) -> BatchResults:
+        out = BatchResults()
+        self._answers((await self.http.get_json(self._results_path(job))).text, job, "its results", out)
+        return out
 
     def _results_path(self, job: BatchJob) -> str:
         """The job's ``results_url`` when it is on the API's own origin (the key goes nowhere else), else the
@@ -373,32 +455,40 @@ class AnthropicBatch(BatchClient):
             return url
         return f"{self.jobs_path}/{job.id}/results"
 
-    def _answer(self, line: str) -> tuple[str, Completion | BatchFailure]:
+    def _answer(self, line: str) -> tuple[str, Completion | BatchFailure, bool]:
         data = self._json(line)
         if not isinstance(data, dict) or not isinstance(data.get("custom_id"), str):
             raise self._bad("a result line without a custom_id", line)
+        cid = data["custom_id"]
         result = data.get("result") if isinstance(data.get("result"), dict) else {}
         kind = result.get("type")
         if kind == "succeeded":
             message = result.get("message")
             model = message.get("model") if isinstance(message, dict) else None
             try:
-                return data["custom_id"], self.provider.parse_message(message, model=str(model or ""),
-                                                                      raw=json.dumps(message)[:500])
+                return cid, self.provider.parse_message(message, model=str(model or ""),
+                                                        raw=json.dumps(message)[:500]), True
             except ProviderError as exc:  # one unreadable answer is that request's failure, not the job's
-                return data["custom_id"], BatchFailure("errored", str(exc))
+                return cid, BatchFailure("errored", str(exc)), True
         if kind in ("expired", "canceled"):
-            return data["custom_id"], BatchFailure("expired" if kind == "expired" else "cancelled",
-                                                   f"the request was {kind} before it ran")
+            return cid, BatchFailure("expired" if kind == "expired" else "cancelled",
+                                     f"the request was {kind} before it ran"), False
         outer = result.get("error") if isinstance(result.get("error"), dict) else {}
         inner = outer.get("error") if isinstance(outer.get("error"), dict) else outer
-        return data["custom_id"], BatchFailure("errored", f"{inner.get('type') or 'error'}: {inner.get('message') or ''}"
-                                               .strip(": "), None, outer.get("request_id"))
+        return cid, BatchFailure("errored", f"{inner.get('type') or 'error'}: {inner.get('message') or ''}"
+                                 .strip(": "), None, outer.get("request_id")), False
+
+
+def _count(value: Any) -> int | None:
+    """A count of a job's requests as reported (a non-negative integer), or None when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or value != int(value):
+        return None
+    return int(value)
 
 
 def _timestamp(value: Any) -> float:
     """An RFC 3339 time (Anthropic's) or Unix seconds as Unix seconds; 0 when absent or unreadable."""
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
         try:

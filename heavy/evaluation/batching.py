@@ -15,8 +15,10 @@ up, not created again; answers already back are not fetched again into new rows;
 are not decided again (the results file says so). A job whose creation answer was lost is found by its tag.
 
 **Nothing paid twice.** A request is submitted again only when its job said it never ran (expired in the
-24-hour window, never billed), at most :data:`MAX_ATTEMPTS` times in all; with ``--retry-errors``, a request
-that errored (not billed either) is submitted again too.
+24-hour window, never billed; or no result line while the job's counts say it did not complete), at most
+:data:`MAX_ATTEMPTS` times in all; with ``--retry-errors``, a request that errored (not billed either) is
+submitted again too. A request whose result line is missing or unreadable while its job says it completed (or
+cannot say which did) is *lost*: a failed sample naming the job and its custom_id, never bought again.
 
 **Prices.** A row's ``cost_usd`` prices its batch samples at the provider's batch price
 (:func:`heavy.pricing.batch_cost`) and its live calls as usual; ``interactive_cost_usd`` is the same decision
@@ -226,7 +228,7 @@ class BatchRun:
         if got is None:
             return True
         h = got[0]
-        return (self.runner.retry_errors and not h.ok and h.error_type != "BatchFailed"
+        return (self.runner.retry_errors and not h.ok and h.error_type not in ("BatchFailed", "BatchLost")
                 and attempts.get((item_id, slot), 0) < MAX_ATTEMPTS)
 
     async def _submit_missing(self) -> None:
@@ -245,7 +247,8 @@ class BatchRun:
                 if attempts.get(key, 0) >= MAX_ATTEMPTS:
                     if slot not in self.samples.get(item_id, {}):
                         self._store(item_id, "", [_failed(slot, spec.label, request, BatchFailure(
-                            "expired", f"submitted {MAX_ATTEMPTS} times, never run: the jobs expired first"))])
+                            "expired", f"submitted {MAX_ATTEMPTS} times, never run: its jobs ended (expired, "
+                                       "cancelled or without its line) before it ran"))])
                     continue
                 cid = custom_id(item_id, slot)
                 where[cid] = key
@@ -322,8 +325,11 @@ class BatchRun:
 
     async def _collect(self, sub: _Submission, job: BatchJob) -> None:
         """Store what an ended job answered (by question), then mark it ended and decide what is ready."""
-        answers = {} if job.failure else await self._client(sub.label).fetch(job)
+        answers = {} if job.failure else await self._client(sub.label).fetch(job, expected=list(sub.requests))
+        for problem in getattr(answers, "problems", ()):
+            self._say(problem)
         back: dict[str, list[Hypothesis]] = {}
+        lost: list[str] = []
         for cid, (item_id, slot) in sub.requests.items():
             item = self.items.get(item_id)
             if item is None:
@@ -332,12 +338,17 @@ class BatchRun:
             answer = answers.get(cid)
             if job.failure:
                 answer = BatchFailure("failed", f"the batch job {job.id} failed: {job.failure}")
-            if answer is None or (isinstance(answer, BatchFailure) and answer.kind == "expired"):
+            if answer is None or (isinstance(answer, BatchFailure) and answer.kind in ("expired", "missing")):
                 continue  # never ran: submitted again
+            if isinstance(answer, BatchFailure) and answer.kind == "lost":
+                lost.append(cid)
             latency = max(0.0, time.time() - sub.ts)
             back.setdefault(item_id, []).append(_hypothesis(slot, spec.label, request, answer, latency))
         for item_id, hyps in back.items():
             self._store(item_id, job.id, hyps)
+        if lost:
+            self._say(f"batch job {job.id}: {len(lost)} answer(s) the job reports as run have no readable result "
+                      f"line, lost and not bought again: {', '.join(lost)}")
         self._ended(sub, job)
         self._decide_ready()
 
@@ -405,6 +416,6 @@ def _hypothesis(slot: int, label: str, request: CompletionRequest, answer: Compl
 
 def _failed(slot: int, label: str, request: CompletionRequest, failure: BatchFailure) -> Hypothesis:
     kind = {"errored": "BatchRequestError", "cancelled": "BatchCancelled", "expired": "BatchExpired",
-            "failed": "BatchFailed"}.get(failure.kind, "BatchRequestError")
+            "failed": "BatchFailed", "lost": "BatchLost"}.get(failure.kind, "BatchRequestError")
     return Hypothesis(index=slot, model=label, status="failed", error=failure.message, error_type=kind,
                       seed=request.params.seed, request_id=failure.request_id)

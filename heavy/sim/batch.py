@@ -23,7 +23,9 @@ end, 10 % validating, 80 % in progress and 10 % finalizing; its requests are ans
 live endpoints (same seeds, same answers), each failing with the model's ``fail_rate`` and running out of time
 with ``batch_expire_rate``. :attr:`BatchStore.submitted` counts every custom_id ever submitted and
 :attr:`BatchStore.billed` every request answered, so tests and benchmarks can prove nothing was submitted
-or paid twice (``GET /health`` reports them as ``batches``).
+or paid twice (``GET /health`` reports them as ``batches``). :attr:`BatchStore.faults` damages the result
+files of the next jobs (lines left out or cut short, :class:`~heavy.sim.batchio.ResultFaults`), as a provider's
+files could be, while the jobs' counts stay true.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from urllib.parse import parse_qs
 
 from .anthropic_wire import AnthropicWire
 from .asgi import headers, read_body, send_json
-from .batchio import CHAT, SimFile, custom_id_ok, multipart, openai_lines
+from .batchio import CHAT, ResultFaults, SimFile, custom_id_ok, multipart, openai_lines
 from .openai_wire import OpenAIWire
 from .wire import SimHTTPError, Wire
 
@@ -68,6 +70,8 @@ class _Job:
     cancelled_at: float | None = None  #: monotonic instant of a cancel
     results: list[tuple[str, str, Any]] | None = None  #: (custom_id, outcome, payload) once processed
     files: dict[str, str] = field(default_factory=dict)  #: output_file_id / error_file_id
+    dropped: set[str] = field(default_factory=set)  #: custom_ids whose result line is left out (faults)
+    garbled: set[str] = field(default_factory=set)  #: custom_ids whose result line is cut short (faults)
 
 
 class BatchStore:
@@ -79,6 +83,7 @@ class BatchStore:
         self.jobs: dict[str, _Job] = {}
         self.submitted: Counter[str] = Counter()  #: custom_id -> times it was submitted in a job
         self.billed: Counter[str] = Counter()  #: custom_id -> times it was answered (what a provider bills)
+        self.faults: ResultFaults | None = None  #: damage to the next jobs' result files (tests)
 
     @staticmethod
     def serves(path: str) -> bool:
@@ -261,7 +266,7 @@ class BatchStore:
                 result = {"type": "errored", "error": payload[1]}
             else:
                 result = {"type": {"cancelled": "canceled"}.get(outcome, outcome)}
-            lines.append(json.dumps({"custom_id": cid, "result": result}) + "\n")
+            lines.append(ResultFaults.line({"custom_id": cid, "result": result}, cid, job.dropped, job.garbled))
         return "".join(lines).encode()
 
     # --- the lifecycle, whatever the wire ---------------------------------------------------------------
@@ -330,6 +335,8 @@ class BatchStore:
                     results.append(self._answer(job, line))
         rng.shuffle(results)  # the documented order: none
         job.results = results
+        if self.faults is not None:
+            job.dropped, job.garbled = self.faults.pick(results, rng)
         if job.wire == "openai":
             self._openai_files(job)
 
@@ -349,26 +356,28 @@ class BatchStore:
         return cid, "succeeded", payload
 
     def _openai_files(self, job: _Job) -> None:
-        out, err = [], []
+        out: list[tuple[str, dict[str, Any]]] = []
+        err: list[tuple[str, dict[str, Any]]] = []
         for cid, outcome, payload in job.results or []:
             line_id = f"batch_req_{uuid.uuid4().hex[:24]}"
             if outcome == "succeeded":
-                out.append({"id": line_id, "custom_id": cid, "response": {
-                    "status_code": 200, "request_id": f"req_{uuid.uuid4().hex}", "body": payload}, "error": None})
+                out.append((cid, {"id": line_id, "custom_id": cid, "response": {
+                    "status_code": 200, "request_id": f"req_{uuid.uuid4().hex}", "body": payload}, "error": None}))
             elif outcome == "errored":
                 status, body, rid = payload
-                err.append({"id": line_id, "custom_id": cid, "response": {"status_code": status, "request_id": rid,
-                                                                           "body": body}, "error": None})
+                err.append((cid, {"id": line_id, "custom_id": cid, "response": {
+                    "status_code": status, "request_id": rid, "body": body}, "error": None}))
             else:
                 code = "batch_expired" if outcome == "expired" else "batch_cancelled"
                 why = "could not be executed before the completion window ended" if outcome == "expired" else \
                     "was not executed before the batch was cancelled"
-                err.append({"id": line_id, "custom_id": cid, "response": None,
-                            "error": {"code": code, "message": f"This request {why}."}})
+                err.append((cid, {"id": line_id, "custom_id": cid, "response": None,
+                                  "error": {"code": code, "message": f"This request {why}."}}))
         for key, rows in (("output", out), ("error", err)):
             if rows:
                 f = SimFile(f"file-{uuid.uuid4().hex[:24]}", f"{job.id}_{key}.jsonl", f"batch_{key}",
-                          "".join(json.dumps(r) + "\n" for r in rows).encode(), int(time.time()))
+                            "".join(ResultFaults.line(r, cid, job.dropped, job.garbled) for cid, r in rows).encode(),
+                            int(time.time()))
                 self.files[f.id] = f
                 job.files[key] = f.id
 

@@ -1,15 +1,17 @@
 """The file formats of the simulator's batch APIs (:mod:`heavy.sim.batch`): uploaded files, multipart uploads,
-and the validation of an OpenAI batch input file (its lines, custom_ids and model)."""
+the validation of an OpenAI batch input file (its lines, custom_ids and model), and the damage a test may ask
+the result files to carry (:class:`ResultFaults`)."""
 
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from typing import Any
 
 from .wire import SimHTTPError
 
-__all__ = ["SimFile", "openai_lines", "custom_id_ok", "multipart", "CHAT"]
+__all__ = ["SimFile", "ResultFaults", "openai_lines", "custom_id_ok", "multipart", "CHAT"]
 
 CHAT = "/v1/chat/completions"
 
@@ -28,6 +30,37 @@ class SimFile:
         return {"id": self.id, "object": "file", "bytes": len(self.content), "created_at": self.created_at,
                 "filename": self.filename, "purpose": self.purpose, "status": "processed"}
 
+
+@dataclass
+class ResultFaults:
+    """Damage done to the result files of the next jobs, so tests can show what heavy makes of it: ``drop``
+    lines left out and ``garble`` lines cut in half (not JSON), picked among the requests whose outcome is in
+    ``outcomes`` (``succeeded``, ``errored``, ``expired``, ``cancelled``). The job's own counts stay true, as a
+    provider's would. ``jobs``: how many more jobs it damages (``None``: every one). Set it on
+    :attr:`BatchStore.faults <heavy.sim.batch.BatchStore.faults>`."""
+
+    drop: int = 0
+    garble: int = 0
+    outcomes: tuple[str, ...] = ("succeeded",)
+    jobs: int | None = 1
+
+    def pick(self, results: list[tuple[str, str, Any]], rng: random.Random) -> tuple[set[str], set[str]]:
+        """The custom_ids of a job's results to leave out and to garble (and one job less to damage)."""
+        if self.jobs is not None:
+            if self.jobs <= 0:
+                return set(), set()
+            self.jobs -= 1
+        chosen = [cid for cid, outcome, _ in results if outcome in self.outcomes]
+        rng.shuffle(chosen)
+        return set(chosen[:self.drop]), set(chosen[self.drop:self.drop + self.garble])
+
+    @staticmethod
+    def line(row: dict[str, Any], cid: str, dropped: set[str], garbled: set[str]) -> str:
+        """One JSONL line of a result file as damaged: empty when left out, its first half when garbled."""
+        if cid in dropped:
+            return ""
+        text = json.dumps(row)
+        return (text[: len(text) // 2] if cid in garbled else text) + "\n"
 
 
 def openai_lines(content: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
