@@ -265,3 +265,16 @@ def test_the_llm_plugin_obeys_the_model(sim, tmp_path, monkeypatch):
     response = llm.get_model("heavy/vote/strict-reasoner").prompt(QUESTION, n=2, temperature=0.9)
     assert response.text().strip().endswith("The answer is 51.")
     assert any("temperature=0.9 not sent" in n for n in response.response_json["heavy"]["notes"])
+
+
+def test_eval_batch_decides_1500_questions_whose_results_file_is_megabytes(sim, config, tmp_path):
+    """The batch's result file (~1,500 x 2 answers, over a megabyte) is one non-streaming answer: read whole, at once."""
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "question": f"What is {i} + {i + 1}?", "answer": str(2 * i + 1)})
+                            + "\n" for i in range(1500)))
+    done = heavy("eval", str(data), "-m", "openai:heavy-simulated", "-s", "vote", "-n", "2", "--batch",
+                 "--results", str(tmp_path / "out.jsonl"), env=openai_env(sim), config=config)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(rows) == 1500 and all(r.get("error") is None for r in rows)
+    assert {r["id"] for r in rows} == {f"q{i}" for i in range(1500)} and "1500/1500" in done.stdout
