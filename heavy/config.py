@@ -179,6 +179,8 @@ def describe(cfg: HeavyConfig, env: dict[str, str] | None = None) -> dict[str, A
             base = resolved.base_url
         except ConfigError:
             base, spec_ok = (env.get(preset.base_url_env) if preset.base_url_env else None) or preset.base_url, False
+            if not base and preset.base_url_env:  # no default endpoint (azure): say where it comes from
+                base = f"({preset.base_url_env} not set)"
         providers[name] = {
             "base_url": base, "key_env": key_env, "key": _mask(key), "key_required": preset.key_required,
             "ready": spec_ok, **({"limits": cfg.providers[name].model_dump(exclude_none=True)}

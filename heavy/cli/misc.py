@@ -44,7 +44,8 @@ def strategies() -> None:
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def sim(port: int, host: str, dataset: str | None, log_level: str, **knobs: float | str | None) -> None:
-    """Serve heavy's simulated LLM on HOST:PORT (OpenAI, Anthropic and Gemini wire formats). Not a real model.
+    """Serve heavy's simulated LLM on HOST:PORT (OpenAI Chat Completions and Responses, Azure's v1 routes, Anthropic
+    and Gemini wire formats), holding real model names to their APIs' documented refusals. Not a real model.
 
     \b
     A request's model name may override these settings, e.g.
@@ -90,12 +91,13 @@ def config(as_json: bool) -> None:
         click.echo(f"config file: {info['config_file']}")
         click.echo("defaults: " + (", ".join(f"{k}={v}" for k, v in info["defaults"].items()) or "built-in"))
         click.echo("providers:")
+        width = max(len(name) for name in info["providers"])
         for name, p in info["providers"].items():
             limits = f"  limits {p['limits']}" if "limits" in p else ""
             key = f"{p['key_env']} {p['key']}" if p["key_env"] else "no key needed"
             if p["key_env"] and not p["key_required"]:
                 key += " (optional)"
-            click.echo(f"  {name:<11} {p['base_url']:<48} {key}{limits}")
+            click.echo(f"  {name:<{width}} {p['base_url']:<56} {key}{limits}")
         if info["prices"]:
             click.echo("price overrides (USD / 1M tokens): " + ", ".join(
                 f"{k}: in {v['input']}, out {v['output']}" for k, v in info["prices"].items()))
