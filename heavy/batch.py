@@ -122,6 +122,8 @@ class BatchClient(ABC):
     max_bytes: int = 200 * 1024 * 1024
     #: Where the jobs are, under the provider's base URL.
     jobs_path: str = "batches"
+    #: Whether the API keeps a job's tag (so :meth:`find` tells a job by its tag alone, not by time and count).
+    tags: bool = False
 
     def __init__(self, provider: HTTPProvider, *, retry: RetryPolicy | None = None) -> None:
         self.provider = provider
@@ -203,6 +205,13 @@ class BatchClient(ABC):
     def _tag_of(self, job: BatchJob) -> str | None:
         """The tag a job was created with, where the API keeps one."""
         return None
+
+    async def custom_ids(self, job: BatchJob) -> list[str] | None:
+        """The custom_ids of the requests *job* holds, when the API tells (an ended job's results do); None
+        when it cannot yet."""
+        if not job.ended or job.failure:
+            return None
+        return list(await self.fetch(job))
 
     # --- shared --------------------------------------------------------------------------------
 
@@ -320,6 +329,7 @@ class OpenAIBatch(BatchClient):
     provider: OpenAIProvider
     max_requests = 50_000
     max_bytes = 200 * 1024 * 1024
+    tags = True
 
     def line(self, item: BatchRequest) -> dict[str, Any]:
         return {"custom_id": item.custom_id, "method": "POST", "url": _CHAT_URL, "body": self.body(item.request)}
@@ -350,6 +360,23 @@ class OpenAIBatch(BatchClient):
         resp = await self.http.post_json(self.jobs_path, {"input_file_id": file_id, "endpoint": _CHAT_URL,
                                                           "completion_window": "24h", "metadata": {"heavy_tag": tag}})
         return self._job(self._json(resp.text), resp.text)
+
+    async def custom_ids(self, job: BatchJob) -> list[str] | None:
+        """From the job's input file, whatever its state."""
+        file_id = job.raw.get("input_file_id")
+        if not isinstance(file_id, str):
+            return await super().custom_ids(job)
+        text = (await self._retrying(lambda: self.http.get_json(f"files/{file_id}/content"))).text
+        out = []
+        for line in filter(str.strip, text.split("\n")):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                data = None
+            if not isinstance(data, dict) or not isinstance(data.get("custom_id"), str):
+                return None  # an input file heavy cannot read: the job's requests are not known
+            out.append(data["custom_id"])
+        return out
 
     def _tag_of(self, job: BatchJob) -> str | None:
         meta = job.raw.get("metadata")

@@ -14,6 +14,13 @@ run that is stopped, killed or loses its network is resumed by running the same 
 up, not created again; answers already back are not fetched again into new rows; questions already decided
 are not decided again (the results file says so). A job whose creation answer was lost is found by its tag.
 
+**A damaged book** (a line that is not JSON before its last line, :attr:`BatchBook.salvaged`) is reported with
+file:line and never makes a request be paid twice: a damaged ``submit`` line's job is found by its tag (or its
+id on a ``job`` row) and its requests are read back from the provider (OpenAI's input file, or the results once
+the job ends; until then nothing more of that model is submitted); a damaged ``samples`` line is fetched again
+from the ended jobs that hold its question. A damaged line whose row id is gone, or whose job cannot be told
+apart (Anthropic keeps no tags), is a ConfigError naming it. Only a torn last line counts as never written.
+
 **Nothing paid twice.** A request is submitted again only when its job said it never ran (expired in the
 24-hour window, never billed; or no result line while the job's counts say it did not complete), at most
 :data:`MAX_ATTEMPTS` times in all; with ``--retry-errors``, a request that errored (not billed either) is
@@ -29,20 +36,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
+from datetime import datetime, timezone
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..answers import final_answer
-from ..batch import BATCH_WIRES, BatchClient, BatchFailure, BatchJob, BatchRequest, batch_client
-from ..errors import ConfigError
+from ..batch import BATCH_WIRES, BatchClient, BatchFailure, BatchJob, BatchRequest, BatchResults, batch_client
+from ..errors import ConfigError, FatalRequestError
 from ..models import ModelSpec
 from ..pricing import BATCH_MULTIPLIERS
 from ..providers.base import Completion, CompletionRequest
 from ..types import Hypothesis, as_messages
-from .files import BatchBook
+from .files import BatchBook, Damaged
 from .items import EvalItem
 from .runner import route_prefix
 
@@ -54,6 +63,10 @@ __all__ = ["BatchRun", "check_batch_models", "custom_id", "batch_savings", "MAX_
 
 #: How many times in all one request may be submitted when its jobs keep saying it never ran.
 MAX_ATTEMPTS = 3
+
+
+#: The tags heavy gives its jobs.
+_TAG = re.compile(r"^heavy-[0-9a-f]{20}$")
 
 
 def custom_id(item_id: str, slot: int) -> str:
@@ -100,6 +113,10 @@ class _Submission:
     batch_id: str | None = None
     ended: bool = False
     job: BatchJob | None = None  #: its last known state (this run)
+    #: Its requests are not all known (its submit line is damaged and the provider cannot tell yet): nothing
+    #: more of its model is submitted until it ends and its results say what it held.
+    opaque: bool = False
+    recollect: set[str] = field(default_factory=set)  #: questions whose samples are fetched again from it
 
 
 @dataclass
@@ -119,6 +136,8 @@ class BatchRun:
     _decided: set[str] = field(default_factory=set)
     _sem: Any = None  #: bounds the decisions in flight (made in the running loop)
     _last: str = ""
+    _orphans: dict[str, str] = field(default_factory=dict)  #: tag -> batch_id of job rows without a submit row
+    _ended_tags: set[str] = field(default_factory=set)  #: tags the book has an ``ended`` row of
 
     @property
     def heavy(self) -> Heavy:
@@ -138,6 +157,7 @@ class BatchRun:
         self._sem = asyncio.Semaphore(self.runner.concurrency)
         self._read()
         try:
+            await self._salvage()
             running = [s for s in self.subs.values() if not s.ended]
             if running:
                 self._say(f"picking up {len(running)} batch job(s) from {self.book.path}")
@@ -162,19 +182,28 @@ class BatchRun:
     # --- the book ------------------------------------------------------------------------------------
 
     def _read(self) -> None:
-        for row in self.book.rows:
-            kind, key = row["kind"], str(row["id"])
-            if kind == "submit":
-                self.subs[key] = _Submission(key, str(row.get("model")), str(row.get("endpoint")),
-                                             {k: (str(v[0]), int(v[1])) for k, v in (row.get("requests") or {}).items()},
-                                             float(row.get("ts") or 0))
-            elif kind == "job" and key in self.subs:
-                self.subs[key].batch_id = row.get("batch_id")
-            elif kind == "ended" and key in self.subs:
-                self.subs[key].ended = True
+        """The book's rows (their shapes checked by :class:`BatchBook`) as submissions and samples, in any order;
+        a ``job`` row without a ``submit`` row is left in ``_orphans`` for :meth:`_salvage`."""
+        rows = self.book.rows
+        for row in rows:
+            if row["kind"] == "submit":  # the last one of a tag says what its job holds (_adopt narrows it)
+                self.subs[row["id"]] = _Submission(row["id"], row["model"], row["endpoint"],
+                                                   {k: (v[0], v[1]) for k, v in row["requests"].items()},
+                                                   float(row["ts"]))
+        for row in rows:
+            kind, key = row["kind"], row["id"]
+            if kind == "job":
+                if key in self.subs:
+                    self.subs[key].batch_id = row["batch_id"]
+                else:
+                    self._orphans[key] = row["batch_id"]
+            elif kind == "ended":
+                self._ended_tags.add(key)
+                if key in self.subs:
+                    self.subs[key].ended = True
             elif kind == "samples":
-                for raw in row.get("hypotheses") or []:
-                    self._keep(key, Hypothesis.model_validate(raw), str(row.get("batch_id")))
+                for raw in row["hypotheses"]:
+                    self._keep(key, Hypothesis.model_validate(raw), row["batch_id"])
         for sub in self.subs.values():
             if not sub.ended:
                 spec = self._spec(sub.label)
@@ -182,6 +211,94 @@ class BatchRun:
                     raise ConfigError(f"{self.book.path} has a running batch job of {sub.label} at {sub.endpoint}, "
                                       "which this run does not sample: run the command that submitted it (the same "
                                       "-m and --base-url) to pick it up")
+
+    async def _salvage(self) -> None:
+        """Act on the book's damaged lines (and ``job`` rows whose ``submit`` row is gone) so that none makes a
+        request be paid twice (see the module docstring)."""
+        damaged = self.book.salvaged
+        for d in damaged:
+            if d.id is None:
+                raise ConfigError(f"{self.book.path}:{d.lineno}: a damaged line (not JSON) whose row id is gone: it "
+                                  "may have recorded a batch job, and heavy does not risk paying for its requests "
+                                  "twice: repair the line, or delete it if it recorded no job (the provider's list of "
+                                  "batch jobs tells), and run again")
+        tags = [d for d in damaged if self._is_tag(d)]
+        ids = {d.id: d.batch_id for d in tags if d.batch_id}  # a damaged job row may name its job
+        for d in tags:
+            where = f"{self.book.path}:{d.lineno}: a damaged line (not JSON) of batch job tag {d.id}"
+            if d.id in self.subs:
+                self._say(f"{where}: read from its other rows (a job id not written down is found by its tag)")
+            else:
+                await self._recover(str(d.id), self._orphans.pop(str(d.id), None) or ids.get(d.id), d, where)
+        for tag, batch_id in list(self._orphans.items()):  # a job row whose submit row is gone, not damaged
+            await self._recover(tag, batch_id, None, f"{self.book.path}: batch job tag {tag} has no submit row")
+        for d in damaged:
+            if d in tags or d.kind == "torn":
+                continue
+            holders = [s for s in self.subs.values() if d.id in self.pending and s.ended and s.batch_id
+                       and any(k[0] == d.id for k in s.requests.values())]
+            for sub in holders:
+                sub.ended = False
+                sub.recollect.add(str(d.id))
+            self._say(f"{self.book.path}:{d.lineno}: a damaged line of the samples of question {d.id}"
+                      + (f": fetched again from {', '.join(str(s.batch_id) for s in holders)}, not bought again"
+                         if holders else ": none of them is missing from this run"))
+
+    def _is_tag(self, d: Damaged) -> bool:
+        """Whether a damaged line is a row of a job (``submit``, ``job``, ``ended``) rather than of a question."""
+        if d.kind is not None:
+            return d.kind in ("submit", "job", "ended")
+        return d.id in self.subs or d.id in self._orphans or bool(_TAG.match(str(d.id)))
+
+    async def _recover(self, tag: str, batch_id: str | None, d: Damaged | None, where: str) -> None:
+        """The job of *tag*, whose submit row is damaged or gone: found by its id or its tag, its requests read
+        back from the provider (or left unknown until it ends); a ConfigError when heavy cannot tell."""
+        labels = [d.model] if d is not None and self._spec(str(d.model)) is not None else \
+            list(dict.fromkeys(s.label for s in self.heavy.specs))
+        since = d.ts if d is not None and d.ts is not None else 0.0
+        known = [s.batch_id for s in self.subs.values() if s.batch_id]
+        for label in labels:
+            client = self._client(label)
+            if batch_id is None and not client.tags:
+                when = f" created after {datetime.fromtimestamp(since, timezone.utc):%Y-%m-%d %H:%M:%S} UTC" \
+                    if since else ""
+                raise ConfigError(f"{where}, whose job id was never written down: {client.name}'s batch API keeps no "
+                                  "tags, so heavy cannot tell whether that job was created, and does not risk paying "
+                                  f"for its requests twice: if the provider's list of batch jobs has none{when} that "
+                                  "this book does not name, delete the line and run again")
+            try:
+                job = await (client.poll(batch_id) if batch_id else client.find(tag, since=since, count=0,
+                                                                                 known=known))
+            except FatalRequestError:
+                job = None  # not this endpoint's job: try the next model's
+            if job is not None:
+                break
+        else:
+            if batch_id is not None:
+                raise ConfigError(f"{where}: batch job {batch_id} is not found at the endpoints of this run: run the "
+                                  "command that submitted it (the same -m and --base-url)")
+            self._say(f"{where}: no job has its tag, so it was never created")
+            return
+        sub = _Submission(tag, label, client.http.base_url, {}, since or job.created_at, batch_id=job.id, job=job,
+                          ended=tag in self._ended_tags)
+        cids = await client.custom_ids(job)
+        salvaged = list(d.custom_ids) if d is not None else []
+        if cids is None and len(salvaged) == job.total:
+            cids = salvaged  # the damaged line still lists them all
+        ours = self._where
+        sub.requests = {c: ours[c] for c in (salvaged if cids is None else cids) if c in ours}
+        sub.opaque = cids is None and not sub.ended
+        self.subs[tag] = sub
+        if batch_id is None:  # its id written down now
+            self.book.append({"id": tag, "kind": "job", "batch_id": job.id, "ts": time.time()})
+        state = "its requests unknown until it ends" if sub.opaque else f"{len(sub.requests)} of its requests ours"
+        self._say(f"{where}: its job {job.id} ({job.status}) is picked up, {state}; nothing it may hold is "
+                  "submitted again")
+
+    @property
+    def _where(self) -> dict[str, tuple[str, int]]:
+        """custom_id -> (question id, slot) for every slot of the questions of this run."""
+        return {custom_id(item_id, slot): (item_id, slot) for item_id in self.items for slot in range(self.n)}
 
     def _keep(self, item_id: str, h: Hypothesis, batch_id: str) -> None:
         slots = self.samples.setdefault(item_id, {})
@@ -254,6 +371,11 @@ class BatchRun:
                 where[cid] = key
                 by_label.setdefault(spec.label, []).append(BatchRequest(cid, request))
         for label, requests in by_label.items():
+            unknown = [s.batch_id for s in self.subs.values() if s.opaque and not s.ended and s.label == label]
+            if unknown:
+                self._say(f"waiting for batch job {unknown[0]} to end before submitting {len(requests)} request(s) "
+                          f"of {label}: the book does not say which requests it holds")
+                continue
             client = self._client(label)
             for chunk in client.chunks(requests):
                 sub = _Submission(f"heavy-{uuid.uuid4().hex[:20]}", label, client.http.base_url,
@@ -317,22 +439,30 @@ class BatchRun:
 
     def _progress(self) -> None:
         running = [s for s in self.subs.values() if not s.ended and s.job is not None]
-        total = sum(len(s.requests) for s in running)
-        answered = sum(min(s.job.done, len(s.requests)) for s in running if s.job is not None)
+        total = sum(s.job.total if s.opaque else len(s.requests) for s in running if s.job is not None)
+        answered = sum(s.job.done if s.opaque else min(s.job.done, len(s.requests)) for s in running
+                       if s.job is not None)
         states = sorted({s.job.status for s in running if s.job is not None})
         self._say(f"{len(running)} job(s) {'/'.join(states)}: {answered}/{total} requests answered; "
                   f"{len(self._decided)}/{len(self.pending)} questions decided")
 
     async def _collect(self, sub: _Submission, job: BatchJob) -> None:
         """Store what an ended job answered (by question), then mark it ended and decide what is ready."""
-        answers = {} if job.failure else await self._client(sub.label).fetch(job, expected=list(sub.requests))
-        for problem in getattr(answers, "problems", ()):
+        client = self._client(sub.label)
+        answers = BatchResults() if job.failure else await client.fetch(job)
+        if sub.opaque:  # its results say which requests it held
+            ours = self._where
+            sub.requests.update({c: ours[c] for c in answers if c in ours})
+            sub.opaque = False
+        answers = client.reconcile(job, answers, list(sub.requests))
+        for problem in answers.problems:
             self._say(problem)
         back: dict[str, list[Hypothesis]] = {}
         lost: list[str] = []
+        only, sub.recollect = sub.recollect, set()
         for cid, (item_id, slot) in sub.requests.items():
             item = self.items.get(item_id)
-            if item is None:
+            if item is None or (only and item_id not in only):
                 continue
             spec, request = self._request(item, slot)
             answer = answers.get(cid)

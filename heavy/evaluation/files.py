@@ -7,7 +7,10 @@ Safety rules, because these files hold hours of paid sampling:
   is written, naming the line and the fix.
 * **A torn last line** (a crash mid-append) is ignored when reading and left in place: the next append
   starts on a new line. Every row is written with ``"id"`` first, so a torn line is recognisable as the
-  start of one of our rows and is never confused with foreign data.
+  start of one of our rows and is never confused with foreign data. Such a line *before* the last one
+  (:attr:`JsonlFile.damaged`) may be an old torn append or a damaged row: results files and pools skip it;
+  the batch book, whose rows say what was paid for, reports it and acts on what can still be read of it
+  (:class:`BatchBook`).
 * **One writer at a time.** A writer holds an exclusive ``flock`` on a sidecar ``<file>.lock`` (which names
   its pid) from before it reads the file until it is closed; a second writer is refused at once with that
   pid. The kernel drops the lock when the process dies, so a killed run never leaves a file locked.
@@ -20,13 +23,15 @@ import fcntl
 import gzip
 import json
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import ConfigError
 from ..types import Hypothesis
 
-__all__ = ["JsonlFile", "ResultsFile", "Pool", "BatchBook", "WriterLock"]
+__all__ = ["JsonlFile", "ResultsFile", "Pool", "BatchBook", "Damaged", "WriterLock"]
 
 #: Every row heavy appends starts with these bytes (``json.dumps`` of a dict whose first key is ``id``).
 ROW_START = b'{"id": '
@@ -140,6 +145,9 @@ class JsonlFile:
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = []
         self.linenos: list[int] = []  #: the line of each row read from the file (for error messages)
+        #: Lines that start like one of our rows but are not JSON, before the last line: (line number, bytes).
+        self.damaged: list[tuple[int, bytes]] = []
+        self.torn: int | None = None  #: the line number of a torn last line (an interrupted append)
         self._lock = WriterLock(self.path, self.FLAG)
         if lock:
             self.lock()
@@ -173,9 +181,12 @@ class JsonlFile:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    #: The fix when a file about to be written holds other data (None: pick another path or remove the file).
+    WRITE_FIX: ClassVar[str | None] = None
+
     def _refuse(self, lineno: int, what: str) -> ConfigError:
-        fix = (f"heavy never deletes data it did not write; pick another {self.FLAG} path or remove the file"
-               if self._lock.held else self.READ_FIX)
+        fix = (self.WRITE_FIX or f"heavy never deletes data it did not write; pick another {self.FLAG} path or "
+               "remove the file") if self._lock.held else self.READ_FIX
         return ConfigError(f"{self.path}:{lineno}: {what}, not a {self.KIND}: {fix}")
 
     def _check(self, row: dict[str, Any], lineno: int) -> None:
@@ -186,7 +197,10 @@ class JsonlFile:
     def _load(self) -> None:
         rows: list[dict[str, Any]] = []
         linenos: list[int] = []
-        for lineno, raw in self._lines():
+        damaged: list[tuple[int, bytes]] = []
+        torn: int | None = None
+        lines = self._lines()
+        for lineno, raw in lines:
             if lineno == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM):]
             if not raw.strip():
@@ -194,15 +208,19 @@ class JsonlFile:
             try:
                 row = json.loads(raw.decode("utf-8"))
             except ValueError:  # not JSON, or not UTF-8
-                if _is_torn(raw.rstrip(b"\r")):
-                    continue  # a crash mid-append: ignored here, left in the file
+                if _is_torn(raw.rstrip(b"\r")):  # ignored here, left in the file
+                    if lineno == len(lines):
+                        torn = lineno  # the file ends inside it: a crash mid-append
+                    else:
+                        damaged.append((lineno, raw.rstrip(b"\r")))
+                    continue
                 raise self._refuse(lineno, "a line that is not JSON") from None
             if not isinstance(row, dict):
                 raise self._refuse(lineno, f"a JSON {type(row).__name__}")
             self._check(row, lineno)
             rows.append(row)
             linenos.append(lineno)
-        self.rows, self.linenos = rows, linenos
+        self.rows, self.linenos, self.damaged, self.torn = rows, linenos, damaged, torn
 
     def _lines(self) -> list[tuple[int, bytes]]:
         if self.path.suffix == ".gz":
@@ -245,6 +263,7 @@ class JsonlFile:
             os.fsync(f.fileno())
         self.rows.append(row)
         self.linenos.append(0)
+        self.torn = None
 
 
 class ResultsFile(JsonlFile):
@@ -301,13 +320,21 @@ class BatchBook(JsonlFile):
     * ``job``: ``id`` the tag, ``batch_id``: the provider's job;
     * ``ended``: ``id`` the tag, ``batch_id``, ``status``, ``failure``: its answers are all in the rows before;
     * ``samples``: ``id`` a question, ``batch_id``, ``hypotheses``: what came back for it from that job (each
-      hypothesis's ``index`` is its slot, ``0 .. N-1``).
+      hypothesis's ``index`` is its slot, ``0 .. N-1``);
+    * ``torn``: ``line``: that line was a torn last line (an interrupted append) when a run appended after it,
+      so it counts as never written even though it is no longer last.
+
+    Its rows say what was paid for, so they are checked as they are read: a row of the wrong shape is a
+    ConfigError naming file:line, and a damaged line (:attr:`salvaged`) is kept with what can still be read of it
+    for the run to act on; only a torn last line counts as never written.
     """
 
     KIND = "row of the batch book heavy eval --batch keeps beside its results"
     FLAG = "--results"
     READ_FIX = "give the .batches file that heavy eval --batch wrote beside its results"
-    KINDS: ClassVar[tuple[str, ...]] = ("submit", "job", "ended", "samples")
+    WRITE_FIX = ("repair that line by hand, or delete it if it is not the book's (removing the whole book would "
+                 "submit, and pay for, every request it records again)")
+    KINDS: ClassVar[tuple[str, ...]] = ("submit", "job", "ended", "samples", "torn")
 
     @classmethod
     def beside(cls, results: str | Path, *, lock: bool = False) -> BatchBook:
@@ -318,3 +345,102 @@ class BatchBook(JsonlFile):
     def _check(self, row: dict[str, Any], lineno: int) -> None:
         if "id" not in row or row.get("kind") not in self.KINDS:
             raise self._refuse(lineno, f"a JSON object without 'id' and a 'kind' ({', '.join(self.KINDS)})")
+        problem = _shape(row)
+        if problem:
+            raise ConfigError(f"{self.path}:{lineno}: a {row['kind']!r} row whose {problem}: this line of the batch "
+                              "book is damaged, and heavy does not guess what it recorded (that could pay for "
+                              "requests twice): repair it by hand (heavy.evaluation.files.BatchBook says what each "
+                              "row holds)")
+
+    @property
+    def salvaged(self) -> list[Damaged]:
+        """The damaged lines, with what can still be read of each; lines a ``torn`` row marks are left out."""
+        marked = {row["line"] for row in self.rows if row["kind"] == "torn"}
+        return [Damaged.read(lineno, raw) for lineno, raw in self.damaged if lineno not in marked]
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Append *row*; the first append after a torn last line first marks that line as never written."""
+        self.lock()
+        if self.torn is not None:
+            torn = self.torn
+            super().append({"id": f"line {torn}", "kind": "torn", "line": torn})
+        super().append(row)
+
+
+def _shape(row: dict[str, Any]) -> str | None:
+    """What is wrong with the fields of a batch book row of a known kind (None: nothing)."""
+    kind = row["kind"]
+    if not isinstance(row["id"], str) or not row["id"]:
+        return f"'id' is {_excerpt(row['id'])}, not a non-empty string"
+    need: dict[str, Any] = {
+        "submit": {"model": str, "endpoint": str, "requests": dict, "ts": (int, float)},
+        "job": {"batch_id": str}, "ended": {}, "samples": {"batch_id": str, "hypotheses": list},
+        "torn": {"line": int},
+    }[kind]
+    for name, types in need.items():
+        value = row.get(name)
+        if not isinstance(value, types) or isinstance(value, bool):
+            return f"'{name}' is {_excerpt(value)}"
+    for name in ("batch_id", "status", "failure") if kind == "ended" else ():
+        if row.get(name) is not None and not isinstance(row[name], str):
+            return f"'{name}' is {_excerpt(row[name])}"
+    if kind == "submit":
+        for cid, where in row["requests"].items():
+            if not (isinstance(where, list) and len(where) == 2 and isinstance(where[0], str)
+                    and isinstance(where[1], int) and not isinstance(where[1], bool) and where[1] >= 0):
+                return f"'requests' holds {_excerpt({cid: where})}, not custom_id -> [question id, slot]"
+    if kind == "samples":
+        from pydantic import ValidationError
+
+        for i, h in enumerate(row["hypotheses"]):
+            try:
+                Hypothesis.model_validate(h)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first.get("loc", ())) or "it"
+                return f"hypothesis {i} is not valid ({where}: {first.get('msg', 'invalid')})"
+            if h["index"] < 0:
+                return f"hypothesis {i} has index {h['index']}, not a slot"
+    return None
+
+
+def _excerpt(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_STR = rb'"((?:[^"\\]|\\.)*)"'
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A damaged line of the batch book (not JSON, not its torn last line) and what can still be read of it:
+    the row's ``id`` (a tag or a question id), ``kind``, ``batch_id``, ``model``, ``ts`` and the custom_ids of
+    its ``requests``, each None (or empty) when that part is gone."""
+
+    lineno: int
+    id: str | None
+    kind: str | None
+    batch_id: str | None
+    model: str | None
+    ts: float | None
+    custom_ids: tuple[str, ...]
+
+    @classmethod
+    def read(cls, lineno: int, raw: bytes) -> Damaged:
+        def string(key: str) -> str | None:
+            found = re.search(rb'"' + key.encode() + rb'": ' + _STR, raw)
+            if not found:
+                return None
+            try:
+                return str(json.loads(b'"' + found.group(1) + b'"'))
+            except ValueError:
+                return None
+
+        head = re.match(rb'\{"id": ' + _STR + rb'[,}]', raw)
+        row_id = json.loads(b'"' + head.group(1) + b'"') if head else None
+        kind = re.search(rb'"kind": "(' + "|".join(BatchBook.KINDS).encode() + rb')"', raw)
+        ts = re.search(rb'"ts": (\d+(?:\.\d+)?)[,}]', raw)
+        cids = re.findall(rb'"([A-Za-z0-9_-]{1,64})": \["', raw)
+        return cls(lineno, row_id, kind.group(1).decode() if kind else None, string("batch_id"), string("model"),
+                   float(ts.group(1)) if ts else None, tuple(c.decode() for c in cids))
