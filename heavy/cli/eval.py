@@ -86,9 +86,13 @@ def eval_command(dataset: str, strategy_list: tuple[str, ...], strategies: str |
         import asyncio
 
         from ..api import Heavy
-        from ..evaluation import BatchBook, EvalRunner, Pool, ResultsFile, load_items, summarize
+        from ..evaluation import BatchBook, EvalRunner, Pool, ResultsFile, summarize
+        from ..evaluation.items import read_dataset
 
-        items = load_items(dataset, limit=limit, offset=offset)
+        data = read_dataset(dataset, limit=limit, offset=offset)
+        items = data.items
+        for duplicate in data.conflicts:  # once per question, before anything runs
+            click.echo(f"heavy eval: warning: {duplicate.warning}", err=True)
         if not items:
             fail(f"{dataset}: no questions" + (f" after --offset {offset}" if offset else ""))
         per_strategy = strategy_options(names, given_options)
@@ -157,10 +161,14 @@ def eval_command(dataset: str, strategy_list: tuple[str, ...], strategies: str |
                  "replay a pool recorded from this dataset")
         if plot_path:
             _plot(summary, plot_path)
+        counts = {"duplicates_merged": data.merged, "duplicates_conflicting": len(data.conflicts)}
         if as_json:
-            click.echo(json.dumps([s.as_dict() for s in summary]))
+            click.echo(json.dumps([{**s.as_dict(), **counts} for s in summary]))
         else:
             _print_table(summary)
+            if data.merged or data.conflicts:
+                click.echo(f"dataset {dataset}: {len(data.conflicts)} question(s) with conflicting duplicates "
+                           f"(warned above), {data.merged} duplicate row(s) merged")
         if batch:
             _print_savings(results.rows, ids)
         _check_errors(results.rows, ids, results_path)

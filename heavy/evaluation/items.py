@@ -5,19 +5,25 @@ and, for multiple choice, ``choices`` (a list, or a dict keyed by letter) with t
 A **code task** has ``tests`` (Python source whose top-level ``assert`` lines are the tests) instead of, or
 besides, ``answer``, and optionally ``entry_point`` and ``visible_tests``: see :func:`selection_tests` for
 which tests a strategy may see (never ``tests``: those grade).
+
+**Duplicates.** A row whose id was seen already (an explicit ``id``, else its question's hash) is dropped: the
+same question with the same gold is *merged*; a repeat that differs (another gold answer, other tests, another
+question under the same id) is a *conflict*, and so are two ids holding the same prompt with different gold
+answers (both scored). :func:`read_dataset` counts the first and describes the second, one
+:class:`Duplicate` per question, for ``heavy eval`` to warn about and count in its summary.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["EvalItem", "load_items", "selection_tests", "LETTERS"]
+__all__ = ["EvalItem", "Dataset", "Duplicate", "load_items", "read_dataset", "selection_tests", "LETTERS"]
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -115,8 +121,51 @@ def _visible_tests(value: Any, tests: str | None, where: str) -> str | None:
     return value
 
 
-def load_items(path: str | Path, *, limit: int | None = None, offset: int = 0) -> list[EvalItem]:
-    """Read a JSONL dataset (UTF-8, a BOM is fine); a bad line is a ConfigError naming the line and the fix."""
+@dataclass(frozen=True)
+class Duplicate:
+    """One question a dataset holds more than once with different gold answers (or content): its ``lines``
+    (the first is scored), the gold answer of each, and ``kept_all`` when they are different ids, each scored
+    against its own gold."""
+
+    path: str
+    id: str
+    question: str
+    lines: tuple[int, ...]
+    golds: tuple[str, ...]
+    kept_all: bool = False
+    same_id_other_question: bool = False
+
+    @property
+    def warning(self) -> str:
+        """One line for stderr, naming the file, the lines and what differs."""
+        where = f"{self.path}: lines {', '.join(map(str, self.lines))}"
+        rest = self.lines[1:]
+        dropped = f"line{'s' if len(rest) > 1 else ''} {', '.join(map(str, rest))} {'are' if len(rest) > 1 else 'is'} " \
+            "dropped"
+        if self.same_id_other_question:
+            return (f"{where} use id {self.id!r} for different questions: only line {self.lines[0]}'s is run, "
+                    f"{dropped} (give each question its own id)")
+        golds = ", ".join(f"{_show(g or '(tests)')} at line {n}" for g, n in zip(self.golds, self.lines))
+        if self.kept_all:
+            return (f"{where} hold the same question ({_show(self.question)}) under different ids with different "
+                    f"gold answers ({golds}): each is scored against its own gold, so at most one can be right")
+        return (f"{where} hold the same question ({_show(self.question)}) with different gold answers ({golds}): "
+                f"only line {self.lines[0]}'s is scored, {dropped}")
+
+
+@dataclass
+class Dataset:
+    """A dataset as ``heavy eval`` runs it: its questions (after ``offset`` and ``limit``), how many rows among
+    them were merged as exact repeats, and the questions held more than once with different gold answers."""
+
+    items: list[EvalItem]
+    merged: int = 0
+    conflicts: list[Duplicate] = field(default_factory=list)
+
+
+def read_dataset(path: str | Path, *, limit: int | None = None, offset: int = 0) -> Dataset:
+    """Read a JSONL dataset (UTF-8, a BOM is fine); a bad line is a ConfigError naming the line and the fix.
+    Repeated questions are dropped after the first (module docstring); the counts cover the questions run."""
     if limit is not None and limit < 0:
         raise ConfigError(f"--limit must be 0 or more (got {limit}): it is how many questions to run")
     if offset < 0:
@@ -137,7 +186,7 @@ def load_items(path: str | Path, *, limit: int | None = None, offset: int = 0) -
         raise ConfigError(f"{p}:{lineno}: not UTF-8 text (byte 0x{data[exc.start]:02x}): save the dataset as "
                           "UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
     items: list[EvalItem] = []
-    seen: set[str] = set()
+    rows: dict[str, list[tuple[int, EvalItem]]] = {}  # every row of each id, the kept one first
     # Split on \n only: a JSON string may hold U+2028, which str.splitlines would cut (and misnumber lines).
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
@@ -148,12 +197,41 @@ def load_items(path: str | Path, *, limit: int | None = None, offset: int = 0) -
             raise ConfigError(f"{p}:{lineno}: not JSON ({getattr(exc, 'msg', exc)}): each line must be one JSON "
                               "object with 'question' and 'answer'") from None
         item = _item(row, f"{p}:{lineno}")
-        if item.id in seen:
-            continue  # the same question twice would be scored twice; keep the first
-        seen.add(item.id)
-        items.append(item)
+        if item.id not in rows:
+            items.append(item)  # the same question twice would be scored twice; the first is kept
+        rows.setdefault(item.id, []).append((lineno, item))
     items = items[offset:]
-    return items[:limit] if limit is not None else items
+    items = items[:limit] if limit is not None else items
+    return Dataset(items, *_duplicates(str(p), items, rows))
+
+
+def _duplicates(path: str, items: list[EvalItem], rows: dict[str, list[tuple[int, EvalItem]]]
+                ) -> tuple[int, list[Duplicate]]:
+    """Rows of the questions *items* merged as exact repeats, and the questions held more than once with
+    different gold answers (or other content)."""
+    merged = 0
+    conflicts: list[Duplicate] = []
+    by_prompt: dict[str, list[tuple[int, EvalItem]]] = {}
+    for item in items:
+        first = rows[item.id][0]
+        by_prompt.setdefault(item.prompt, []).append(first)
+        differ = [(n, other) for n, other in rows[item.id][1:] if other != item]
+        merged += len(rows[item.id]) - 1 - len(differ)
+        if differ:
+            group = [first, *differ]
+            conflicts.append(Duplicate(path, item.id, item.question, tuple(n for n, _ in group),
+                                       tuple(i.gold for _, i in group),
+                                       same_id_other_question=any(i.prompt != item.prompt for _, i in differ)))
+    for group in by_prompt.values():
+        if len(group) > 1 and len({(i.gold, i.tests) for _, i in group}) > 1:
+            conflicts.append(Duplicate(path, group[0][1].id, group[0][1].question, tuple(n for n, _ in group),
+                                       tuple(i.gold for _, i in group), kept_all=True))
+    return merged, sorted(conflicts, key=lambda c: c.lines)
+
+
+def load_items(path: str | Path, *, limit: int | None = None, offset: int = 0) -> list[EvalItem]:
+    """The questions of a JSONL dataset (:func:`read_dataset` without its duplicate counts)."""
+    return read_dataset(path, limit=limit, offset=offset).items
 
 
 def selection_tests(item: EvalItem) -> str | None:
