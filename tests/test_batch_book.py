@@ -144,10 +144,11 @@ def test_a_book_row_of_the_wrong_shape_is_one_line_naming_file_line(tmp_path, gs
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
-def test_a_damaged_line_naming_nothing_is_refused_with_its_line(tmp_path, gsm8k):
+@pytest.mark.parametrize("line", [b'{"id": "hea', b'{"id": "\xff\xfe", "kind": "submit"'])
+def test_a_damaged_line_naming_nothing_is_refused_with_its_line(tmp_path, gsm8k, line):
     data = write_dataset(tmp_path / "data.jsonl", gsm8k[:2])
     book = tmp_path / "o.jsonl.batches"
-    book.write_text('{"id": "hea\n' + json.dumps(SUBMIT) + "\n")
+    book.write_bytes(line + b"\n" + json.dumps(SUBMIT).encode() + b"\n")
     r = CliRunner().invoke(cli, ["eval", str(data), "--batch", "--results", str(tmp_path / "o.jsonl"), "-m",
                                  "openai:gpt-4.1-mini", "--base-url", "http://127.0.0.1:9/v1"])
     assert r.exit_code == 1 and "o.jsonl.batches:1" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -428,17 +428,16 @@ class Damaged:
 
     @classmethod
     def read(cls, lineno: int, raw: bytes) -> Damaged:
-        def string(key: str) -> str | None:
-            found = re.search(rb'"' + key.encode() + rb'": ' + _STR, raw)
-            if not found:
-                return None
-            try:
-                return str(json.loads(b'"' + found.group(1) + b'"'))
+        def text(found: re.Match[bytes] | None) -> str | None:
+            try:  # a JSON string, if it survived (not cut, valid UTF-8)
+                return str(json.loads(b'"' + found.group(1) + b'"')) if found else None
             except ValueError:
                 return None
 
-        head = re.match(rb'\{"id": ' + _STR + rb'[,}]', raw)
-        row_id = json.loads(b'"' + head.group(1) + b'"') if head else None
+        def string(key: str) -> str | None:
+            return text(re.search(rb'"' + key.encode() + rb'": ' + _STR, raw))
+
+        row_id = text(re.match(rb'\{"id": ' + _STR + rb'[,}]', raw))
         kind = re.search(rb'"kind": "(' + "|".join(BatchBook.KINDS).encode() + rb')"', raw)
         ts = re.search(rb'"ts": (\d+(?:\.\d+)?)[,}]', raw)
         cids = re.findall(rb'"([A-Za-z0-9_-]{1,64})": \["', raw)
