@@ -79,10 +79,11 @@ def as_tool_specs(tools: Any) -> list[ToolSpec]:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise ValueError(f"tools.{i}.function{'.' + where if where else ''}: {first['msg']}") from None
-    names = [t.name for t in out]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ValueError(f"tools: {', '.join(twice)} defined more than once")
+    seen: dict[str, int] = {}  # linear: a request may carry thousands of tools
+    for i, spec in enumerate(out):
+        first = seen.setdefault(spec.name, i)
+        if first != i:
+            raise ValueError(f"tools.{i}: the name {spec.name!r} is defined twice (also tools.{first})")
     return out
 
 
@@ -106,7 +107,9 @@ class ToolChoice(_Strict):
         if isinstance(value, dict) and value.get("type") == "function" and isinstance(value.get("function"), dict) \
                 and isinstance(value["function"].get("name"), str):
             return cls(mode="required", name=value["function"]["name"])
-        raise ValueError(f"tool_choice {value!r}: give 'auto', 'none', 'required' or "
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:39] + "…"  # a client's value, never echoed whole
+        raise ValueError(f"tool_choice {shown}: give 'auto', 'none', 'required' or "
                          "{\"type\": \"function\", \"function\": {\"name\": ...}}")
 
     def openai(self) -> str | dict[str, Any]:
