@@ -193,6 +193,22 @@ SERVE_MAX_JSON_DEPTH = 32
 SERVE_HEADER_TIMEOUT_S = 10.0
 SERVE_BODY_TIMEOUT_S = 30.0
 
+#: Largest request body `heavy serve` and `heavy mcp --http` accept (413 beyond; `--max-body-bytes`), and the
+#: requests one client (by address) may have in flight at once (429 beyond; `--max-concurrent`).
+SERVE_MAX_BODY_BYTES = 4 * 1024 * 1024
+SERVE_MAX_CONCURRENT_PER_CLIENT = 32
+
+#: Most tools one request may offer (OpenAI accepts 128; `heavy serve --max-tools` moves it). Each is sent to
+#: every hypothesis, and a 4 MB body holds about 85,000 of them.
+SERVE_MAX_TOOLS = 128
+
+#: Most stop sequences one request may give (OpenAI's limit: more are refused upstream anyway).
+SERVE_MAX_STOP = 4
+
+#: Strategy options that name models (moa's ``layer_models``): each named model must be one a remote client
+#: may name (`--allow-model`). A strategy can mark more with ``Field(json_schema_extra={"names_models": True})``.
+SERVE_MODEL_OPTIONS = ("layer_models",)
+
 #: Most hypotheses one run (or one sampling round of a strategy) may ask for. The fan-out is meant to be
 #: in flight at once: HTTP_MAX_CONNECTIONS admits 1024 parallel requests, and every hypothesis is kept in
 #: memory with its text until the run ends. An N far above this (`heavy ask -n 100000`) is a typo or an

@@ -4,7 +4,10 @@ The proxy (:mod:`heavy.serve`), the MCP server (:mod:`heavy.mcp_server`) and the
 own protocol onto :class:`heavy.Heavy`; the parts that are the same for all of them live here, so no shell
 imports another:
 
-* :mod:`.policy`: the operator's bounds on what a caller may set (code execution, ceilings, body checks);
+* :mod:`.policy`: the operator's bounds on what a caller may set (code execution, ceilings, the models it may
+  name, body checks);
+* :mod:`.guard`: what stands between the network and an HTTP shell (web pages and DNS rebinding, body time and
+  size, requests in flight per client);
 * :mod:`.pool`: the ``Heavy`` instances a server reuses across calls;
 * :mod:`.progress`: run events as short progress lines;
 * :mod:`.summary`: a Result as a compact account of its decision;

@@ -14,14 +14,33 @@ from typing import Any
 from ..errors import (BudgetExceeded, ConfigError, FatalRequestError, HeavyError, MissingKeyError, ModelSpecError,
                       ProviderError, ProviderTimeout, QuorumError, StrategyNotFound, redact)
 
-__all__ = ["APIError", "from_exception", "MESSAGE_LIMIT"]
+__all__ = ["APIError", "from_exception", "excerpt", "shorten", "MESSAGE_LIMIT"]
 
 #: Longest error message sent to a client (a provider error can carry a body excerpt).
 MESSAGE_LIMIT = 1000
 
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
-          405: "invalid_request_error", 408: "invalid_request_error", 413: "invalid_request_error",
+#: Longest excerpt of a client's own value in an error (a 4 MB model name is not sent back).
+EXCERPT_LIMIT = 60
+
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+          404: "invalid_request_error", 405: "invalid_request_error", 408: "invalid_request_error",
+          413: "invalid_request_error", 415: "invalid_request_error", 421: "invalid_request_error",
           429: "rate_limit_error"}
+
+
+def excerpt(value: object, limit: int = EXCERPT_LIMIT, *, quote: bool = True) -> str:
+    """*value* as an error quotes it: its repr (or, with ``quote=False``, its text), cut to *limit* characters.
+    A client's value is never echoed whole: it may be megabytes."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def shorten(message: str, *values: object) -> str:
+    """*message* (heavy's own, e.g. a ConfigError's) with each long client *value* it quotes cut to an excerpt."""
+    for value in values:
+        if isinstance(value, str) and len(value) > EXCERPT_LIMIT:
+            message = message.replace(repr(value), excerpt(value)).replace(value, excerpt(value, quote=False))
+    return message
 
 
 class APIError(Exception):

@@ -13,6 +13,11 @@
   ``heavy serve --max-n``).
 * **Bodies are plain JSON**: at most :data:`~heavy.constants.SERVE_MAX_JSON_DEPTH` levels deep, and every
   string valid Unicode (a lone UTF-16 surrogate such as ``"\\ud800"`` cannot be sent upstream).
+* **Models are the operator's** (:class:`ModelPolicy`): a caller names only the models the operator
+  configured (the model and aggregator_model of the flags and ``[defaults]``) and those matching its
+  ``--allow-model PATTERN``: sampling models, the aggregator, and strategy options that name models
+  (:data:`heavy.constants.SERVE_MODEL_OPTIONS`, or ``json_schema_extra={"names_models": True}``); any other is
+  a 403, so no caller spends the operator's keys on another provider, model or local port.
 
 No web framework is imported here.
 """
@@ -21,37 +26,44 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from fnmatch import fnmatchcase
 from typing import Any
 
 from .. import constants as C
 from ..settings import RunSettings, ceiling
-from .errors import APIError
+from ..strategy import load_strategy, registered_strategies
+from .errors import APIError, excerpt
 
-__all__ = ["OptionPolicy", "decode_body", "check_json", "parse_limits"]
+__all__ = ["OptionPolicy", "ModelPolicy", "decode_body", "check_json", "parse_limits", "find_strategy",
+           "unknown_strategy"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def decode_body(body: bytes, max_depth: int = C.SERVE_MAX_JSON_DEPTH) -> Any:
-    """The decoded JSON of a request body; every problem is a 400 :class:`APIError`."""
+def decode_body(body: bytes | str, max_depth: int = C.SERVE_MAX_JSON_DEPTH,
+                first: Callable[[Any], None] | None = None) -> Any:
+    """The decoded JSON of a request body; every problem is a 400 :class:`APIError`. *first* checks the decoded
+    value before it is walked (quick checks of its size, so a huge body is refused at once)."""
     try:
         data = json.loads(body)
     except RecursionError:
         raise _too_deep(max_depth) from None
     except (ValueError, UnicodeDecodeError):
         raise APIError(400, "the request body is not valid JSON", "invalid_json") from None
+    if first is not None:
+        first(data)
     check_json(data, max_depth)
     return data
 
 
-def _too_deep(max_depth: int) -> APIError:
-    return APIError(400, f"the request body nests JSON deeper than this server accepts ({max_depth} levels)",
-                    "invalid_json")
+def _too_deep(max_depth: int, what: str = "the request body") -> APIError:
+    return APIError(400, f"{what} nests JSON deeper than this server accepts ({max_depth} levels)", "invalid_json")
 
 
-def check_json(data: Any, max_depth: int = C.SERVE_MAX_JSON_DEPTH) -> None:
-    """400 if *data* nests deeper than *max_depth* or holds a string that is not valid Unicode.
+def check_json(data: Any, max_depth: int = C.SERVE_MAX_JSON_DEPTH, *, what: str = "the request body") -> None:
+    """400 if *data* (*what* the message calls it) nests deeper than *max_depth* or holds a string that is not
+    valid Unicode.
 
     Iterative, so a hostile body cannot exhaust the stack here either.
     """
@@ -60,7 +72,7 @@ def check_json(data: Any, max_depth: int = C.SERVE_MAX_JSON_DEPTH) -> None:
         value, depth, path = stack.pop()
         if isinstance(value, str):
             if _SURROGATE.search(value):
-                where = ".".join(map(str, path)) or "the body"
+                where = excerpt(".".join(map(str, path)), 100, quote=False) or what  # keys are the client's
                 raise APIError(400, f"{where}: the text holds a lone UTF-16 surrogate (an escape such as "
                                "\\ud800 without its pair), which is not valid Unicode; send valid UTF-8 text",
                                "invalid_value", param=where if path else None)
@@ -68,14 +80,25 @@ def check_json(data: Any, max_depth: int = C.SERVE_MAX_JSON_DEPTH) -> None:
         if not isinstance(value, (dict, list)):
             continue
         if depth > max_depth:
-            raise _too_deep(max_depth)
+            raise _too_deep(max_depth, what)
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:
             if isinstance(key, str) and _SURROGATE.search(key):
-                raise APIError(400, "a key of the request body holds a lone UTF-16 surrogate, which is not valid "
+                raise APIError(400, f"a key of {what} holds a lone UTF-16 surrogate, which is not valid "
                                "Unicode; send valid UTF-8 text", "invalid_value")
             if isinstance(item, (str, dict, list)):
                 stack.append((item, depth + 1, (*path, key)))
+
+
+def find_strategy(name: str) -> type | None:
+    """The strategy class registered as *name*, or ``None`` (so the caller's error quotes an excerpt of the name:
+    a client's may be megabytes)."""
+    return load_strategy(name) if name in registered_strategies() else None
+
+
+def unknown_strategy(name: str) -> str:
+    """The message for a strategy name nothing is registered as."""
+    return f"unknown strategy {excerpt(name)}; registered: {', '.join(sorted(registered_strategies()))}"
 
 
 def parse_limits(pairs: Mapping[str, Any] | list[str] | tuple[str, ...]) -> dict[str, float]:
@@ -160,6 +183,10 @@ class OptionPolicy:
                                "has not enabled: code execution is the operator's decision (start the server with "
                                f"`{self.command} --tools python` to allow it)", "code_execution_disabled",
                                param=param)
+            forbids = getattr(strategy_cls.Options, "model_config", {}).get("extra") == "forbid"
+            if field is None and forbids:  # named here: the validation's own message would echo it whole
+                raise APIError(400, f"strategy {strategy!r}: unknown option {excerpt(name)} (known options: "
+                               f"{', '.join(fields) or 'none'})", "invalid_value", param=self.options_param)
 
     def check_values(self, strategy: str, given: Mapping[str, Any], parsed: Any) -> None:
         """400 for a numeric option above its ceiling; *parsed* is the validated options model, so a value
@@ -179,10 +206,54 @@ class OptionPolicy:
             raise self._above(param, name, value, top)
 
     def _above(self, param: str, name: str, value: float, ceiling: float) -> APIError:
-        return APIError(400, f"{param}={_num(value)} is above this server's limit of {_num(ceiling)}; its operator "
-                        f"can raise it with `{self.command} --option-limit {name}={_num(value)}`", "limit_exceeded",
+        shown = excerpt(_num(value), 30, quote=False)
+        return APIError(400, f"{param}={shown} is above this server's limit of {_num(ceiling)}; its operator "
+                        f"can raise it with `{self.command} --option-limit {name}={shown}`", "limit_exceeded",
                         param=param)
 
 
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+class ModelPolicy:
+    """The models a remote caller may name: the operator's configured ones (``defaults``' model and
+    aggregator_model), and those matching one of *patterns* (fnmatch, e.g. ``openai:*``); 403 for any other."""
+
+    def __init__(self, defaults: RunSettings, patterns: Iterable[str] = (), *, command: str = "heavy serve",
+                 options_param: str = "heavy.options") -> None:
+        self.command, self.options_param = command, options_param
+        self.configured = frozenset(m.strip() for m in [*defaults.model, defaults.aggregator_model or ""] if m)
+        self.patterns = tuple(p.strip() for p in patterns if p.strip())
+
+    def allows(self, spec: str) -> bool:
+        name = spec.strip()
+        return name in self.configured or any(fnmatchcase(name, p) for p in self.patterns)
+
+    def check(self, specs: str | Iterable[str], param: str) -> None:
+        """403 unless every model of *specs* may be named here; *param* is where the caller named it."""
+        for spec in [specs] if isinstance(specs, str) else specs:
+            if not isinstance(spec, str) or not self.allows(spec):
+                shown = ", ".join(sorted(self.configured)) or "none"
+                raise APIError(403, f"{param}: the model {excerpt(spec)} is not one this server lets clients name "
+                               f"(its models: {excerpt(shown, 200, quote=False)}); its operator allows more with "
+                               f"`{self.command} --allow-model PATTERN`", "model_not_allowed", param=param)
+
+    def check_options(self, strategy_cls: type, options: Mapping[str, Any]) -> None:
+        """403 for a strategy option naming a model that may not be named (moa's ``layer_models``, …)."""
+        fields = getattr(getattr(strategy_cls, "Options", None), "model_fields", {})
+        for name, value in options.items():
+            if name in C.SERVE_MODEL_OPTIONS or _extra(fields.get(name), "names_models"):
+                self.check(_strings(value), f"{self.options_param}.{name}")
+
+
+def _strings(value: Any) -> list[Any]:
+    """The model names in an option's value: a name, or lists (of lists) of names; anything else as it is."""
+    out, stack = [], [value]
+    while stack:  # iterative: nesting is the caller's
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+        elif item is not None:
+            out.append(item)
+    return out
