@@ -226,8 +226,10 @@ def real_server(settings: ServeSettings):
         assert not thread.is_alive()
 
 
-HEAD = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n")
+def head(port: int, length: int) -> bytes:
+    """A request head as a local client sends it (its own Host and port: a loopback server refuses others)."""
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % (port, length))
 
 
 def read_all(s: socket.socket, limit: float = 5.0) -> bytes:
@@ -253,7 +255,7 @@ def test_slow_senders_do_not_lock_out_other_clients_and_get_408():
         slow = []
         for _ in range(4):  # twice the per-client limit, all from 127.0.0.1 like the client below
             s = socket.create_connection(("127.0.0.1", port), timeout=5)
-            s.sendall(HEAD % len(body) + body[:10])
+            s.sendall(head(port, len(body)) + body[:10])
             slow.append(s)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not (len(server.server_state.tasks) >= 4 or app.state.heavy.in_flight):
@@ -269,7 +271,7 @@ def test_slow_senders_do_not_lock_out_other_clients_and_get_408():
 
         # a body sent in pieces, all within the limit, is served
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        s.sendall(HEAD % len(body))
+        s.sendall(head(port, len(body)))
         for i in range(0, len(body), len(body) // 3 + 1):
             s.sendall(body[i:i + len(body) // 3 + 1])
             time.sleep(0.1)
@@ -281,8 +283,8 @@ def test_slow_senders_do_not_lock_out_other_clients_and_get_408():
         for s in slow:  # the stalled bodies: 408 in OpenAI's shape, then the connection closes
             reply = read_all(s)
             s.close()
-            head, _, payload = reply.partition(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 408"), reply[:200]
+            status, _, payload = reply.partition(b"\r\n\r\n")
+            assert status.startswith(b"HTTP/1.1 408"), reply[:200]
             err = json.loads(payload)["error"]
             assert err["code"] == "request_timeout" and "--body-timeout" in err["message"]
         assert time.monotonic() - started < 3.0

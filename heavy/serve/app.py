@@ -5,11 +5,14 @@ and ``GET /health``. Build it with :func:`create_app`; serve it with uvicorn (``
 
 Security model: the upstream endpoints and keys come only from the server's environment (exactly as in
 the CLI), never from a client and never echoed back; with an ``api_key`` every route but /health needs
-``Authorization: Bearer <key>``; bodies are size-limited, must arrive within ``body_timeout`` (408
-beyond) and are read in full before the request counts against its client's limit, so slow senders
+``Authorization: Bearer <key>``; without one, on loopback, only requests addressed to the server's own
+loopback name and port, from no page or a loopback page, with a JSON body are served, so no web page can
+use it (:class:`heavy.remote.guard.SiteGuard`); bodies are size-limited, must arrive within ``body_timeout``
+(408 beyond) and are read in full before the request counts against its client's limit, so slow senders
 cannot lock others out; each client (by address) has a bounded number of requests in flight (429
-beyond it); code execution, operator-only options and cost ceilings are :mod:`.policy`'s; a client that
-disconnects cancels its hypotheses, which closes their upstream requests.
+beyond it); code execution, operator-only options, cost ceilings and the models a client may name are
+:mod:`heavy.remote.policy`'s; what a request says is checked once, in linear time (:mod:`.checks`); a client
+that disconnects cancels its hypotheses, which closes their upstream requests.
 
 Streaming and disconnects are handled at the ASGI level (not through a framework's streaming response)
 so that a disconnect is noticed at once, even while no chunk is due, and cancels the run.
@@ -18,6 +21,7 @@ so that a disconnect is noticed at once, even while no chunk is due, and cancels
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
@@ -26,7 +30,7 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -35,14 +39,16 @@ from starlette.routing import Route
 
 from .. import constants as C
 from ..api import Heavy
-from ..asgi import BadContentLength, BodyTooLarge, read_body, watch_disconnect
+from ..asgi import watch_disconnect
 from ..errors import HeavyError
 from ..events import AggregatorDelta, Event, TokenDelta
 from ..settings import RunSettings, ceiling
 from ..remote.errors import APIError, from_exception
+from ..remote.guard import ClientSlots, RemoteSettings, SiteGuard, client_of, read_request_body
 from ..remote.policy import decode_body, parse_limits
 from ..remote.pool import HeavyPool
 from ..remote.progress import CONTENT_PURPOSES, Progress
+from .checks import check_sizes
 from .protocol import (Planner, RunPlan, check_model_name, chunk, completion_body, finish_reason, new_id, now,
                        parse_body, summary, tool_calls_body)
 
@@ -53,24 +59,18 @@ log = logging.getLogger("heavy.serve")
 _ROUTES = "POST /v1/chat/completions, GET /v1/models, GET /v1/models/{model} and GET /health"
 
 
-class ServeSettings(BaseModel):
-    """Limits and access control of the server (the run's own defaults are separate: see :func:`create_app`)."""
+class ServeSettings(RemoteSettings):
+    """Limits and access control of the server (the run's own defaults are separate: see :func:`create_app`):
+    those every HTTP shell has (:class:`heavy.remote.guard.RemoteSettings`: the key, body size and time, the
+    per-client limit, the web origins and models allowed) and the proxy's own."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    api_key: str | None = Field(None, min_length=1, repr=False, description="bearer token clients must send")
-    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest request body accepted (413 beyond)")
-    max_concurrent_per_client: int = Field(32, ge=1, description="requests in flight per client address (429 beyond)")
     max_n: int = Field(ceiling("n"), ge=1, description="most hypotheses one request may ask for (the ceiling of a "
                        "client's n; see heavy.settings)")
     max_configs: int = Field(32, ge=1, description="distinct Heavy configurations kept open (LRU)")
     option_limits: dict[str, float] = Field(default_factory=dict, description="ceilings of numeric values a "
                                             "client may set, over heavy.constants.SERVE_OPTION_LIMITS "
                                             "('*': every option without its own)")
-    header_timeout: float = Field(C.SERVE_HEADER_TIMEOUT_S, gt=0, description="seconds to send a request's head "
-                                  "(408 and the connection closed beyond; applied by heavy.serve.serve)")
-    body_timeout: float = Field(C.SERVE_BODY_TIMEOUT_S, gt=0, description="seconds to send a request's body "
-                                "(408 beyond)")
+    max_tools: int = Field(C.SERVE_MAX_TOOLS, ge=1, description="most tools one request may offer (400 beyond)")
 
     @field_validator("option_limits", mode="before")
     @classmethod
@@ -84,10 +84,16 @@ class HeavyServer:
     def __init__(self, defaults: RunSettings, settings: ServeSettings,
                  heavy_factory: Callable[..., Heavy] | None = None) -> None:
         self.settings = settings
-        self.planner = Planner(defaults, max_n=settings.max_n, option_limits=settings.option_limits)
+        self.planner = Planner(defaults, max_n=settings.max_n, option_limits=settings.option_limits,
+                               allow_models=settings.allow_models)
         self.pool = HeavyPool(heavy_factory or Heavy, max_size=settings.max_configs)
-        self.in_flight: Counter[str] = Counter()
+        self.slots = ClientSlots(settings.max_concurrent_per_client, "heavy serve")
         self.runs = 0  #: runs currently executing (tests check that disconnects bring it back to 0)
+
+    @property
+    def in_flight(self) -> Counter[str]:
+        """Requests in flight per client address."""
+        return self.slots.in_flight
 
     def check_defaults(self) -> None:
         """Build the default configuration's Heavy now, so a broken config fails at startup, not per request."""
@@ -101,22 +107,16 @@ class HeavyServer:
 
     async def chat(self, scope: dict, receive: Any, send: Any) -> None:
         request_id = new_id()
-        client = (scope.get("client") or ("unknown",))[0]
+        client = client_of(scope)
         # The whole body first: a client still sending (however slowly) holds no slot of the limit below.
         try:
             body = await self._receive(scope, receive)
+            if body is None:
+                return  # the client left before sending its request
+            self.slots.take(client)
         except APIError as err:
             await _send_error(send, err, request_id)
             return
-        if body is None:
-            return  # the client left before sending its request
-        if self.in_flight[client] >= self.settings.max_concurrent_per_client:
-            await _send_error(send, APIError(
-                429, f"too many requests in flight from this client (limit "
-                f"{self.settings.max_concurrent_per_client}); retry when one has finished",
-                "too_many_concurrent_requests", headers={"retry-after": "1"}), request_id)
-            return
-        self.in_flight[client] += 1
         started = False
 
         async def tracked(message: dict) -> None:
@@ -133,26 +133,21 @@ class HeavyServer:
             if not started:
                 await _send_error(send, err, request_id)
         finally:
-            self.in_flight[client] -= 1
-            if self.in_flight[client] <= 0:
-                del self.in_flight[client]
+            self.slots.give(client)
 
     async def _receive(self, scope: dict, receive: Any) -> bytes | None:
         """The request's body, read in full within ``body_timeout`` (408 beyond), or ``None`` if the client left."""
         if scope["method"] != "POST":
             raise APIError(405, f"{scope['method']} is not allowed on {scope['path']}; use POST",
                            "method_not_allowed")
-        limit = self.settings.body_timeout
-        try:
-            return await asyncio.wait_for(_read_body(scope, receive, self.settings.max_body_bytes), limit)
-        except asyncio.TimeoutError:
-            raise APIError(408, f"the request body did not arrive within {limit:g} seconds; send it at once "
-                           "(the server's operator sets this with `heavy serve --body-timeout`)", "request_timeout",
-                           headers={"connection": "close"}) from None
+        return await read_request_body(scope, receive, max_bytes=self.settings.max_body_bytes,
+                                       timeout=self.settings.body_timeout, command="heavy serve")
 
     async def _chat(self, body: bytes, receive: Any, send: Any, request_id: str) -> None:
         """Serve one request; errors raised before the response starts are answered by :meth:`chat`."""
-        req = parse_body(decode_body(body))
+        # the sizes first, on the decoded body before it is walked: 40,000 tools are refused at once
+        data = decode_body(body, first=functools.partial(check_sizes, max_tools=self.settings.max_tools))
+        req = parse_body(data, max_tools=None)
         plan = self.planner.plan(req)
         key = plan.key()
         try:
@@ -324,20 +319,6 @@ async def _send_body(send: Any, body: bytes, more: bool = True) -> bool:
     return True
 
 
-async def _read_body(scope: dict, receive: Any, limit: int) -> bytes | None:
-    """The request body (413 past *limit*), or ``None`` if the client disconnected first."""
-    try:
-        return await read_body(receive, limit, scope.get("headers", []))
-    except BadContentLength:
-        raise APIError(400, "invalid Content-Length header", "invalid_request") from None
-    except BodyTooLarge as exc:
-        if exc.declared is not None:
-            raise APIError(413, f"request body of {exc.declared} bytes is larger than this server accepts "
-                           f"({limit} bytes)", "request_too_large") from None
-        raise APIError(413, f"request body larger than this server accepts ({limit} bytes)",
-                       "request_too_large") from None
-
-
 async def _cancel(*tasks: asyncio.Task) -> None:
     """Cancel the unfinished *tasks* and wait until they have really stopped."""
     pending = [t for t in tasks if not t.done()]
@@ -448,6 +429,8 @@ def create_app(defaults: RunSettings | dict[str, Any] | None = None, *, settings
         lifespan=lifespan,
     )
     app.add_middleware(_Auth, key=server.settings.api_key)
+    app.add_middleware(SiteGuard, keyed=bool(server.settings.api_key), allow_origins=server.settings.allow_origins,
+                       shape="openai", command="heavy serve")  # added last: the outermost layer
     app.state.heavy = server
     return app
 

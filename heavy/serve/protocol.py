@@ -23,7 +23,10 @@ The run options a client may set, their types and bounds, come from :class:`heav
 ``n`` in the body, ``heavy.n``, ``heavy.strategy``, ``heavy.models``, ``heavy.aggregator``,
 ``heavy.tools``, ``heavy.options`` (and the other run options whose client place is there, e.g.
 ``heavy.thinking_budget``, ``heavy.ignore_args``) in the ``heavy`` object. A request's values go over the server's
-:class:`~heavy.settings.RunSettings` (its config file, environment and flags).
+:class:`~heavy.settings.RunSettings` (its config file, environment and flags). The models a request names (in
+the model name, ``heavy.models``, ``heavy.aggregator``, strategy options) must be ones the operator allows
+(:class:`heavy.remote.policy.ModelPolicy`: 403 otherwise); what the request says (tools, stop, the tool calls of
+its conversation) is checked once, in linear time, by :mod:`.checks`.
 """
 
 from __future__ import annotations
@@ -34,16 +37,18 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model
 
-from ..errors import ConfigError, MissingKeyError, ModelSpecError, StrategyNotFound
+from .. import constants as C
+from ..errors import ConfigError, MissingKeyError, ModelSpecError
 from ..models import parse_spec
 from ..settings import RunSettings, client_fields, surface
-from ..strategy import load_strategy, registered_strategies
-from ..types import Result, ToolChoice, ToolSpec, Usage, as_tool_specs
-from ..remote.errors import APIError
-from ..remote.policy import OptionPolicy
+from ..strategy import registered_strategies
+from ..types import Result, ToolChoice, ToolSpec, Usage
+from ..remote.errors import APIError, excerpt, shorten
+from ..remote.policy import ModelPolicy, OptionPolicy, find_strategy, unknown_strategy
 from ..remote.summary import summary
+from .checks import Checked, check_request, check_sizes
 
 __all__ = ["HONOURED", "IGNORED", "HeavyParams", "ChatRequest", "RunPlan", "Planner", "parse_body",
            "completion_body", "tool_calls_body", "chunk", "usage_body", "new_id", "MODEL_PREFIX"]
@@ -120,6 +125,7 @@ class _ChatBase(_Strict):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     heavy: HeavyParams | None = None  # type: ignore[valid-type]
+    _checked: Checked = PrivateAttr(default_factory=Checked)  #: what parse_body parsed once (tools, arguments)
 
 
 #: A request body: the standard fields above, the run options a client sets at its top level, and the
@@ -132,7 +138,7 @@ def _describe(exc: ValidationError, prefix: str = "") -> tuple[str, str | None]:
     """(one-line description, first offending parameter) of a validation error."""
     problems, param = [], None
     for err in exc.errors()[:5]:
-        loc = prefix + ".".join(str(p) for p in err["loc"])
+        loc = excerpt(prefix + ".".join(str(p) for p in err["loc"]), 80, quote=False)  # keys may be the client's
         param = param or loc or None
         if err["type"] == "missing":
             problems.append(f"missing required parameter '{loc}'")
@@ -143,10 +149,14 @@ def _describe(exc: ValidationError, prefix: str = "") -> tuple[str, str | None]:
     return "; ".join(problems), param
 
 
-def parse_body(data: Any) -> ChatRequest:
-    """Validate a decoded JSON body; every problem is a 400 :class:`APIError` naming the parameter."""
+def parse_body(data: Any, *, max_tools: int | None = C.SERVE_MAX_TOOLS) -> ChatRequest:
+    """Validate a decoded JSON body; every problem is a 400 :class:`APIError` naming the parameter. The sizes
+    (:func:`~.checks.check_sizes`) are checked against *max_tools* unless it is ``None`` (the caller did it
+    before the body was walked)."""
     if not isinstance(data, dict):
         raise APIError(400, "the request body must be a JSON object", "invalid_json")
+    if max_tools is not None:
+        check_sizes(data, max_tools)
     known = set(HONOURED) | set(IGNORED)
     unknown = [k for k in data if k not in known]
     if unknown:
@@ -155,9 +165,10 @@ def parse_body(data: Any) -> ChatRequest:
             what = ", ".join(sorted({_UNSUPPORTED[k] for k in unsupported}))
             raise APIError(400, f"unsupported parameter(s) {', '.join(map(repr, unsupported))}: heavy serve does "
                            f"not do {what}", "unsupported_parameter", param=unsupported[0])
-        raise APIError(400, f"unknown parameter(s) {', '.join(map(repr, unknown))}. heavy serve honours "
-                       f"{', '.join(HONOURED)} and ignores {', '.join(IGNORED)}", "unknown_parameter",
-                       param=unknown[0])
+        shown = ", ".join(excerpt(k, 40) for k in unknown[:5]) + (f" and {len(unknown) - 5} more"
+                                                                  if len(unknown) > 5 else "")
+        raise APIError(400, f"unknown parameter(s) {shown}. heavy serve honours {', '.join(HONOURED)} and ignores "
+                       f"{', '.join(IGNORED)}", "unknown_parameter", param=excerpt(unknown[0], 40, quote=False))
     try:
         req = ChatRequest.model_validate(data)
     except ValidationError as exc:
@@ -169,55 +180,8 @@ def parse_body(data: Any) -> ChatRequest:
                        param="response_format")
     if req.modalities is not None and req.modalities != ["text"]:
         raise APIError(400, "modalities: only [\"text\"] is supported", "unsupported_parameter", param="modalities")
-    _check_tools(req)
-    for i, m in enumerate(req.messages):
-        extra = m.model_extra or {}
-        if extra.get("function_call"):
-            raise APIError(400, f"messages.{i}: legacy function calls are not supported by heavy serve; send "
-                           "tool_calls", "unsupported_parameter", param=f"messages.{i}.function_call")
-        if m.tool_calls and m.role != "assistant":
-            raise APIError(400, f"messages.{i}: only assistant messages carry tool_calls", "invalid_value",
-                           param=f"messages.{i}.tool_calls")
-        if m.role == "tool" and not m.tool_call_id:
-            raise APIError(400, f"messages.{i}: a tool message needs the tool_call_id it answers", "invalid_value",
-                           param=f"messages.{i}.tool_call_id")
-        if m.content is None and not m.tool_calls:
-            raise APIError(400, f"messages.{i}: a message needs content", "invalid_value",
-                           param=f"messages.{i}.content")
-        if isinstance(m.content, list):
-            for j, part in enumerate(m.content):
-                if "type" not in part:
-                    raise APIError(400, f"messages.{i}.content.{j}: a content part needs a 'type'", "invalid_value",
-                                   param=f"messages.{i}.content.{j}")
+    req._checked = check_request(req)
     return req
-
-
-def _check_tools(req: Any) -> None:
-    """400 for tool definitions, a tool_choice or tool-call arguments no provider could take."""
-    specs: list[ToolSpec] = []
-    if req.tools:
-        try:
-            specs = as_tool_specs(req.tools)
-        except ValueError as exc:
-            raise APIError(400, str(exc), "invalid_value", param=str(exc).split(":", 1)[0]) from None
-    try:
-        choice = ToolChoice.parse(req.tool_choice)
-    except ValueError as exc:
-        raise APIError(400, str(exc), "invalid_value", param="tool_choice") from None
-    if req.tool_choice not in (None, "none", "auto") and not req.tools:
-        raise APIError(400, "tool_choice needs tools to choose from", "invalid_value", param="tool_choice")
-    if choice.name is not None and choice.name not in {t.name for t in specs}:
-        raise APIError(400, f"tool_choice names {choice.name!r}, which is not among the tools", "invalid_value",
-                       param="tool_choice")
-    for i, m in enumerate(req.messages):
-        for j, call in enumerate(m.tool_calls or []):
-            try:
-                args = json.loads(call.function.arguments or "{}")
-            except ValueError:
-                args = None
-            if not isinstance(args, dict):
-                raise APIError(400, f"messages.{i}.tool_calls.{j}.function.arguments must be a JSON object (as "
-                               "text)", "invalid_value", param=f"messages.{i}.tool_calls.{j}.function.arguments")
 
 
 def _messages(req: Any) -> list[dict[str, Any]]:
@@ -225,11 +189,12 @@ def _messages(req: Any) -> list[dict[str, Any]]:
     the tool they answer, which Gemini needs)."""
     names: dict[str, str] = {}
     out: list[dict[str, Any]] = []
-    for m in req.messages:
+    arguments = req._checked.arguments  # parsed (and checked) once by parse_body
+    for i, m in enumerate(req.messages):
         msg: dict[str, Any] = {"role": m.role, "content": m.content if m.content is not None else ""}
         if m.tool_calls:
-            msg["tool_calls"] = [{"id": c.id, "name": c.function.name,
-                                  "arguments": json.loads(c.function.arguments or "{}")} for c in m.tool_calls]
+            msg["tool_calls"] = [{"id": c.id, "name": c.function.name, "arguments": arguments[(i, j)]}
+                                 for j, c in enumerate(m.tool_calls)]
             names.update({c.id: c.function.name for c in m.tool_calls})
         if m.role == "tool":
             msg["tool_call_id"] = m.tool_call_id
@@ -283,14 +248,17 @@ class Planner:
 
     Precedence: server defaults < model name < ``heavy`` object < standard body fields. Giving the same
     setting two different ways (``n`` and ``heavy.n``, a strategy in the model name and ``heavy.strategy``)
-    is a 400 rather than a silent pick.
+    is a 400 rather than a silent pick. A request names only the models the operator allows (*allow_models*
+    beside the configured ones; 403 otherwise).
     """
 
-    def __init__(self, defaults: RunSettings, *, max_n: int, option_limits: dict[str, float] | None = None) -> None:
+    def __init__(self, defaults: RunSettings, *, max_n: int, option_limits: dict[str, float] | None = None,
+                 allow_models: list[str] | None = None) -> None:
         self.defaults = defaults
         self.max_n = max_n
         #: what a request may set (code execution, operator-only options, ceilings): see heavy.remote.policy
         self.policy = OptionPolicy(defaults.tools, option_limits)
+        self.models = ModelPolicy(defaults, allow_models or ())
 
     @property
     def default_models(self) -> list[str]:
@@ -301,27 +269,33 @@ class Planner:
         strategy or provider)."""
         head, _, rest = name.partition("/")
         if head != MODEL_PREFIX:
-            raise APIError(404, f"the model {name!r} does not exist here: use 'heavy', 'heavy/<strategy>' or "
+            raise APIError(404, f"the model {excerpt(name)} does not exist here: use 'heavy', 'heavy/<strategy>' or "
                            "'heavy/<strategy>/<provider:model>' (GET /v1/models lists them)", "model_not_found",
                            param="model")
         if not rest:
             return None, None
         strategy, _, spec = rest.partition("/")
-        try:
-            load_strategy(strategy)
-        except StrategyNotFound as exc:
-            raise APIError(404, f"the model {name!r} does not exist here: {exc.message}", "model_not_found",
-                           param="model") from None
+        if find_strategy(strategy) is None:
+            raise APIError(404, f"the model {excerpt(name)} does not exist here: {unknown_strategy(strategy)}",
+                           "model_not_found", param="model")
         if not spec:
             return strategy, None
+        self._check_spec(spec, "model", 404)
+        self.models.check(spec, "model")
+        return strategy, [spec]
+
+    @staticmethod
+    def _check_spec(spec: str, param: str, status: int = 400) -> None:
+        """*status* for a model spec naming no known provider (a provider without a key here is left to the
+        run, which says which variable the operator sets)."""
         try:
             parse_spec(spec)
         except MissingKeyError:
             pass  # known provider, not configured on this server: reported as a 400 when the run is built
         except ModelSpecError as exc:
-            raise APIError(404, f"the model {name!r} does not exist here: {exc.message}", "model_not_found",
-                           param="model") from None
-        return strategy, [spec]
+            what = f"the model {excerpt(spec)} does not exist here" if status == 404 else param
+            raise APIError(status, f"{what}: {shorten(exc.message, spec.strip())}",
+                           "model_not_found" if status == 404 else "invalid_value", param=param) from None
 
     def plan(self, req: ChatRequest) -> RunPlan:
         d = self.defaults
@@ -332,7 +306,7 @@ class Planner:
             values = [(where, v) for where, v in given if v is not None]
             if len({repr(v) for _, v in values}) > 1:
                 raise APIError(400, f"{name} is given twice with different values ("
-                               + ", ".join(f"{where}={v!r}" for where, v in values) + "); give it once",
+                               + ", ".join(f"{where}={excerpt(v)}" for where, v in values) + "); give it once",
                                "conflicting_parameters", param=values[-1][0])
             return values[0][1] if values else None
 
@@ -348,10 +322,9 @@ class Planner:
         for name, value in body.items():  # under the server's ceilings (declared on the RunSettings fields)
             self.policy.check_run_option(name, value, "max_completion_tokens" if name == "max_tokens" and
                                          req.max_completion_tokens else _BODY[name])
-        try:
-            strategy_cls = load_strategy(strategy)
-        except StrategyNotFound as exc:
-            raise APIError(400, exc.message, "invalid_value", param="heavy.strategy") from None
+        strategy_cls = find_strategy(strategy)
+        if strategy_cls is None:
+            raise APIError(400, unknown_strategy(strategy), "invalid_value", param="heavy.strategy")
         self.policy.check_strategy(strategy, strategy_cls, "heavy.strategy" if hp.strategy else "model")
         self.policy.check_options(strategy, strategy_cls, hp.options or {})
         try:
@@ -359,6 +332,14 @@ class Planner:
         except ConfigError as exc:
             raise APIError(400, exc.message, "invalid_value", param="heavy.options") from None
         self.policy.check_values(strategy, hp.options or {}, parsed)
+        given = hp.options or {}
+        self.models.check_options(strategy_cls, {k: getattr(parsed, k, given[k]) for k in given})
+        for spec in hp.models or ():
+            self._check_spec(spec, "heavy.models")
+        self.models.check(hp.models or (), "heavy.models")
+        if hp.aggregator is not None:
+            self._check_spec(hp.aggregator, "heavy.aggregator")
+            self.models.check(hp.aggregator, "heavy.aggregator")
 
         shared: dict[str, Any] = {"system": None}  # the server's system prompt goes into the messages below
         if models is not None:
@@ -375,7 +356,7 @@ class Planner:
             if value is not None:
                 self.policy.check_run_option(name, value, f"heavy.{tail}")
                 shared[name] = value
-        client_tools = as_tool_specs(req.tools) if req.tools else None
+        client_tools = req._checked.specs or None  # parsed once, by parse_body
         if client_tools:
             own = shared["tools"] if "tools" in shared else d.tools
             enabled = {str(getattr(t, "name", t)) for t in (own.split(",") if isinstance(own, str) else own or [])}
@@ -391,19 +372,19 @@ class Planner:
         return RunPlan(settings=d.merged(**shared), messages=messages, n=n, strategy=strategy, options=hp.options or {},
                        seed=req.seed, stream=bool(req.stream),
                        include_usage=bool(req.stream_options and req.stream_options.include_usage),
-                       tools=client_tools, tool_choice=ToolChoice.parse(req.tool_choice) if client_tools else None,
+                       tools=client_tools, tool_choice=req._checked.choice if client_tools else None,
                        parallel_tool_calls=req.parallel_tool_calls if client_tools else None)
 
     def _tools(self, wanted: list[str]) -> str | None:
         """A request may narrow the server's tools, never widen them: running code or searching the web on
         this machine is the operator's decision (`heavy serve --tools`), not a client's."""
         enabled = [str(getattr(t, "name", t)) for t in self.defaults.tools or []]
-        extra = [str(t) for t in wanted if t not in enabled]
+        extra = [excerpt(t, 40, quote=False) for t in wanted if t not in enabled]
         if extra:
             where = f"this server enables {', '.join(enabled)}" if enabled else "this server enables no tools"
-            raise APIError(400, f"heavy.tools asks for {', '.join(extra)}, but {where} (its operator starts it "
-                           f"with `heavy serve --tools {','.join(enabled + extra)}` to allow them)", "invalid_value",
-                           param="heavy.tools")
+            raise APIError(400, f"heavy.tools asks for {', '.join(extra[:5])}, but {where} (its operator starts it "
+                           f"with `heavy serve --tools {','.join(enabled + extra[:5])}` to allow them)",
+                           "invalid_value", param="heavy.tools")
         return ",".join(dict.fromkeys(wanted)) or None
 
     def model_ids(self) -> list[str]:
