@@ -175,7 +175,8 @@ async def test_the_whole_conversation_goes_to_every_hypothesis(monkeypatch):
 
 @pytest.mark.anyio
 async def test_the_heavy_object_selects_n_strategy_models_aggregator_and_options(monkeypatch):
-    async with proxy(monkeypatch, SimConfig(accuracy=0.6, seed=4)) as (client, _, llm, rec):
+    allowed = ServeSettings(allow_models=[f"{MODEL}@*"])  # the operator lets clients name these models
+    async with proxy(monkeypatch, SimConfig(accuracy=0.6, seed=4), settings=allowed) as (client, _, llm, rec):
         r = await client.post("/chat/completions", json={
             "model": "heavy", "messages": user(),
             "heavy": {"n": 3, "strategy": "judge", "models": [f"{MODEL}@accuracy=0.9"],
@@ -222,7 +223,8 @@ async def test_tools_are_the_operators_to_enable_and_a_request_may_only_narrow_t
 
 @pytest.mark.anyio
 async def test_model_name_with_colons_slashes_and_at_reaches_the_upstream(monkeypatch):
-    async with proxy(monkeypatch) as (client, _, _llm, rec):
+    allowed = ServeSettings(allow_models=[f"{MODEL}@*", "openai:org/*"])
+    async with proxy(monkeypatch, settings=allowed) as (client, _, _llm, rec):
         name = f"heavy/vote/{MODEL}@accuracy=1,latency=0"
         r = await client.post("/chat/completions", json={"model": name, "messages": user(), "n": 2})
         assert r.status_code == 200, r.text
@@ -301,7 +303,7 @@ async def test_one_heavy_per_configuration_is_reused(monkeypatch):
 
 @pytest.mark.anyio
 async def test_bad_input_is_answered_in_openai_shape_and_the_server_keeps_serving(monkeypatch):
-    settings = ServeSettings(max_body_bytes=2048, max_n=16)
+    settings = ServeSettings(max_body_bytes=2048, max_n=16, allow_models=["*"])
     async with proxy(monkeypatch, settings=settings) as (client, _, llm, _rec):
         post = functools.partial(client.post, "/chat/completions")
         ok = {"model": "heavy", "messages": user()}
@@ -398,7 +400,8 @@ async def test_upstream_keys_come_from_the_server_and_are_never_echoed(monkeypat
 
 @pytest.mark.anyio
 async def test_upstream_failures_map_to_502_and_504(monkeypatch):
-    async with proxy(monkeypatch, SimConfig(seed=1)) as (client, _, _llm, _rec):
+    allowed = ServeSettings(allow_models=[f"{MODEL}@*"])
+    async with proxy(monkeypatch, SimConfig(seed=1), settings=allowed) as (client, _, _llm, _rec):
         r = await client.post("/chat/completions", json={
             "model": f"heavy/vote/{MODEL}@fail_rate=1,fail_status=503", "messages": user(), "n": 2})
         assert_openai_error(r, 502)
@@ -547,7 +550,7 @@ def heavy_serve(upstream: str, *args: str, key: str | None = None, tmp_path=None
 def served(tmp_path_factory):
     """A `heavy sim` and a `heavy serve` in front of it (OPENAI_BASE_URL in the server's environment)."""
     with running_sim("--seed", "1") as sim:
-        with heavy_serve(sim, "-m", "openai:heavy-simulated", "-n", "4",
+        with heavy_serve(sim, "-m", "openai:heavy-simulated", "-n", "4", "--allow-model", "openai:heavy-simulated@*",
                          tmp_path=tmp_path_factory.mktemp("serve")) as base:
             yield base
 

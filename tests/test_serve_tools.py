@@ -99,7 +99,8 @@ def servers(tmp: Path, *args: str) -> Iterator[str]:
         config.write_text("")
         env.update(KEYS, HEAVY_CONFIG=str(config), OPENAI_BASE_URL=f"{sim}/v1", ANTHROPIC_BASE_URL=sim,
                    GEMINI_BASE_URL=sim)
-        with running_heavy("serve", "--log-level", "warning", "-m", "openai:heavy-simulated", *args, env=env) as base:
+        with running_heavy("serve", "--log-level", "warning", "-m", "openai:heavy-simulated", "--allow-model",
+                           "*:heavy-simulated@*", *args, env=env) as base:
             yield base
 
 
