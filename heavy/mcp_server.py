@@ -10,10 +10,16 @@ Two tools, over stdio (``heavy mcp``) or streamable HTTP (``heavy mcp --http --p
 * ``strategies``: the registered strategies, one line each.
 
 What a client may ask for is the operator's decision, by the rules of ``heavy serve``
-(:class:`heavy.remote.policy.OptionPolicy`): strategies and options that run code need ``heavy mcp
---tools python``, numeric strategy options have ceilings (``--option-limit``), ``n`` has ``--max-n``, and
-a call's budget may tighten the operator's caps, never loosen them. Bad arguments are a tool error
-(``isError``) of one line, never a crash of the server.
+(:class:`heavy.remote.policy.OptionPolicy`, :class:`~heavy.remote.policy.ModelPolicy`): strategies and options
+that run code need ``heavy mcp --tools python``, numeric strategy options have ceilings (``--option-limit``),
+``n`` has ``--max-n``, a call names only the configured models and those of ``--allow-model``, and a call's
+budget may tighten the operator's caps, never loosen them. Bad arguments are a tool error (``isError``) of one
+line, never a crash of the server.
+
+Over HTTP the server is guarded as ``heavy serve`` is (:mod:`heavy.remote.guard`): on loopback without a key
+only requests addressed to it (Host), from no page or a loopback page (Origin, else ``--allow-origin``), with
+JSON bodies are served; bodies must arrive within ``--body-timeout`` and ``--max-body-bytes``, and one client
+has at most ``--max-concurrent`` requests in flight.
 
 Runs go through :class:`heavy.Heavy`, the API library users call: the operator's run options are a
 :class:`~heavy.settings.RunSettings` (built-ins < config file < ``HEAVY_<OPTION>`` < flags, see
@@ -38,10 +44,12 @@ from mcp.server import Server
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .api import Heavy
-from .errors import HeavyError, OptionsError, redact
+from .errors import HeavyError, MissingKeyError, ModelSpecError, OptionsError, redact
 from .events import Event, HypothesisFailed, HypothesisFinished
-from .remote.errors import APIError
-from .remote.policy import OptionPolicy
+from .models import parse_spec
+from .remote.errors import APIError, excerpt, shorten
+from .remote.guard import RemoteSettings, RequestGate, SiteGuard
+from .remote.policy import ModelPolicy, OptionPolicy, find_strategy, unknown_strategy
 from .remote.pool import HeavyPool
 from .remote.progress import Progress
 from .remote.summary import summary
@@ -89,12 +97,13 @@ class HeavyTools:
     of Heavy instances (one per distinct configuration), and :meth:`call`.
 
     ``defaults`` are the operator's run options; ``max_n`` the most hypotheses one call may ask for;
-    ``option_limits`` the ceilings over :data:`heavy.constants.SERVE_OPTION_LIMITS`. The default
-    configuration's Heavy is built at once, so a broken config fails at startup rather than per call.
+    ``option_limits`` the ceilings over :data:`heavy.constants.SERVE_OPTION_LIMITS`; ``allow_models`` the
+    patterns of models a call may name beside the configured ones. The default configuration's Heavy is
+    built at once, so a broken config fails at startup rather than per call.
     """
 
     def __init__(self, defaults: RunSettings, *, max_n: int | None = None,
-                 option_limits: dict[str, float] | None = None,
+                 option_limits: dict[str, float] | None = None, allow_models: list[str] | None = None,
                  heavy_factory: Callable[..., Heavy] = Heavy, max_configs: int = 8) -> None:
         self.defaults = defaults.merged(stream=False)  # progress is per hypothesis: no token streams
         self.max_n = max_n or int(ceiling("n") or defaults.n)
@@ -102,6 +111,7 @@ class HeavyTools:
             raise OptionsError(f"the default n={defaults.n} is above --max-n {self.max_n}: lower -n (or [defaults] n) "
                                "or raise --max-n")
         self.policy = OptionPolicy(defaults.tools, option_limits, command=COMMAND, options_param="options")
+        self.models = ModelPolicy(defaults, allow_models or (), command=COMMAND, options_param="options")
         self.pool = HeavyPool(heavy_factory, max_size=max_configs)
         self.pool.prebuild(self.defaults.key(exclude=_PER_CALL), {"settings": self.defaults})
         self.calls = 0
@@ -154,9 +164,10 @@ class HeavyTools:
                 return await self._ask(call_id, arguments or {}, report)
             if name == "strategies":
                 if arguments:
-                    raise Refused(f"strategies takes no arguments (got {', '.join(sorted(arguments))})")
+                    got = excerpt(", ".join(sorted(arguments)), 80, quote=False)
+                    raise Refused(f"strategies takes no arguments (got {got})")
                 return self._strategies()
-            raise Refused(f"unknown tool {name!r}: this server has ask and strategies")
+            raise Refused(f"unknown tool {excerpt(name)}: this server has ask and strategies")
         except Refused as exc:
             return _error(str(exc))
         except APIError as exc:  # the policy shared with `heavy serve`
@@ -179,11 +190,24 @@ class HeavyTools:
             raise Refused(f"n={n} is more hypotheses than this server allows ({self.max_n}); its operator can raise "
                           f"it with `{COMMAND} --max-n {n}`")
         strategy = a.strategy or d.strategy
-        strategy_cls = load_strategy(strategy)  # StrategyNotFound names the registered ones
+        strategy_cls = find_strategy(strategy)
+        if strategy_cls is None:
+            raise Refused(unknown_strategy(strategy))
         self.policy.check_strategy(strategy, strategy_cls, "strategy")
         options = a.options or {}
         self.policy.check_options(strategy, strategy_cls, options)
-        self.policy.check_values(strategy, options, strategy_cls.parse_options(options))
+        parsed = strategy_cls.parse_options(options)
+        self.policy.check_values(strategy, options, parsed)
+        self.models.check_options(strategy_cls, {k: getattr(parsed, k, options[k]) for k in options})
+        for where, specs in (("models", a.models or ()), ("aggregator", [a.aggregator] if a.aggregator else ())):
+            for spec in specs:
+                try:
+                    parse_spec(spec)
+                except MissingKeyError:
+                    pass  # a known provider without a key here: the run says which variable the operator sets
+                except ModelSpecError as exc:
+                    raise Refused(f"{where}: {shorten(exc.message, spec.strip())}") from None
+            self.models.check(specs, where)
         changes: dict[str, Any] = {}
         if a.models is not None:
             changes["model"] = a.models
@@ -302,7 +326,7 @@ def _describe(exc: ValidationError) -> str:
     allowed = ", ".join(AskArguments.model_fields)
     problems = []
     for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = excerpt(".".join(str(p) for p in err["loc"]), 80, quote=False)  # keys are the client's
         if err["type"] == "extra_forbidden":
             problems.append(f"unknown argument {loc!r} (ask takes {allowed})" if "." not in loc else
                             f"unknown argument {loc!r} (budget takes {', '.join(_BUDGET_FIELDS)})")
@@ -350,27 +374,44 @@ async def run_stdio(tools: HeavyTools) -> None:
         await server.run(read, write, server.create_initialization_options())
 
 
-def http_app(tools: HeavyTools, host: str = "127.0.0.1", api_key: str | None = None) -> Any:
-    """The streamable HTTP app: MCP at ``/mcp``, ``GET /health``; with *api_key* every request but /health
-    must carry ``Authorization: Bearer <api_key>``."""
+def http_app(tools: HeavyTools, host: str = "127.0.0.1", api_key: str | None = None, *,
+             settings: RemoteSettings | None = None) -> Any:
+    """The streamable HTTP app: MCP at ``/mcp``, ``GET /health``; with a key (*api_key*, or *settings*'
+    ``api_key``) every request but /health must carry ``Authorization: Bearer <key>``. Requests pass
+    :class:`~heavy.remote.guard.SiteGuard` (web pages, DNS rebinding), then the key, then
+    :class:`~heavy.remote.guard.RequestGate` (body time and size, plain JSON, per-client limit) before the SDK.
+    """
+    from mcp.server.transport_security import TransportSecuritySettings
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
+    settings = settings or RemoteSettings(api_key=api_key)
+    key = settings.api_key or api_key
+
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    app = build_server(tools).streamable_http_app(host=host,
-                                                  custom_starlette_routes=[Route("/health", health, methods=["GET"])])
-    return _BearerKey(app, api_key) if api_key else app
+    # The SDK's own Host/Origin check knows only 127.0.0.1, localhost and ::1 (and any port of them), and is off
+    # for every other loopback form; SiteGuard checks all of them, against the bound port and --allow-origin.
+    app = build_server(tools).streamable_http_app(
+        host=host, max_request_body_size=settings.max_body_bytes,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        custom_starlette_routes=[Route("/health", health, methods=["GET"])])
+    app = RequestGate(app, settings, command=COMMAND, shape="jsonrpc")
+    if key:
+        app = _BearerKey(app, key)
+    return SiteGuard(app, keyed=bool(key), allow_origins=settings.allow_origins, shape="jsonrpc", command=COMMAND)
 
 
 def run_http(tools: HeavyTools, host: str, port: int, *, api_key: str | None = None, sock: Any = None,
-             log_level: str = "warning") -> None:
+             log_level: str = "warning", settings: RemoteSettings | None = None) -> None:
     """Serve *tools* over streamable HTTP on *host*:*port* (or the bound *sock*) until interrupted."""
     from .remote.listener import serve
 
-    serve(http_app(tools, host, api_key), host=host, port=port, sock=sock, log_level=log_level)
+    settings = settings or RemoteSettings(api_key=api_key)
+    serve(http_app(tools, host, api_key, settings=settings), host=host, port=port, sock=sock, log_level=log_level,
+          header_timeout=settings.header_timeout)
 
 
 class _BearerKey:

@@ -109,9 +109,10 @@ def assert_tool_error(result, *needles: str) -> None:
 
 @pytest.fixture(scope="module")
 async def stdio(tmp_path_factory) -> AsyncIterator[Stdio]:
-    """One `heavy mcp -m RIGHT --max-n 6 --deadline 60` on stdio, whose config file says `[defaults] n = 3`."""
+    """One `heavy mcp -m RIGHT --max-n 6 --deadline 60 --allow-model 'sim:*'` on stdio, whose config file says
+    `[defaults] n = 3` (calls may name the simulated model with other knobs, e.g. SLOW)."""
     folder = tmp_path_factory.mktemp("mcp-stdio")
-    async with stdio_heavy(folder, "-m", RIGHT, "--max-n", "6", "--deadline", "60",
+    async with stdio_heavy(folder, "-m", RIGHT, "--max-n", "6", "--deadline", "60", "--allow-model", "sim:*",
                            config="[defaults]\nn = 3\n") as server:
         yield server
 
@@ -191,6 +192,8 @@ async def test_strategies_lists_each_with_a_line_and_says_which_run_code(stdio):
     ({"question": QUESTION, "strategy": "vote", "options": {"nope": 1}}, ["strategy 'vote'", "known options"]),
     ({"question": QUESTION, "budget": {"deadline": 120}}, ["budget.deadline=120", "cap of 60"]),
     ({"question": QUESTION, "models": ["nosuch:model"]}, ["nosuch"]),
+    ({"question": QUESTION, "models": ["ollama:x"]}, ["models", "'ollama:x'", "heavy mcp --allow-model"]),
+    ({"question": QUESTION, "strategy": "judge", "aggregator": "openai:gpt-4.1"}, ["aggregator", "--allow-model"]),
     ({"question": ""}, ["question"]),
     ({"n": 3}, ["missing argument 'question'"]),
     ({"question": QUESTION, "temperature": 2}, ["unknown argument 'temperature'", "ask takes question"]),
@@ -245,7 +248,7 @@ async def test_over_http_on_127_0_0_1(tmp_path):
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
         progress.append(value)
 
-    with http_heavy(tmp_path, "-m", RIGHT, "-n", "3") as (base, stderr):
+    with http_heavy(tmp_path, "-m", RIGHT, "-n", "3", "--allow-model", SLOW) as (base, stderr):
         async with Client(f"{base}/mcp") as client:
             assert {t.name for t in (await client.list_tools()).tools} == {"ask", "strategies"}
             result = await client.call_tool("ask", {"question": QUESTION}, progress_callback=on_progress)
@@ -299,6 +302,8 @@ def _one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
     ((), "sys.modules['mcp'] = None", ["heavy mcp needs the mcp extra: pip install 'heavy[mcp]'"]),
     (("--http", "--host", "0.0.0.0"), "", ["0.0.0.0", "--api-key"]),
     (("--port", "8123"), "", ["--port", "--http"]),
+    (("--allow-origin", "http://localhost:5173"), "", ["--allow-origin", "--http"]),
+    (("--http", "--allow-origin", "localhost:5173"), "", ["invalid server setting", "scheme://host"]),
     (("-s", "nope"), "", ["unknown strategy 'nope'"]),
     (("--option-limit", "rounds"), "", ["NAME=MAX"]),
     (("-n", "9", "--max-n", "8"), "", ["n=9", "--max-n 8"]),

@@ -10,6 +10,7 @@ import click
 from ..settings import SERVE
 from . import fail, run_guarded
 from .flags import operator_flags, run_flags
+from .serve import remote_flags, remote_settings
 
 
 @click.command()
@@ -21,8 +22,11 @@ from .flags import operator_flags, run_flags
               help="Port with --http [default: 8001].")
 @run_flags(SERVE)
 @operator_flags("call")
+@remote_flags("call")
 def mcp(use_http: bool, host: str | None, port: int | None, api_key: str | None, max_n: int,
-        option_limits: tuple[str, ...], log_level: str, **flags: Any) -> None:
+        option_limits: tuple[str, ...], log_level: str, allow_origins: tuple[str, ...], allow_models: tuple[str, ...],
+        max_body_bytes: int, max_concurrent_per_client: int, header_timeout: float, body_timeout: float,
+        **flags: Any) -> None:
     """Serve Heavy as an MCP server: tools `ask` (parallel hypotheses, a strategy decides, the answer first
     and then why) and `strategies`.
 
@@ -30,7 +34,9 @@ def mcp(use_http: bool, host: str | None, port: int | None, api_key: str | None,
     streamable HTTP on 127.0.0.1:P instead. Run options come from the config file's [defaults],
     HEAVY_<OPTION> variables and these flags; upstream keys from this process's environment, as for
     `heavy ask`. Code runs on this machine only if the operator enables it: strategies such as `execute`
-    need `--tools python`.
+    need `--tools python`; a call names only the configured models (and those of --allow-model). Over HTTP
+    without --api-key, on loopback, no web page can call it (Host, Origin and Content-Type are checked;
+    --allow-origin for a web client); the body limits and --max-concurrent are `heavy serve`'s.
     """
 
     def go() -> None:
@@ -40,9 +46,11 @@ def mcp(use_http: bool, host: str | None, port: int | None, api_key: str | None,
             import mcp.server  # noqa: F401
         except ImportError:
             raise ConfigError("heavy mcp needs the mcp extra: pip install 'heavy[mcp]'") from None
-        if not use_http and (host or port):
-            fail("--host and --port are for HTTP: add --http (on stdio the client starts this process)")
+        if not use_http and (host or port or allow_origins):
+            given = "--allow-origin is" if allow_origins and not (host or port) else "--host and --port are"
+            fail(f"{given} for HTTP: add --http (on stdio the client starts this process)")
         address = host or "127.0.0.1"
+        from ..remote.guard import RemoteSettings, url_host
         from ..remote.listener import is_loopback, listen
         from ..remote.policy import parse_limits
 
@@ -52,6 +60,9 @@ def mcp(use_http: bool, host: str | None, port: int | None, api_key: str | None,
             limits = parse_limits(list(option_limits))
         except ValueError as exc:
             fail(f"invalid server setting: {exc}")
+        settings = remote_settings(RemoteSettings, api_key, max_body_bytes=max_body_bytes,
+                                   max_concurrent_per_client=max_concurrent_per_client, header_timeout=header_timeout,
+                                   body_timeout=body_timeout, allow_origins=allow_origins, allow_models=allow_models)
         from ..config import run_settings
         from ..mcp_server import DEFAULT_PORT, HeavyTools, run_http, run_stdio
 
@@ -59,7 +70,8 @@ def mcp(use_http: bool, host: str | None, port: int | None, api_key: str | None,
         at = port or DEFAULT_PORT
         sock = listen(address, at) if use_http else None  # a busy port: one line, before anything else
         try:
-            tools = HeavyTools(run_settings(flags), max_n=max_n, option_limits=limits)
+            tools = HeavyTools(run_settings(flags), max_n=max_n, option_limits=limits,
+                               allow_models=settings.allow_models)
         except BaseException:
             if sock is not None:
                 sock.close()
@@ -71,9 +83,10 @@ def mcp(use_http: bool, host: str | None, port: int | None, api_key: str | None,
 
             anyio.run(run_stdio, tools)
             return
-        auth = "clients need the bearer key" if api_key else "no client key: loopback only"
-        click.echo(f"heavy mcp: MCP server on http://{address}:{at}/mcp ({auth}); ask samples {models}", err=True)
-        run_http(tools, address, at, api_key=api_key, sock=sock, log_level=log_level)
+        auth = "clients need the bearer key" if api_key else "no client key: loopback only, no web pages"
+        click.echo(f"heavy mcp: MCP server on http://{url_host(address)}:{at}/mcp ({auth}); ask samples {models}",
+                   err=True)
+        run_http(tools, address, at, sock=sock, log_level=log_level, settings=settings)
 
     run_guarded(go)
 
