@@ -192,7 +192,7 @@ class BatchClient(ABC):
             try:
                 cid, answer, succeeded = self._answer(line)
             except ProviderError as exc:
-                why = "not JSON" if "not JSON" in str(exc) else "no custom_id"
+                why = "not JSON" if "not JSON" in str(exc).split(" | body: ")[0] else "no custom_id"
                 into.problems.append(f"batch job {job.id}: line {lineno} of {where} is unreadable ({why}): skipped, "
                                      "the other lines are read")
                 continue
