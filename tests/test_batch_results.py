@@ -138,3 +138,15 @@ async def test_eval_submits_again_only_what_the_job_says_never_ran(tmp_path, gsm
     first = next(iter(app.batches.jobs.values()))
     assert first.dropped and all(app.batches.submitted[c] >= 2 for c in first.dropped), "never ran: out again"
     assert stats["billed_twice"] == 0 and len(read_rows(out)) == 8
+
+
+@pytest.mark.parametrize("wire", ["openai", "anthropic"])
+async def test_a_line_of_json_without_a_custom_id_costs_that_line_only(wire):
+    from heavy.batch import BatchJob, BatchResults
+
+    client = client_for(SimulatedLLM(SimConfig()), wire)
+    out = BatchResults()
+    client._answers('{"custom_id": 5, "note": "not JSON"}\n[1, 2]\n', BatchJob("job-1", "ended", True), "its results",
+                    out)
+    assert not out and [p.split(": line ")[1][:1] for p in out.problems] == ["1", "2"]
+    assert all("job-1" in p and "(no custom_id)" in p for p in out.problems)
