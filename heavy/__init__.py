@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 _LAZY = {
     "Heavy": "heavy.api",
+    "Session": "heavy.session",
     "ask": "heavy.api",
     "aask": "heavy.api",
     "Result": "heavy.types",
@@ -42,6 +41,7 @@ __all__ = [*_LAZY, "__version__"]
 
 if TYPE_CHECKING:
     from .api import Heavy, aask, ask
+    from .session import Session
     from .errors import ConfigError, HeavyError, ProviderError
     from .providers.base import Provider
     from .strategy import AGGREGATOR_FAILURES, Context, Strategy
@@ -49,6 +49,15 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # the installed distribution's, read once when first asked for
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version("heavy")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            value = "0+unknown"
+        globals()[name] = value
+        return value
     if name in _LAZY:
         import importlib
 

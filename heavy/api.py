@@ -23,16 +23,15 @@ from . import toolvote
 from .answers import final_answer
 from .errors import OptionsError, describe_validation
 from .events import Event, EventSink, Final, HypothesisFailed, HypothesisFinished, HypothesisStarted, TokenDelta, fanout
-from .models import ModelSpec, Preset, parse_spec
+from .models import ModelSpec
 from .providers.base import CompletionRequest, Provider
-from .providers.adapt import Adapt
-from .providers.factory import build_provider
 from .profiles import Profiles
 from .fanout import arrange as arrange_fanout
 from .pricing import model_cost, price_for, saved_usd
-from .providers.wrappers import ConcurrencyLimit, RateLimit, Retry, RetryPolicy, WrapperProvider
+from .providers.wrappers import RetryPolicy
 from .run import Budget, RunState, using_run
-from .settings import ProviderLimits, RunSettings
+from .session import Session, check_session_arguments
+from .settings import RunSettings
 from .sampler import ModelRef, ReplaySampler, Sampler, check_n
 from .strategy import Context, Strategy, load_strategy
 from .types import (PROGRAM_ROUTE, ClientTools, Hypothesis, Message, Result, SamplingParams, ToolChoice, as_messages,
@@ -61,16 +60,23 @@ class Heavy:
     The rest are objects, not options: ``retry`` (a RetryPolicy), ``on_event`` (a listener of every run),
     ``transport`` (under the HTTP clients) and ``providers``, model sources of your own:
     ``Heavy(model="mine:some-model", providers={"mine": MyProvider()})`` samples ``some-model`` through
-    ``MyProvider`` (a :class:`~heavy.providers.base.Provider`).
+    ``MyProvider`` (a :class:`~heavy.providers.base.Provider`). Those configure connections, which live in a
+    :class:`~heavy.session.Session`: a Heavy owns one built from its settings (its limits: ``concurrency``, ``rpm``,
+    ``tpm``, ``limits``), or shares ``session=`` with other Heavys, whose runs then share its connections and limits
+    (``session.heavy(settings)``, ``session.ask(prompt, settings)``).
     """
 
     def __init__(self, model: str | Sequence[str] | None = None, n: int | None = None, strategy: str | None = None,
                  *, settings: RunSettings | None = None, retry: RetryPolicy | None = None,
                  on_event: EventSink | None = None, transport: Any = None,
-                 providers: dict[str, Provider] | None = None, **options: Any) -> None:
+                 providers: dict[str, Provider] | None = None, session: Session | None = None,
+                 **options: Any) -> None:
         given = {k: v for k, v in (("model", model), ("n", n), ("strategy", strategy)) if v is not None}
         self.settings = s = RunSettings.build(settings, **given, **options)
-        self._custom = dict(providers or {})
+        check_session_arguments(session, retry=retry, transport=transport, providers=providers)
+        #: Where the connections, limits and tools live (heavy.session): this Heavy's own unless it was given one.
+        self.session = session or Session(s, retry=retry, transport=transport, providers=providers)
+        self._owns_session = session is None
         self.specs: list[ModelSpec] = [self._resolve(spec) for spec in s.model]
         self.aggregator_spec = self._resolve(s.aggregator_model) if s.aggregator_model else self.specs[0]
         self.budget = Budget(max_tokens=s.max_total_tokens, max_cost_usd=s.max_cost_usd)
@@ -78,17 +84,20 @@ class Heavy:
         if s.max_cost_usd is not None and unpriced:
             raise OptionsError(f"a dollar cap needs prices, and none is known for {', '.join(sorted(unpriced))}; "
                                "add them under [prices] in the config file (see `heavy config`)")
-        self.retry = retry or RetryPolicy()
         self.strategy_cls: type[Strategy] = load_strategy(s.strategy)
         self.options = self.strategy_cls.parse_options(s.options)
         self.params = SamplingParams(**s.model_dump(include=set(SamplingParams.model_fields)))
-        self.on_event, self._transport = on_event, transport
-        self.agent, self.verifier = _tooling(s.tools, s.tool_protocol, s.max_steps, s.tool_options, s.verify)
+        self.on_event = on_event
+        self.agent, self.verifier = _tooling(self.session, s.tools, s.tool_protocol, s.max_steps, s.tool_options,
+                                             s.verify)
         # The python tool, where the user enabled it (tools or --verify): program hypotheses may run.
         self.python = self.verifier.tool if self.verifier is not None else \
             next((t for t in (self.agent.tools if self.agent else []) if t.name == "python"), None)
-        self._providers: dict[tuple[str, str, bool], Provider] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy of this Heavy's session."""
+        return self.session.retry
 
     @property
     def n(self) -> int:
@@ -101,47 +110,20 @@ class Heavy:
         return self.settings.strategy
 
     def _resolve(self, spec: str) -> ModelSpec:
-        name, sep, model = spec.partition(":")
-        if sep and name in self._custom:
-            return ModelSpec(spec=spec, preset=Preset(name, "", None, None, key_required=False, wire="custom",
-                                                      note="a provider given to Heavy(providers=...)"),
-                             model=model, base_url="", api_key=None)
-        return parse_spec(spec, base_url=self.settings.base_url, api_key=self.settings.api_key)
-
-    # --- providers, one pooled client each, bound to the running event loop ------------------
-
-    def _provider(self, spec: ModelSpec) -> Provider:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # clients cannot outlive their loop (ask_sync runs a loop per call)
-            self._providers, self._loop = {}, loop
-        key = (spec.preset.name, spec.base_url, bool(spec.api_key))
-        if key not in self._providers:
-            s, lim = self.settings, self.settings.limits.get(spec.preset.name) or ProviderLimits()
-            inner = ConcurrencyLimit(self._build(spec), lim.concurrency or s.concurrency)
-            gate = RateLimit(inner, rpm=lim.rpm or s.rpm, tpm=lim.tpm or s.tpm)
-            self._providers[key] = Retry(gate, self.retry, gate=gate)
-        return self._providers[key]
+        return self.session.resolve(spec, base_url=self.settings.base_url, api_key=self.settings.api_key)
 
     def _build(self, spec: ModelSpec) -> Provider:
-        """The provider behind *spec*: the caller's own, the simulator (in-process), or its wire format's."""
-        if spec.preset.wire == "custom":
-            return _Borrowed(self._custom[spec.preset.name])
-        if spec.preset.wire == "sim":
-            from .sim import provider as simulator  # loaded by the runs that use it, not by `import heavy`
-
-            return Adapt(simulator(base_url=spec.base_url), Profiles(spec.preset.name, spec.base_url))
-        return build_provider(spec, transport=self._transport, background=self.settings.background)
+        """A new wire-side provider for *spec*, outside the session's limits (batch clients use it)."""
+        return self.session.build(spec)
 
     def _ref(self, spec: ModelSpec) -> ModelRef:
-        return ModelRef(label=spec.label, provider=self._provider(spec), model=spec.model)
+        return ModelRef(label=spec.label, provider=self.session.provider(spec), model=spec.model)
 
     async def aclose(self) -> None:
-        """Close every provider's connections (safe to call twice)."""
-        providers, self._providers = list(self._providers.values()), {}
-        for p in providers:
-            await p.aclose()
-        for tool in self.agent.tools if self.agent is not None else []:
-            await tool.aclose()
+        """Close the connections and tools of this Heavy's own session (safe to call twice; a Heavy given a
+        session leaves it open: its owner closes it)."""
+        if self._owns_session:
+            await self.session.aclose()
 
     async def __aenter__(self) -> "Heavy":
         return self
@@ -236,7 +218,7 @@ class Heavy:
         probe = CompletionRequest(model="", messages=[Message(role="user", content="?")], params=params)
         notes = []
         for spec in dict.fromkeys(self.specs):
-            profiles = getattr(self._custom.get(spec.preset.name), "profiles", None) if spec.preset.wire == "custom" \
+            profiles = getattr(self.session.custom(spec.preset.name), "profiles", None) if spec.preset.wire == "custom" \
                 else Profiles(spec.preset.name, spec.base_url)
             if profiles is None:  # a caller's provider that says nothing of its models
                 continue
@@ -349,7 +331,7 @@ class Heavy:
             try:
                 return await self.ask(prompt, **kwargs)
             finally:
-                await self.aclose()
+                await self.session.aclose()  # its connections die with this call's private loop
 
         try:
             asyncio.get_running_loop()
@@ -371,31 +353,23 @@ class Heavy:
         return box["result"]
 
 
-def _tooling(tools: Any, protocol: str, max_steps: int, options: dict[str, dict[str, Any]] | None,
-             verify: str | None) -> tuple[Any, Any]:
-    """The agent config and the verifier of a Heavy (``None`` each when not asked for)."""
+def _tooling(session: Session, tools: Any, protocol: str, max_steps: int,
+             options: dict[str, dict[str, Any]] | None, verify: str | None) -> tuple[Any, Any]:
+    """The agent config and the verifier of a Heavy (``None`` each when not asked for); their tools are the
+    session's (built once per configuration, closed with it)."""
     agent = verifier = None
     if tools:
-        from .tools import make_tools
         from .tools.agent import AgentConfig
 
-        agent = AgentConfig(make_tools(tools, options), protocol=protocol, max_steps=max_steps)  # type: ignore[arg-type]
+        agent = AgentConfig(session.tools(tools, options), protocol=protocol, max_steps=max_steps)  # type: ignore[arg-type]
     if verify is not None:
         if verify != "python":
             raise OptionsError(f"verify={verify!r}: the only verifier is 'python'")
-        from .tools import make_tools
         from .tools.verify import Verifier
 
         python = next((t for t in (agent.tools if agent else []) if t.name == "python"), None)
-        verifier = Verifier(python or make_tools("python", options)[0])  # type: ignore[arg-type]
+        verifier = Verifier(python or session.tools("python", options)[0])  # type: ignore[arg-type]
     return agent, verifier
-
-
-class _Borrowed(WrapperProvider):
-    """A caller's provider: used, never closed by heavy (its owner decides its lifetime)."""
-
-    async def aclose(self) -> None:
-        return None
 
 
 def ask(prompt: Prompt, **kwargs: Any) -> Result:

@@ -44,13 +44,11 @@ from mcp.server import Server
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .api import Heavy
-from .errors import HeavyError, MissingKeyError, ModelSpecError, OptionsError, redact
+from .errors import HeavyError, OptionsError, redact
 from .events import Event, HypothesisFailed, HypothesisFinished
-from .models import parse_spec
-from .remote.errors import APIError, excerpt, shorten
+from .remote.errors import APIError, excerpt
 from .remote.guard import RemoteSettings, RequestGate, SiteGuard
-from .remote.policy import ModelPolicy, OptionPolicy, find_strategy, unknown_strategy
-from .remote.pool import HeavyPool
+from .remote.plan import Asked, RunPlanner
 from .remote.progress import Progress
 from .remote.summary import summary
 from .settings import RunSettings, ceiling, optional_fields
@@ -66,7 +64,6 @@ COMMAND = "heavy mcp"
 DEFAULT_PORT = 8001  # next to `heavy serve`'s 8000, so both can run at once
 
 #: Run options that are per-call values of one Heavy (``ask(n=..., strategy=..., options=...)``), not part of it.
-_PER_CALL = ("n", "strategy", "options")
 _BUDGET_FIELDS = ("max_total_tokens", "max_cost_usd", "deadline")
 
 
@@ -93,32 +90,35 @@ class Refused(Exception):
 
 
 class HeavyTools:
-    """The tools behind the MCP server, free of any transport: the operator's run options and policy, a pool
-    of Heavy instances (one per distinct configuration), and :meth:`call`.
+    """The tools behind the MCP server, free of any transport: the operator's run options and policy, the server's
+    one session (every call's run shares its connections and limits), and :meth:`call`.
 
     ``defaults`` are the operator's run options; ``max_n`` the most hypotheses one call may ask for;
     ``option_limits`` the ceilings over :data:`heavy.constants.SERVE_OPTION_LIMITS`; ``allow_models`` the
-    patterns of models a call may name beside the configured ones. The default configuration's Heavy is
+    patterns of models a call may name beside the configured ones. The default configuration's run is
     built at once, so a broken config fails at startup rather than per call.
     """
 
     def __init__(self, defaults: RunSettings, *, max_n: int | None = None,
                  option_limits: dict[str, float] | None = None, allow_models: list[str] | None = None,
-                 heavy_factory: Callable[..., Heavy] = Heavy, max_configs: int = 8) -> None:
+                 heavy_factory: Callable[..., Heavy] = Heavy) -> None:
         self.defaults = defaults.merged(stream=False)  # progress is per hypothesis: no token streams
         self.max_n = max_n or int(ceiling("n") or defaults.n)
         if defaults.n > self.max_n:  # every call that gives no n would be refused
             raise OptionsError(f"the default n={defaults.n} is above --max-n {self.max_n}: lower -n (or [defaults] n) "
                                "or raise --max-n")
-        self.policy = OptionPolicy(defaults.tools, option_limits, command=COMMAND, options_param="options")
-        self.models = ModelPolicy(defaults, allow_models or (), command=COMMAND, options_param="options")
-        self.pool = HeavyPool(heavy_factory, max_size=max_configs)
-        self.pool.prebuild(self.defaults.key(exclude=_PER_CALL), {"settings": self.defaults})
+        self.rules = RunPlanner(self.defaults, max_n=self.max_n, option_limits=option_limits,
+                                allow_models=allow_models or (), command=COMMAND, options_param="options")
+        self.policy, self.models = self.rules.policy, self.rules.models
+        # The server's one session: every call's run shares its provider stacks, so the operator's limits hold.
+        # Built with the defaults now, so a broken config fails at startup rather than per call.
+        self.base = heavy_factory(settings=self.defaults)
+        self.session = self.base.session
         self.calls = 0
 
     async def aclose(self) -> None:
-        """Close every Heavy's connections (server shutdown)."""
-        await self.pool.aclose()
+        """Close the session's connections (server shutdown)."""
+        await self.base.aclose()
 
     # --- tools/list ---------------------------------------------------------------------------------
 
@@ -178,56 +178,22 @@ class HeavyTools:
             log.exception("call #%d (%s) failed unexpectedly", call_id, name)
             return _error(f"internal error ({type(exc).__name__}); see the server's log")
 
-    def plan(self, arguments: dict[str, Any]) -> tuple[str, RunSettings, int, str, dict[str, Any]]:
-        """(question, settings, n, strategy, options) of an ``ask`` call, checked against the operator's rules."""
+    def plan(self, arguments: dict[str, Any]) -> tuple[str, RunSettings]:
+        """(question, the run's settings) of an ``ask`` call, checked against the operator's rules
+        (:class:`heavy.remote.plan.RunPlanner`, shared with ``heavy serve``)."""
         try:
             a: Any = AskArguments.model_validate(arguments)
         except ValidationError as exc:
             raise Refused(_describe(exc)) from None
-        d = self.defaults
-        n = a.n if a.n is not None else d.n
-        if n > self.max_n:
-            raise Refused(f"n={n} is more hypotheses than this server allows ({self.max_n}); its operator can raise "
-                          f"it with `{COMMAND} --max-n {n}`")
-        strategy = a.strategy or d.strategy
-        strategy_cls = find_strategy(strategy)
-        if strategy_cls is None:
-            raise Refused(unknown_strategy(strategy))
-        self.policy.check_strategy(strategy, strategy_cls, "strategy")
-        options = a.options or {}
-        self.policy.check_options(strategy, strategy_cls, options)
-        parsed = strategy_cls.parse_options(options)
-        self.policy.check_values(strategy, options, parsed)
-        self.models.check_options(strategy_cls, {k: getattr(parsed, k, options[k]) for k in options})
-        for where, specs in (("models", a.models or ()), ("aggregator", [a.aggregator] if a.aggregator else ())):
-            for spec in specs:
-                try:
-                    parse_spec(spec)
-                except MissingKeyError:
-                    pass  # a known provider without a key here: the run says which variable the operator sets
-                except ModelSpecError as exc:
-                    raise Refused(f"{where}: {shorten(exc.message, spec.strip())}") from None
-            self.models.check(specs, where)
-        changes: dict[str, Any] = {}
-        if a.models is not None:
-            changes["model"] = a.models
-            if d.aggregator_model:  # models chosen per call also judge their own candidates
-                changes["aggregator_model"] = None
-        if a.aggregator is not None:
-            changes["aggregator_model"] = a.aggregator
-        for field, value in (a.budget.model_dump(exclude_none=True) if a.budget else {}).items():
-            cap = getattr(d, field)
-            if cap is not None and value > cap:
-                raise Refused(f"budget.{field}={value:g} is above this server's cap of {cap:g}; a call may tighten "
-                              "the operator's budget, not loosen it")
-            changes[field] = value
-        return a.question, d.merged(**changes), n, strategy, options
+        asked = Asked(strategy=a.strategy, options=a.options, models=a.models, aggregator=a.aggregator, n=a.n,
+                      budget=a.budget.model_dump(exclude_none=True) if a.budget else {})
+        return a.question, self.rules.settings(asked)
 
     async def _ask(self, call_id: int, arguments: dict[str, Any],
                    report: Callable[[float, float | None, str | None], Awaitable[None]] | None) -> T.CallToolResult:
-        question, settings, n, strategy, options = self.plan(arguments)
-        key = settings.key(exclude=_PER_CALL)
-        heavy = self.pool.acquire(key, {"settings": settings})
+        question, settings = self.plan(arguments)
+        heavy = Heavy(settings=settings, session=self.session)
+        n = settings.n
         progress, lines = Progress(n), asyncio.Queue[tuple[int, str] | None]()
 
         def on_event(event: Event) -> None:  # called for every event of the run: keep it quick
@@ -245,7 +211,7 @@ class HeavyTools:
                     log.debug("progress notification not sent", exc_info=True)
 
         started = time.monotonic()
-        run = asyncio.create_task(heavy.ask(question, n=n, strategy=strategy, options=options, on_event=on_event))
+        run = asyncio.create_task(heavy.ask(question, on_event=on_event))
         forwarder = asyncio.create_task(forward())
         try:
             result = await run
@@ -259,9 +225,8 @@ class HeavyTools:
             raise
         finally:
             lines.put_nowait(None)
-            with anyio.CancelScope(shield=True):  # the progress sent before the answer; the pool's count always
+            with anyio.CancelScope(shield=True):  # the progress sent before the answer
                 await asyncio.gather(forwarder, return_exceptions=True)
-                await self.pool.release(key)
         log.info("call #%d (ask): %s by %s over %d hypotheses in %.1f s", call_id, _short(result.answer),
                  result.decision.method, len(result.hypotheses), time.monotonic() - started)
         return T.CallToolResult(content=[T.TextContent(type="text", text=result_text(result))],

@@ -284,21 +284,15 @@ async def test_streaming_a_selection_sends_the_tally_then_the_answer_at_once(mon
 
 
 @pytest.mark.anyio
-async def test_one_heavy_per_configuration_is_reused(monkeypatch):
+async def test_every_request_runs_in_the_servers_one_session(monkeypatch):
     async with proxy(monkeypatch) as (client, app, _llm, _rec):
-        pool = app.state.heavy.pool
-        built = pool.built  # the default configuration is built (and checked) at startup
-        for strategy in ("vote", "judge", "heavy"):
-            r = await client.post("/chat/completions", json={"model": "heavy", "messages": user(), "n": 2,
-                                                              "heavy": {"strategy": strategy}})
+        session = app.state.heavy.session
+        for body in ({"heavy": {"strategy": "vote"}}, {"heavy": {"strategy": "judge"}}, {"temperature": 0.1},
+                     {"temperature": 0.9, "seed": 4}):
+            r = await client.post("/chat/completions", json={"model": "heavy", "messages": user(), "n": 2, **body})
             assert r.status_code == 200, r.text
-        assert pool.built == built, "n and strategy are per call: one Heavy serves them all"
-        r = await client.post("/chat/completions", json={"model": "heavy", "messages": user(), "n": 2,
-                                                          "temperature": 0.1})
-        assert r.status_code == 200 and pool.built == built + 1
-        r = await client.post("/chat/completions", json={"model": "heavy", "messages": user(), "n": 2,
-                                                          "temperature": 0.1})
-        assert pool.built == built + 1 and len(pool) == 2
+        assert app.state.heavy.session is session and len(session._stacks) == 1, \
+            "one provider stack for the endpoint, whatever each request sets"
 
 
 @pytest.mark.anyio
@@ -694,8 +688,8 @@ def test_a_disconnect_closes_the_upstream_connections_over_real_sockets(monkeypa
                 assert app.state.heavy.runs == 0
             r = httpx.get(f"{base}/health")
             assert r.json() == {"status": "ok", "runs": 0}
-            assert len(app.state.heavy.pool) == 1
-        assert len(app.state.heavy.pool) == 0, "the server's shutdown closed its Heavy instances"
+            assert len(app.state.heavy.session._stacks) == 1
+        assert not app.state.heavy.session._stacks, "the server's shutdown closed its session's connections"
 
 
 @contextmanager

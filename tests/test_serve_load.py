@@ -102,7 +102,7 @@ async def test_200_concurrent_requests_of_8_hypotheses(monkeypatch):
     await sampler
     assert not leftover, f"{len(leftover)} tasks leaked, e.g. {sorted(map(repr, leftover))[:3]}"
     assert server.runs == 0 and not server.in_flight and llm.stats.in_flight == 0
-    assert len(server.pool) == 1, "all 200 requests shared one Heavy"
+    assert len(server.session._stacks) == 1, "all 200 requests shared the session's one provider stack"
     await server.aclose()
 
     upstream = llm.stats.chat_requests

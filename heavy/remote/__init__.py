@@ -8,7 +8,8 @@ imports another:
   name, body checks);
 * :mod:`.guard`: what stands between the network and an HTTP shell (web pages and DNS rebinding, body time and
   size, requests in flight per client);
-* :mod:`.pool`: the ``Heavy`` instances a server reuses across calls;
+* :mod:`.plan`: from what a caller asked to its run's settings, under the operator's rules (every run goes to the
+  server's one :class:`heavy.Session`, so its limits hold whatever callers set);
 * :mod:`.progress`: run events as short progress lines;
 * :mod:`.summary`: a Result as a compact account of its decision;
 * :mod:`.errors`: errors as a status, a code and a one-line message.

@@ -42,11 +42,11 @@ from ..api import Heavy
 from ..asgi import watch_disconnect
 from ..errors import HeavyError
 from ..events import AggregatorDelta, Event, TokenDelta
+from ..session import Session
 from ..settings import RunSettings, ceiling
 from ..remote.errors import APIError, from_exception
 from ..remote.guard import ClientSlots, RemoteSettings, SiteGuard, client_of, read_request_body
 from ..remote.policy import decode_body, parse_limits
-from ..remote.pool import HeavyPool
 from ..remote.progress import CONTENT_PURPOSES, Progress
 from .checks import check_sizes
 from .protocol import (Planner, RunPlan, check_model_name, chunk, completion_body, finish_reason, new_id, now,
@@ -66,7 +66,6 @@ class ServeSettings(RemoteSettings):
 
     max_n: int = Field(ceiling("n"), ge=1, description="most hypotheses one request may ask for (the ceiling of a "
                        "client's n; see heavy.settings)")
-    max_configs: int = Field(32, ge=1, description="distinct Heavy configurations kept open (LRU)")
     option_limits: dict[str, float] = Field(default_factory=dict, description="ceilings of numeric values a "
                                             "client may set, over heavy.constants.SERVE_OPTION_LIMITS "
                                             "('*': every option without its own)")
@@ -79,16 +78,27 @@ class ServeSettings(RemoteSettings):
 
 
 class HeavyServer:
-    """The state behind the app: the planner (defaults), the pool of Heavy instances, per-client counters."""
+    """The state behind the app: the planner (defaults and the operator's rules), the server's one session (every
+    request's run shares its provider stacks, so the operator's limits hold whatever clients send), per-client
+    counters. ``heavy_factory`` builds the server's default Heavy (its session is the server's; tests inject a
+    transport there)."""
 
     def __init__(self, defaults: RunSettings, settings: ServeSettings,
                  heavy_factory: Callable[..., Heavy] | None = None) -> None:
         self.settings = settings
         self.planner = Planner(defaults, max_n=settings.max_n, option_limits=settings.option_limits,
                                allow_models=settings.allow_models)
-        self.pool = HeavyPool(heavy_factory or Heavy, max_size=settings.max_configs)
+        self.heavy_factory = heavy_factory or Heavy
+        self._base: Heavy | None = None
         self.slots = ClientSlots(settings.max_concurrent_per_client, "heavy serve")
         self.runs = 0  #: runs currently executing (tests check that disconnects bring it back to 0)
+
+    @property
+    def session(self) -> Session:
+        """The session every request runs in (built with the defaults' limits at the first use)."""
+        if self._base is None:
+            self._base = self.heavy_factory(settings=self.planner.defaults)
+        return self._base.session
 
     @property
     def in_flight(self) -> Counter[str]:
@@ -96,12 +106,13 @@ class HeavyServer:
         return self.slots.in_flight
 
     def check_defaults(self) -> None:
-        """Build the default configuration's Heavy now, so a broken config fails at startup, not per request."""
+        """Build the default run now, so a broken config fails at startup, not per request."""
         plan = self.planner.plan(parse_body({"model": "heavy", "messages": [{"role": "user", "content": "."}]}))
-        self.pool.prebuild(plan.key(), plan.heavy_kwargs)
+        Heavy(settings=plan.settings, session=self.session)
 
     async def aclose(self) -> None:
-        await self.pool.aclose()
+        if self._base is not None:
+            await self._base.aclose()
 
     # --- POST /v1/chat/completions (raw ASGI) ----------------------------------------------------
 
@@ -149,9 +160,8 @@ class HeavyServer:
         data = decode_body(body, first=functools.partial(check_sizes, max_tools=self.settings.max_tools))
         req = parse_body(data, max_tools=None)
         plan = self.planner.plan(req)
-        key = plan.key()
         try:
-            heavy = self.pool.acquire(key, plan.heavy_kwargs)
+            heavy = Heavy(settings=plan.settings, session=self.session)
         except HeavyError as exc:
             raise from_exception(exc, param="heavy" if req.heavy else "model") from None
         self.runs += 1
@@ -162,12 +172,10 @@ class HeavyServer:
                 await self._complete(heavy, plan, req.model, receive, send, request_id)
         finally:
             self.runs -= 1
-            await self.pool.release(key)
 
     @staticmethod
     def _ask(heavy: Heavy, plan: RunPlan, on_event: Callable[[Event], None] | None = None) -> Any:
-        return heavy.ask(plan.messages, n=plan.n, seed=plan.seed, strategy=plan.strategy, options=plan.options,
-                         on_event=on_event, tools=plan.tools, tool_choice=plan.tool_choice,
+        return heavy.ask(plan.messages, on_event=on_event, tools=plan.tools, tool_choice=plan.tool_choice,
                          parallel_tool_calls=plan.parallel_tool_calls)
 
     async def _complete(self, heavy: Heavy, plan: RunPlan, model: str, receive: Any, send: Any,

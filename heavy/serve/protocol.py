@@ -34,19 +34,18 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model
 
 from .. import constants as C
-from ..errors import ConfigError, MissingKeyError, ModelSpecError
-from ..models import parse_spec
 from ..settings import RunSettings, client_fields, surface
 from ..strategy import registered_strategies
 from ..types import Result, ToolChoice, ToolSpec, Usage
-from ..remote.errors import APIError, excerpt, shorten
-from ..remote.policy import ModelPolicy, OptionPolicy, find_strategy, unknown_strategy
+from ..remote.errors import APIError, excerpt
+from ..remote.plan import Asked, RunPlanner
+from ..remote.policy import find_strategy, unknown_strategy
 from ..remote.summary import summary
 from .checks import Checked, check_request, check_sizes
 
@@ -209,14 +208,11 @@ def _messages(req: Any) -> list[dict[str, Any]]:
 
 @dataclass
 class RunPlan:
-    """What one request runs: the run options of its Heavy (shared across requests) and the per-call values."""
+    """What one request runs: its run's settings (n, strategy and options included: the server's defaults with the
+    request's values laid over) and what only this request has (its messages, how to answer, its client's tools)."""
 
-    settings: RunSettings  #: the Heavy's run options; :meth:`key` leaves out the per-call ones
+    settings: RunSettings
     messages: list[dict[str, Any]]
-    n: int
-    strategy: str
-    options: dict[str, Any] = field(default_factory=dict)
-    seed: int | None = None
     stream: bool = False
     include_usage: bool = False
     tools: list[ToolSpec] | None = None  #: the client's own tools (heavy never runs them)
@@ -224,23 +220,20 @@ class RunPlan:
     parallel_tool_calls: bool | None = None
 
     @property
-    def heavy_kwargs(self) -> dict[str, Any]:
-        """Arguments of :class:`heavy.Heavy` for this plan."""
-        return {"settings": self.settings}
-
-    def key(self) -> str:
-        return self.settings.key(exclude=_PER_CALL)
+    def n(self) -> int:
+        return self.settings.n
 
 
-#: Run options that are per-call values here, not part of a Heavy: one Heavy serves every strategy and n.
-_PER_CALL = ("n", "strategy", "system", "options", "seed")
+#: Run options :meth:`Planner.plan` decides itself (conflicts between two places, the server's system prompt in
+#: the messages); the rest of a request's run options are mapped by the tables below.
+_DECIDED = ("n", "strategy", "system", "options")
 
-#: Run options a client sets at the body's top level that configure the Heavy: run option -> body field.
+#: Run options a client sets at the body's top level: run option -> body field.
 _BODY = {name: where for name in RunSettings.model_fields for where in surface(name)["client"]
-         if "." not in where and name not in _PER_CALL}
+         if "." not in where and name not in _DECIDED}
 #: Run options of the ``heavy`` object that :meth:`Planner.plan` passes on as they are: run option -> field.
 _HEAVY = {name: where.partition(".")[2] for name in RunSettings.model_fields for where in surface(name)["client"]
-          if where.startswith("heavy.") and name not in (*_PER_CALL, "model", "aggregator_model", "tools")}
+          if where.startswith("heavy.") and name not in (*_DECIDED, "model", "aggregator_model", "tools")}
 
 
 class Planner:
@@ -248,17 +241,16 @@ class Planner:
 
     Precedence: server defaults < model name < ``heavy`` object < standard body fields. Giving the same
     setting two different ways (``n`` and ``heavy.n``, a strategy in the model name and ``heavy.strategy``)
-    is a 400 rather than a silent pick. A request names only the models the operator allows (*allow_models*
-    beside the configured ones; 403 otherwise).
+    is a 400 rather than a silent pick. The operator's rules (n, strategies, options, models, ceilings) are
+    :class:`heavy.remote.plan.RunPlanner`'s, the same as ``heavy mcp``'s.
     """
 
     def __init__(self, defaults: RunSettings, *, max_n: int, option_limits: dict[str, float] | None = None,
                  allow_models: list[str] | None = None) -> None:
         self.defaults = defaults
         self.max_n = max_n
-        #: what a request may set (code execution, operator-only options, ceilings): see heavy.remote.policy
-        self.policy = OptionPolicy(defaults.tools, option_limits)
-        self.models = ModelPolicy(defaults, allow_models or ())
+        self.rules = RunPlanner(defaults, max_n=max_n, option_limits=option_limits, allow_models=allow_models or ())
+        self.policy, self.models = self.rules.policy, self.rules.models
 
     @property
     def default_models(self) -> list[str]:
@@ -280,22 +272,9 @@ class Planner:
                            "model_not_found", param="model")
         if not spec:
             return strategy, None
-        self._check_spec(spec, "model", 404)
+        self.rules.check_spec(spec, "model", 404)
         self.models.check(spec, "model")
         return strategy, [spec]
-
-    @staticmethod
-    def _check_spec(spec: str, param: str, status: int = 400) -> None:
-        """*status* for a model spec naming no known provider (a provider without a key here is left to the
-        run, which says which variable the operator sets)."""
-        try:
-            parse_spec(spec)
-        except MissingKeyError:
-            pass  # known provider, not configured on this server: reported as a 400 when the run is built
-        except ModelSpecError as exc:
-            what = f"the model {excerpt(spec)} does not exist here" if status == 404 else param
-            raise APIError(status, f"{what}: {shorten(exc.message, spec.strip())}",
-                           "model_not_found" if status == 404 else "invalid_value", param=param) from None
 
     def plan(self, req: ChatRequest) -> RunPlan:
         d = self.defaults
@@ -310,52 +289,25 @@ class Planner:
                                "conflicting_parameters", param=values[-1][0])
             return values[0][1] if values else None
 
-        strategy = pick("the strategy", ("model", strategy), ("heavy.strategy", hp.strategy)) or d.strategy
+        named = pick("the strategy", ("model", strategy), ("heavy.strategy", hp.strategy))
         models = pick("the models", ("model", models), ("heavy.models", hp.models))
-        n = pick("n", ("n", req.n), ("heavy.n", hp.n)) or d.n
+        n = pick("n", ("n", req.n), ("heavy.n", hp.n))
         max_tokens = pick("max_tokens", ("max_tokens", req.max_tokens),
                           ("max_completion_tokens", req.max_completion_tokens))
-        if n > self.max_n:
-            raise APIError(400, f"n={n} is more hypotheses than this server allows ({self.max_n})", "invalid_value",
-                           param="n")
         body = {name: max_tokens if name == "max_tokens" else getattr(req, where) for name, where in _BODY.items()}
-        for name, value in body.items():  # under the server's ceilings (declared on the RunSettings fields)
-            self.policy.check_run_option(name, value, "max_completion_tokens" if name == "max_tokens" and
-                                         req.max_completion_tokens else _BODY[name])
-        strategy_cls = find_strategy(strategy)
-        if strategy_cls is None:
-            raise APIError(400, unknown_strategy(strategy), "invalid_value", param="heavy.strategy")
-        self.policy.check_strategy(strategy, strategy_cls, "heavy.strategy" if hp.strategy else "model")
-        self.policy.check_options(strategy, strategy_cls, hp.options or {})
-        try:
-            parsed = strategy_cls.parse_options(hp.options)  # the strategy's own Options model (extra="forbid")
-        except ConfigError as exc:
-            raise APIError(400, exc.message, "invalid_value", param="heavy.options") from None
-        self.policy.check_values(strategy, hp.options or {}, parsed)
-        given = hp.options or {}
-        self.models.check_options(strategy_cls, {k: getattr(parsed, k, given[k]) for k in given})
-        for spec in hp.models or ():
-            self._check_spec(spec, "heavy.models")
-        self.models.check(hp.models or (), "heavy.models")
-        if hp.aggregator is not None:
-            self._check_spec(hp.aggregator, "heavy.aggregator")
-            self.models.check(hp.aggregator, "heavy.aggregator")
-
+        fields = {**body, **{name: getattr(hp, tail) for name, tail in _HEAVY.items()}}
+        params = {**_BODY, **{name: f"heavy.{tail}" for name, tail in _HEAVY.items()},
+                  "max_tokens": "max_completion_tokens" if req.max_completion_tokens else "max_tokens",
+                  "strategy": "heavy.strategy" if hp.strategy else "model", "options": "heavy.options",
+                  "models": "heavy.models", "aggregator": "heavy.aggregator", "n": "n" if req.n else "heavy.n"}
+        asked = Asked(strategy=named, options=hp.options, models=models, aggregator=hp.aggregator, n=n,
+                      fields=fields, params=params)
+        if models is not None and hp.models is None:
+            asked.params["models"] = "model"
+        settings = self.rules.settings(asked)
         shared: dict[str, Any] = {"system": None}  # the server's system prompt goes into the messages below
-        if models is not None:
-            shared["model"] = models
-            if d.aggregator_model:  # a model chosen per request also judges its own candidates
-                shared["aggregator_model"] = None
-        if hp.aggregator is not None:
-            shared["aggregator_model"] = hp.aggregator
         if hp.tools is not None:
             shared["tools"] = self._tools(hp.tools)
-        shared.update({name: value for name, value in body.items() if value is not None})
-        for name, tail in _HEAVY.items():
-            value = getattr(hp, tail)
-            if value is not None:
-                self.policy.check_run_option(name, value, f"heavy.{tail}")
-                shared[name] = value
         client_tools = req._checked.specs or None  # parsed once, by parse_body
         if client_tools:
             own = shared["tools"] if "tools" in shared else d.tools
@@ -369,8 +321,7 @@ class Planner:
         messages = _messages(req)
         if d.system and not any(m["role"] in ("system", "developer") for m in messages):
             messages.insert(0, {"role": "system", "content": d.system})
-        return RunPlan(settings=d.merged(**shared), messages=messages, n=n, strategy=strategy, options=hp.options or {},
-                       seed=req.seed, stream=bool(req.stream),
+        return RunPlan(settings=settings.merged(**shared), messages=messages, stream=bool(req.stream),
                        include_usage=bool(req.stream_options and req.stream_options.include_usage),
                        tools=client_tools, tool_choice=req._checked.choice if client_tools else None,
                        parallel_tool_calls=req.parallel_tool_calls if client_tools else None)

@@ -195,8 +195,11 @@ class SimulatedLLM:
                 await self.batches.handle(method, path, scope, receive, send, request_id)
             elif path == "/health":
                 allow(method, path, "GET", "HEAD")
+                # The load it has seen, for tests and benchmarks that drive a `heavy sim` process from outside.
+                load = {"requests": self.stats.chat_requests, "in_flight": self.stats.in_flight,
+                        "max_in_flight": self.stats.max_in_flight}
                 await send_json(send, 200, {"status": "ok", "simulated": True, "model": self.config.model_name,
-                                            "batches": self.batches.summary()}, request_id)
+                                            "batches": self.batches.summary(), "load": load}, request_id)
             elif path in _MODELS_PATHS:
                 allow(method, path, "GET")
                 await send_json(send, 200, {"object": "list", "data": [self._model_card(self.config.model_name)]}, request_id)
