@@ -43,6 +43,7 @@ from llm.parts import StreamEvent
 from pydantic import Field, create_model, field_validator
 
 from .api import Heavy
+from .session import Session
 from .errors import (FatalRequestError, HeavyError, ProviderConnectionError, ProviderError, ProviderTimeout,
                      error_for_status)
 from .events import AggregatorDelta, Final, TokenDelta
@@ -223,6 +224,7 @@ class _HeavyBase:
         self.model_id = model_id
         self.strategy = strategy
         self.base_model = base_model  # None: llm's default model, resolved when run
+        self._session: Session | None = None  # every prompt of this model shares it (and its limits)
 
     def _setup(self, options: Any) -> tuple[Heavy, int]:
         from .config import run_settings
@@ -233,7 +235,9 @@ class _HeavyBase:
             # llm's models, never heavy's: the config file's model/aggregator name heavy's providers
             model=[f"{_PROVIDER}:{self.base_model or llm.get_default_model()}"],
             aggregator_model=f"{_PROVIDER}:{options.aggregator}" if options.aggregator else None)
-        return Heavy(settings=settings, providers={_PROVIDER: LLMProvider()}), settings.n
+        if self._session is None:  # the limits of the first prompt's configuration hold for every later one
+            self._session = Session(settings, providers={_PROVIDER: LLMProvider()})
+        return Heavy(settings=settings, session=self._session), settings.n
 
     async def _run(self, prompt: Any, stream: bool, response: Any) -> AsyncIterator[Any]:
         """The model's output: progress as reasoning events (when streaming), then the answer text."""
@@ -316,6 +320,8 @@ class HeavyModel(_HeavyBase, llm.Model):
                 async for item in self._run(prompt, stream, response):
                     items.put(("item", item))
             finally:
+                if self._session is not None:  # its connections die with this prompt's private loop
+                    await self._session.aclose()
                 await _close_orphans()
 
         def worker() -> None:
