@@ -695,3 +695,25 @@ def test_a_disconnect_closes_the_upstream_connections_over_real_sockets(monkeypa
 @contextmanager
 def _nothing():
     yield
+
+
+def test_the_listening_socket_sends_small_writes_at_once():
+    """A keep-alive client's second request waited ~40 ms for its own delayed ACK while the server held back the
+    response's second write (Nagle): the socket must be TCP (so asyncio sets TCP_NODELAY) and say TCP_NODELAY itself,
+    which accepted connections inherit. bench/gateway.py measures the latency this saves."""
+    import socket
+
+    from heavy.remote.listener import listen
+
+    sock = listen("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        sock.listen()
+        client = socket.create_connection(sock.getsockname())
+        accepted, _ = sock.accept()
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        accepted.close()
+        client.close()
+    finally:
+        sock.close()
