@@ -23,6 +23,7 @@ import asyncio
 import operator
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,12 @@ if TYPE_CHECKING:
     from .tools.python import PythonTool
     from .tools.verify import Verifier
 
-__all__ = ["ModelRef", "Sampler", "ReplaySampler", "SampleRun", "call_model", "check_n"]
+__all__ = ["ModelRef", "Sampler", "ReplaySampler", "SampleRun", "call_model", "check_n", "replay_pace"]
+
+#: Set (``heavy tune``), a replay serves each recorded hypothesis after its recorded latency times this factor
+#: instead of at once: samples arrive in the order they did when they were sampled, so a strategy that stops
+#: early (vote's early_stop, adaptive) stops where it would have live and cancels the rest, as it would have.
+replay_pace: ContextVar[float | None] = ContextVar("heavy_replay_pace", default=None)
 
 
 def check_n(n: object) -> int:
@@ -165,12 +171,14 @@ class Sampler:
         min_successes: int | None = None,
         route: str | None = None,
         tools: bool = True,
+        verify: bool = True,
     ) -> "SampleRun":
         """Start *n* hypotheses (round-robin over *models*); use as ``async with ... as run``.
 
         ``route=PROGRAM_ROUTE`` asks each for a program and runs it (needs :attr:`can_run_code`);
         ``tools=False`` samples plain completions even when hypotheses may use tools (a reasoning chain
-        meant to be independent of executed programs)."""
+        meant to be independent of executed programs); ``verify=False`` leaves ``--verify``'s checks for
+        later (:meth:`verify_later`: a strategy that checks only where its first samples disagree)."""
         check_n(n)
         if route not in (None, PROGRAM_ROUTE):
             raise OptionsError(f"unknown route {route!r}; the routes are chains (None) and {PROGRAM_ROUTE!r}")
@@ -181,7 +189,7 @@ class Sampler:
         self._next_index += n
         return SampleRun(
             self, list(messages), n, start, params or self.params, list(models or self.models), stage,
-            self.min_successes if min_successes is None else min_successes, route, tools,
+            self.min_successes if min_successes is None else min_successes, route, tools, verify,
         )
 
     @property
@@ -194,7 +202,7 @@ class Sampler:
         return (await self.run(messages, n, **kwargs).collect()).hypotheses
 
     async def _one(self, index: int, ref: ModelRef, messages: list[Message], params: SamplingParams,
-                   stage: str, route: str | None = None, tools: bool = True) -> Hypothesis:
+                   stage: str, route: str | None = None, tools: bool = True, verify: bool = True) -> Hypothesis:
         seed = params.seed + index if params.seed is not None else None
         if seed is not None:
             params = params.with_seed(seed)
@@ -254,7 +262,7 @@ class Sampler:
                         steps=steps or None, route=route, tool_calls=(c.tool_calls or None) if client else None,
                     )
                     if not h.tool_calls:  # a hypothesis that calls the caller's tools has no answer to check yet
-                        h = await self._checked(h, messages, call)
+                        h = await self._checked(h, messages, call, verify=verify)
                     h.latency_s = time.monotonic() - started
                 break
             if notes:
@@ -265,14 +273,36 @@ class Sampler:
         self.emit(HypothesisFinished(hypothesis=h) if h.ok else HypothesisFailed(hypothesis=h))
         return h
 
-    async def _checked(self, h: Hypothesis, messages: list[Message], call: Any) -> Hypothesis:
+    async def _checked(self, h: Hypothesis, messages: list[Message], call: Any, *, verify: bool = True) -> Hypothesis:
         """*h* after what runs on every answer: its program (a program hypothesis, or a chain that answered
-        with code) where code may run, then ``--verify``'s check of a chain's numeric answer."""
+        with code) where code may run, then (with *verify*) ``--verify``'s check of a chain's numeric answer."""
         if self.programs is not None and (h.route == PROGRAM_ROUTE or is_code_answer(h.answer)):
             return await self.programs.execute(h, emit=self.emit)
-        if self.verifier is not None and h.route != PROGRAM_ROUTE:
+        if verify and self.verifier is not None and h.route != PROGRAM_ROUTE:
             return await self.verifier.check(h, messages, call, emit=self.emit)
         return h
+
+    async def verify_later(self, h: Hypothesis, messages: Sequence[Message]) -> Hypothesis:
+        """*h*, sampled with ``verify=False``, checked now by ``--verify`` (its check call is charged to the
+        run, and the run's record of *h* is replaced by the checked one). Unchanged when there is no
+        verifier, *h* failed, is a program, or was checked already."""
+        from .tools.program import program_step
+
+        if (self.verifier is None or not h.ok or h.route == PROGRAM_ROUTE or program_step(h) is not None
+                or any(s.protocol == "verify" for s in h.steps or [])):
+            return h
+        ref = next((m for m in self.models if m.label == h.model), self.models[0])
+        params = self.params.with_seed(h.seed) if h.seed is not None else self.params
+
+        def call(msgs: list[Message], tools: list[ToolSpec] | None) -> Any:
+            return call_model(ref, msgs, params, stream=False, tools=tools)
+
+        checked = await self.verifier.check(h, messages, call, emit=self.emit)
+        run = current_run()
+        if run is not None and checked.usage != h.usage:
+            run.charge(ref.label, checked.usage - h.usage)
+        self.hypotheses = [checked if x.index == h.index else x for x in self.hypotheses]
+        return checked
 
     async def _agent(self, ref: ModelRef, messages: list[Message], call: Any, index: int) -> Any:
         """The hypothesis as an agent loop (the timeout bounds the whole loop, tool runs included)."""
@@ -333,7 +363,7 @@ class ReplaySampler(Sampler):
         return sum(self._served.values())
 
     async def _one(self, index: int, ref: ModelRef, messages: list[Message], params: SamplingParams,
-                   stage: str, route: str | None = None, tools: bool = True) -> Hypothesis:
+                   stage: str, route: str | None = None, tools: bool = True, verify: bool = True) -> Hypothesis:
         pool = self._pools.get(route, [])
         served = self._served.get(route, 0)
         if messages == self._pool_messages and served < len(pool):
@@ -345,8 +375,11 @@ class ReplaySampler(Sampler):
                 update["answer"] = self.extract(recorded.text)
             h = recorded.model_copy(update=update)
             self.emit(HypothesisStarted(index=index, model=h.model, stage=stage))
+            pace = replay_pace.get()
+            if pace:
+                await asyncio.sleep(recorded.latency_s * pace)
             if h.ok:
-                h = await self._replay_checks(h, ref, messages, params)
+                h = await self._replay_checks(h, ref, messages, params, verify)
             self.emit(HypothesisFinished(hypothesis=h) if h.ok else HypothesisFailed(hypothesis=h))
             return h
         if not self.live and messages == self._pool_messages:
@@ -355,17 +388,17 @@ class ReplaySampler(Sampler):
                            route=route)
             self.emit(HypothesisFailed(hypothesis=h))
             return h
-        return await super()._one(index, ref, messages, params, stage, route, tools)
+        return await super()._one(index, ref, messages, params, stage, route, tools, verify)
 
     async def _replay_checks(self, h: Hypothesis, ref: ModelRef, messages: list[Message],
-                             params: SamplingParams) -> Hypothesis:
+                             params: SamplingParams, verify: bool = True) -> Hypothesis:
         if self.verifier is not None and any(s.protocol == "verify" for s in h.steps or []):
             return h  # checked when it was recorded: that check was made on this very sample
 
         def call(msgs: list[Message], tools: list[ToolSpec] | None) -> Any:
             return call_model(ref, msgs, params, stream=False, tools=tools)
 
-        checked = await self._checked(h, messages, call)
+        checked = await self._checked(h, messages, call, verify=verify)
         run = current_run()
         if run is not None and checked.usage != h.usage:  # a verify call was made now: it is paid now
             run.charge(ref.label, checked.usage - h.usage)
@@ -385,11 +418,12 @@ class SampleRun:
 
     def __init__(self, sampler: Sampler, messages: list[Message], n: int, start: int, params: SamplingParams,
                  models: list[ModelRef], stage: str, min_successes: int, route: str | None = None,
-                 tools: bool = True) -> None:
+                 tools: bool = True, verify: bool = True) -> None:
         self._sampler = sampler
         self._spec = (messages, n, start, params, models, stage)
         self.route = route
         self.tools = tools
+        self.verify = verify
         self.min_successes = min_successes
         self._tasks: dict[asyncio.Task[Hypothesis], tuple[int, ModelRef]] = {}
         self._pending: set[asyncio.Task[Hypothesis]] = set()
@@ -413,7 +447,7 @@ class SampleRun:
             index = start + i
             ref = models[i % len(models)]
             task = asyncio.create_task(self._sampler._one(index, ref, messages, params, stage, self.route,
-                                                                self.tools))
+                                                                self.tools, self.verify))
             self._tasks[task] = (index, ref)
         self._pending = set(self._tasks)
         return self

@@ -9,7 +9,8 @@ and its output stay in the hypothesis as a :class:`~heavy.types.ToolStep` (``pro
 
 The same runner serves chain hypotheses that answer with a program instead of a number (a coder model
 does this on word problems): when code may run, the program is run and what it printed becomes the
-answer; the code text itself is never a vote. Nothing here runs unless the user enabled the python tool.
+answer; the code text itself is never a vote: a reply cut off inside its program (an unclosed fence, the
+token limit) is not run and gives no answer. Nothing here runs unless the user enabled the python tool.
 
 Replayed hypotheses (``heavy eval --replay``) are executed again, so pools recorded before a fix in
 extraction or in the sandbox are decided with today's code, and a pool never carries trusted results.
@@ -22,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..answers import final_answer
+from ..answers import final_answer, is_code_answer
 from ..events import EventSink, ToolCallFinished, ToolCallStarted
 from ..types import PROGRAM_ROUTE, Hypothesis, Message, ToolStep
 from .agent import EXCERPT_CHARS, python_blocks, with_instruction
@@ -95,11 +96,20 @@ class ProgramRunner:
     async def execute(self, h: Hypothesis, *, emit: EventSink) -> Hypothesis:
         """*h* with its program run: ``answer`` = the last value printed (``None`` when the program fails
         or prints nothing), the run recorded as a ``program`` step. A reply without any program (the model
-        reasoned in prose after all) keeps the answer its text states and counts as a reasoning chain."""
+        reasoned in prose after all) keeps the answer its text states and counts as a reasoning chain; one
+        that ends inside a program cut off before its closing fence is not run and has no answer."""
         if not h.ok:
             return h
         steps = [s for s in (h.steps or []) if s.protocol != "program"]  # a replayed run is made again
         code = program_code(h.text)
+        if code is None and is_code_answer(h.answer):
+            # The reply ends inside a fence the token limit cut off: a program that never ended is no answer, and
+            # running what there is of it could print a half-computed value, so it gets no vote (its text used
+            # to be its answer: a whole program counted as a vote).
+            step = ToolStep(step=len(steps), tool="python", arguments={"code": ""}, ok=False, seconds=0.0,
+                            result="not run: the reply ends inside an unclosed code block (cut off)",
+                            protocol="program", details={"printed": None, "cut_off": True})
+            return h.model_copy(update={"answer": None, "steps": [*steps, step]})
         if code is None:
             return h.model_copy(update={"steps": steps or None})
         step_no = len(steps)
