@@ -18,6 +18,7 @@ from typing import Any
 from ..api import Heavy
 from ..errors import HeavyError
 from ..pricing import FREE_PRESETS, batch_cost, model_cost
+from ..tools.codecheck import grading
 from ..types import PROGRAM_ROUTE, Hypothesis, Result, Usage
 from .files import BatchBook, Pool, ResultsFile
 from .items import EvalItem, selection_tests
@@ -50,7 +51,7 @@ async def _passes_tests(result: Any, item: EvalItem) -> bool:
     code = blocks[-1] if blocks else extract_code(result.text)
     if code is None and result.decision.method == "execute":
         code = result.answer
-    return await passes(code, item.tests or "")
+    return await passes(code, item.tests or "", entry_point=item.entry_point)
 
 
 def route_prefix(pool: Sequence[Hypothesis], route: str | None, n: int | None = None) -> list[Hypothesis]:
@@ -254,7 +255,7 @@ class EvalRunner:
             "usage": usage.model_dump(), "calls": calls, "cost_usd": cost_usd, "saved_usd": saved_usd,
             "wall_s": round(wall_s, 3),
             "method": method, "path": path, "hypothesis_answers": hypothesis_answers, "error": error,
-            **(extra or {}), "ts": time.time(),
+            **({"graded": grading(item.tests)} if item.tests else {}), **(extra or {}), "ts": time.time(),
         }
         self.results.append(row)
         if self.on_row is not None:

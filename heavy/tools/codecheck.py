@@ -5,6 +5,12 @@ test each (``assert add(2, 3) == 5``); any other top-level statement (imports, h
 setup, run once before the tests. That is the JSONL field ``tests`` for ``heavy eval`` (with an optional
 ``entry_point``, the function's name), and ``-o tests=@file.py`` for ``heavy ask -s execute``.
 
+**Test programs** (HumanEval's format, and the suites built on it: ``def check(candidate): assert ...``,
+then ``check(entry_point)``, which the official harness appends itself) have no top-level assert: such a
+program is graded as a whole, as that harness does: it passes when it runs to its end without an exception
+within :data:`PROGRAM_TIMEOUT` seconds (``check(entry_point)`` is appended when the program defines ``check``
+and never calls it). :func:`grading` says which way a test source grades (``"asserts"`` or ``"program"``).
+
 :func:`run_tests` runs one candidate (the code of its last fenced python block) in the sandbox under
 a harness (:mod:`heavy.tools._harness`): the candidate is loaded in a worker process of its own (its
 prints go nowhere), and each test runs in the harness's judge process with a per-test timer, every
@@ -36,7 +42,11 @@ from .sandbox import Isolation, SandboxLimits
 from .python import sandboxed
 
 __all__ = ["split_tests", "run_tests", "CaseResults", "passes", "TESTS_INSTRUCTION", "tests_prompt",
-           "entry_point_of"]
+           "entry_point_of", "grading", "grading_program", "PROGRAM_TIMEOUT"]
+
+#: Seconds a test program graded as a whole may run: HumanEval's harness allows 3; here every call of the
+#: candidate crosses from the judge to the worker process, on a machine that may be busy.
+PROGRAM_TIMEOUT = 6.0
 
 #: The instruction of the test-writing prompt (CodeT: the model writes the tests it is later judged by).
 TESTS_INSTRUCTION = "Write test cases for the Python function described in the task below."
@@ -149,9 +159,48 @@ def _exposure(isolation: Isolation) -> list[str]:
     return []
 
 
-async def passes(code: str | None, tests_source: str, *, limits: SandboxLimits | None = None) -> bool:
-    """Whether *code* passes every test of *tests_source* (False when there is no test at all)."""
-    setup, tests = split_tests(tests_source)
-    if not tests:
+def grading(tests_source: str) -> str:
+    """How *tests_source* grades a candidate: ``"asserts"`` (each top-level assert is a test) or ``"program"``
+    (no top-level assert: the whole program is one test, as HumanEval's harness runs it)."""
+    try:
+        return "asserts" if split_tests(tests_source)[1] else "program"
+    except SyntaxError:
+        return "program"  # run as a program, it fails on its syntax error: every candidate fails it
+
+
+def grading_program(tests_source: str, entry_point: str | None) -> str | None:
+    """The program that grades a candidate as a whole: *tests_source*, plus ``check(entry_point)`` when it
+    defines ``check`` and never calls it at its top level (the official HumanEval ``test`` field leaves that
+    call to its harness). None when it would need that call and there is no entry point to pass."""
+    if not tests_source.strip():
+        return None
+    try:
+        tree = ast.parse(tests_source)
+    except SyntaxError:
+        return tests_source
+    defines = any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == "check" for n in tree.body)
+    calls = any(isinstance(n, ast.Expr) and isinstance(n.value, ast.Call) and isinstance(n.value.func, ast.Name)
+                and n.value.func.id == "check" for n in tree.body)
+    if not defines or calls:
+        return tests_source
+    if not entry_point or not entry_point.isidentifier():
+        return None
+    return f"{tests_source.rstrip()}\n\ncheck({entry_point})\n"
+
+
+async def passes(code: str | None, tests_source: str, *, limits: SandboxLimits | None = None,
+                 entry_point: str | None = None, timeout: float = PROGRAM_TIMEOUT) -> bool:
+    """Whether *code* passes every test of *tests_source* (False when there is no test at all). A source
+    without top-level asserts is a test program, graded as a whole (:func:`grading`): it passes when it ends
+    without an exception within *timeout* seconds; *entry_point* (default: the last function *code* defines)
+    is what its ``check`` is called with when the program does not call it itself."""
+    if grading(tests_source) == "asserts":
+        setup, tests = split_tests(tests_source)
+        return all((await run_tests(code, tests, setup, limits=limits)).passed)
+    program = grading_program(tests_source, entry_point or (entry_point_of(code) if code else None))
+    if program is None:
         return False
-    return all((await run_tests(code, tests, setup, limits=limits)).passed)
+    # One test the harness's judge runs: the program executes there (the candidate's names call into its worker
+    # process, as for asserts), so what the candidate does cannot make the program look finished.
+    test = f"assert exec(compile({program!r}, 'tests.py', 'exec'), globals()) is None"
+    return (await run_tests(code, [test], per_test=timeout, limits=limits)).passed == [True]
