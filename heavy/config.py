@@ -8,6 +8,7 @@ validated (unknown keys are errors that name the key)::
     n = 8
     strategy = "heavy"
     max_cost_usd = 0.50
+    options = {early_stop = false}   # the options of that strategy: runs of another strategy ignore them
 
     [providers.openai]         # per preset: in-flight calls and rate limits
     concurrency = 32
@@ -24,15 +25,21 @@ validated (unknown keys are errors that name the key)::
 
 Run options are layered built-in defaults < this file < the environment (``HEAVY_N=3``, see
 :func:`heavy.settings.env_layer`) < the caller: :func:`run_settings` stacks them for every shell (``heavy
-ask``, ``heavy eval``, ``heavy serve``, the llm plugin). The library does not read file or environment
-implicitly (a library should not change behaviour with a file in the user's home);
+ask``, ``heavy eval``, ``heavy serve``, the llm plugin). ``options`` belong to the strategy of their layer
+(this file's ``strategy``, else the built-in one): a run of another strategy does not get them.
+:func:`write_defaults` rewrites keys of ``[defaults]`` in place (``heavy tune --write-config``). The library
+does not read file or environment implicitly (a library should not change behaviour with a file in the user's home);
 ``Heavy(settings=run_settings())`` does what the shells do.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import tempfile
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +51,7 @@ from .settings import ProviderLimits, RunSettings, env_layer, fields_where, laye
 from .settings import describe as describe_errors
 
 __all__ = ["Defaults", "ProviderLimits", "PriceEntry", "HeavyConfig", "config_path", "load_config", "describe",
-           "run_settings"]
+           "run_settings", "write_defaults"]
 
 
 class _Strict(BaseModel):
@@ -136,7 +143,11 @@ def load_config(path: str | Path | None = None) -> HeavyConfig:
     if unknown:
         raise ConfigError(f"{p}: [providers.{sorted(unknown)[0]}] is not a known provider ({', '.join(PRESETS)})")
     try:
-        layered(cfg.layer())  # the values together (min_successes <= n, ...)
+        checked = layered(cfg.layer())  # the values together (min_successes <= n, ...)
+        if cfg.defaults.options:  # a typo in a strategy option is found here, not by the first run
+            from .strategy import load_strategy
+
+            load_strategy(checked.strategy).parse_options(checked.options)
     except ConfigError as exc:
         raise ConfigError(f"{p}: [defaults]: {exc}") from None
     cfg.path = str(p)
@@ -156,8 +167,18 @@ def run_settings(caller: dict[str, Any] | None = None, *, cfg: HeavyConfig | Non
     cfg.apply_prices()
     cfg.apply_http()
     given = {k: v for k, v in (caller or {}).items() if v is not None and v != () and v != []}
-    base = layered(cfg.layer(), env_layer(os.environ if env is None else env))
-    return RunSettings.build(base, **given)
+    file, environment = cfg.layer(), env_layer(os.environ if env is None else env)
+    settings = RunSettings.build(layered(file, environment), **given)
+    # Options are a strategy's: those of the file (or the environment) go with the strategy that layer runs,
+    # so `heavy ask -s vote` is not handed the crosscheck options `heavy tune --write-config` wrote.
+    owner = None
+    if "options" in environment:
+        owner = environment.get("strategy", file.get("strategy", RunSettings().strategy))
+    elif "options" in file:
+        owner = file.get("strategy", RunSettings().strategy)
+    if owner is not None and "options" not in given and settings.strategy != owner:
+        settings = settings.merged(options={})
+    return settings
 
 
 def _mask(value: str | None) -> str:
@@ -211,3 +232,90 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [v if isinstance(v, (str, int, float, bool)) else str(v) for v in value]
     return value
+
+
+# --- writing [defaults] (heavy tune --write-config) ---------------------------------------------------------
+
+_HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\"' -]+?)\s*\]\s*(#.*)?$")
+_ARRAY_HEADER = re.compile(r"^\s*\[\[")
+
+
+def _toml(value: Any) -> str:
+    """*value* (str, bool, int, float, list, dict of those) as a TOML value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        keys = [(k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)) for k in value]
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in zip(keys, value.values())) + "}"
+    raise ConfigError(f"cannot write {value!r} to the config file")
+
+
+def _assigned(line: str, keys: set[str]) -> bool:
+    m = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", line)
+    return bool(m and m.group(1) in keys)
+
+
+def write_defaults(values: dict[str, Any], *, remove: set[str] = frozenset(), comment: Sequence[str] = (),
+                   path: str | Path | None = None) -> Path:
+    """Set *values* (run options) in the ``[defaults]`` of the config file heavy reads (``$HEAVY_CONFIG``, else
+    ``~/.config/heavy/config.toml``; created if missing), drop the keys in *remove*, and put *comment* lines
+    above them; every other line of the file stays as it was. The result is checked as :func:`load_config`
+    checks a file before it replaces the old one (a ConfigError, and nothing written, when it would not load)."""
+    p = Path(path).expanduser() if path else config_path()
+    old = ""
+    if p.exists():
+        try:
+            old = p.read_text(encoding="utf-8")
+            tomllib.loads(old)
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{p}: cannot update it ({exc}): fix the file first, or point HEAVY_CONFIG at another "
+                              "one") from None
+    ours = set(values) | set(remove)
+    lines = old.splitlines()
+    out: list[str] = []
+    section: str | None = None
+    depth = 0  # open brackets of a multi-line value being dropped
+    insert_at: int | None = None
+    for line in lines:
+        header = _HEADER.match(line)
+        if depth == 0 and (header or _ARRAY_HEADER.match(line)):
+            section = header.group(1).replace(" ", "") if header else None
+            if section == "defaults.options" and "options" in ours:
+                section = "drop"
+                continue
+            out.append(line)
+            if section == "defaults":
+                insert_at = len(out)
+            continue
+        if section == "drop":
+            continue
+        if section == "defaults" and (depth or _assigned(line, ours) or line.startswith("# heavy tune:")):
+            depth = max(0, depth + line.count("[") + line.count("{") - line.count("]") - line.count("}"))
+            continue
+        out.append(line)
+    block = [f"# heavy tune: {c}" for c in comment] + [f"{k} = {_toml(v)}" for k, v in values.items()]
+    if insert_at is None:
+        out += ([""] if out and out[-1].strip() else []) + ["[defaults]", *block]
+    else:
+        out[insert_at:insert_at] = block
+    text = "\n".join(out) + "\n"
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=p.parent, prefix=f".{p.name}.",
+                                         suffix=".tmp", delete=False) as f:
+            f.write(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {p}: {exc.strerror}") from None
+    try:
+        load_config(f.name)
+        os.replace(f.name, p)
+    except BaseException:
+        os.unlink(f.name)
+        raise
+    return p

@@ -153,8 +153,9 @@ class RunSettings(BaseModel):
         None, "Check each numeric answer with a program the model writes; contradicted answers weigh less.",
         flags=("--verify",), commands=_ALL)
     options: dict[str, Any] = Field(default_factory=dict, description="the strategy's options (its own Options "
-                                    "model validates them)", json_schema_extra={"heavy": {
-                                        "config": False, "client": ["heavy.options"]}})
+                                    "model validates them); in the config file and the environment they are the "
+                                    "options of the strategy set there, and apply to runs of that strategy only",
+                                    json_schema_extra={"heavy": {"config": True, "client": ["heavy.options"]}})
 
     @field_validator("model", "n", "tools", "ignore_args", "timeout", "deadline", "max_total_tokens", mode="before")
     @classmethod
