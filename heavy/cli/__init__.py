@@ -22,6 +22,8 @@ _COMMANDS = {
                "Print the effective configuration (keys masked) and where each run option comes from."),
     "eval": ("heavy.cli.eval", "eval_command", "Score strategies on a JSONL dataset (resumable; record/replay pools)."),
     "strategies": ("heavy.cli.misc", "strategies", "List the registered strategies, one per line."),
+    "tune": ("heavy.cli.tune", "tune_command",
+             "Choose the strategy on your own data: every configuration replayed on one pool, checked on a held-out half."),
     "tools": ("heavy.cli.tools", "tools", "List the registered tools (opt-in with `heavy ask --tools`); --sandbox: what it isolates here."),
     "sim": ("heavy.cli.misc", "sim", "Serve the simulated LLM (OpenAI-compatible) on 127.0.0.1."),
     "serve": ("heavy.cli.serve", "serve", "Serve Heavy as an OpenAI-compatible API (/v1/chat/completions) on 127.0.0.1."),

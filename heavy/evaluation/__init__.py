@@ -3,8 +3,9 @@
 * **Datasets**: JSONL with ``question`` and ``answer`` (GSM8K-style gold; ``#### N`` solutions work too),
   optionally ``id`` and, for multiple choice, ``choices`` (a list, or a dict keyed by letter) with the
   gold answer as a letter. A **code task** has ``tests`` (Python source whose top-level ``assert`` lines
-  are the tests) instead of, or besides, ``answer``, and optionally ``entry_point``: it is correct when the
-  chosen answer's code passes every test in the sandbox. Those tests *grade*; they never reach the model
+  are the tests, or a test program without any, as HumanEval ships them: ``def check(candidate): ...``, run
+  whole with ``check(entry_point)``; a row's ``graded`` says which) instead of, or besides, ``answer``, and
+  optionally ``entry_point``: it is correct when the chosen answer's code passes every test in the sandbox. Those tests *grade*; they never reach the model
   or the strategy (HumanEval-style hidden tests). A strategy that takes a ``tests`` option (``execute``)
   gets what a user would have: the row's optional ``visible_tests`` (same format), else the examples in
   the question (doctest ``>>>`` lines, ``f(x) == y``; :func:`heavy.tools.examples.examples_from`), else
@@ -27,7 +28,8 @@
 The package, one job a module: :mod:`.items` (datasets), :mod:`.scoring` (is it right, the summary),
 :mod:`.runner` (the runs and their rows), :mod:`.files` (results files, pools and the batch book),
 :mod:`.batching` (``--batch``), :mod:`.plot` (the SVG of ``--plot``), :mod:`.options` (a run's flags checked,
-whatever the shell). Everything a user or a bench
+whatever the shell), :mod:`.tune` and :mod:`.tune_report` (``heavy tune``: every configuration replayed on one
+pool, chosen on a tune half and reported on a check half). Everything a user or a bench
 script needs is importable from ``heavy.evaluation`` itself.
 """
 

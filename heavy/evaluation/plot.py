@@ -1,9 +1,10 @@
-"""Dependency-free SVG line charts for ``heavy eval --plot`` (accuracy vs N, accuracy vs tokens)."""
+"""Dependency-free SVG line charts for ``heavy eval --plot`` (accuracy vs N, accuracy vs tokens) and ``heavy tune
+--plot`` (accuracy vs tokens per configuration, the frontier as a line)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from html import escape
 from typing import Any
 
@@ -24,8 +25,10 @@ def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 
 def line_chart(series: dict[str, Sequence[tuple[float, float]]], *, title: str, xlabel: str, ylabel: str,
-               log2_x: bool = False, y_range: tuple[float, float] | None = (0.0, 1.0)) -> str:
-    """An SVG ``<g>`` fragment (W×H) with one line per series; points are (x, y)."""
+               log2_x: bool = False, y_range: tuple[float, float] | None = (0.0, 1.0),
+               connect: Container[str] | None = None) -> str:
+    """An SVG ``<g>`` fragment (W×H) with one line per series; points are (x, y). With *connect*, only the
+    series named there are lines; the others are their points alone."""
     pts = [p for s in series.values() for p in s]
     if not pts:
         return f'<g><text x="{W / 2}" y="{H / 2}" text-anchor="middle">no data</text></g>'
@@ -61,7 +64,8 @@ def line_chart(series: dict[str, Sequence[tuple[float, float]]], *, title: str, 
         color = _COLORS[i % len(_COLORS)]
         ordered = sorted(s)
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in ordered)
-        out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        if connect is None or name in connect:
+            out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
         out += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>' for x, y in ordered]
         ly = PAD_T + 14 + 18 * i
         out.append(f'<line x1="{PAD_L + pw + 10}" x2="{PAD_L + pw + 28}" y1="{ly - 4}" y2="{ly - 4}" '
