@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from heavy import Heavy  # noqa: E402
-from heavy.http import StreamingASGITransport  # noqa: E402
+from heavy.sim.transport import StreamingASGITransport  # noqa: E402
 from heavy.pricing import cost, price_for  # noqa: E402
 from heavy.providers.openai import OpenAIProvider  # noqa: E402
 from heavy.sim import SimConfig, SimulatedLLM  # noqa: E402

@@ -3,7 +3,7 @@
 Providers speak wire formats; this module moves bytes. :class:`HTTPClient` is heavy's one small client
 interface (``post_json``, ``get_json``, ``stream_sse``, ``aclose``, ``base_url``); under it, one rule:
 
-- a caller's own httpx transport (``transport=``: ``httpx.MockTransport``, :class:`StreamingASGITransport`
+- a caller's own httpx transport (``transport=``: ``httpx.MockTransport``, :class:`heavy.sim.transport.StreamingASGITransport`
   serving an in-process ASGI app) is driven through httpx (:class:`_HttpxBackend`, below);
 - otherwise requests go over aiohttp's ``ClientSession``, used directly (:mod:`heavy.http_aiohttp`), through
   the proxy the environment names and trusting the CA bundle heavy is given (:mod:`heavy.http_env`).
@@ -13,7 +13,6 @@ Either way, errors leave as heavy's own types (:mod:`heavy.errors`) and never sh
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import email.utils
 import json
@@ -31,7 +30,7 @@ from .errors import (AUTH_STATUSES, ConfigError, ProviderConnectionError, Provid
                      error_for_status, register_secret)
 from .http_env import check_base_url
 
-__all__ = ["Timeout", "HTTPClient", "HTTPResponse", "SSEEvent", "StreamingASGITransport"]
+__all__ = ["Timeout", "HTTPClient", "HTTPResponse", "SSEEvent"]
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,7 @@ class HTTPClient:
     """One pooled HTTP client per provider, sized to admit the whole fan-out.
 
     ``where`` (provider, model) only labels errors. ``transport`` injects an httpx transport (tests,
-    ``httpx.MockTransport``, :class:`StreamingASGITransport` to serve requests from an in-process ASGI app),
+    ``httpx.MockTransport``, :class:`heavy.sim.transport.StreamingASGITransport` to serve requests from an in-process ASGI app),
     driven through httpx; without one, requests go over aiohttp (:mod:`heavy.http_aiohttp`) with at most
     ``max_connections`` open, through the environment's proxy. ``auth_hint`` replaces the message of a
     401/403 answer (the upstream's own message is kept after it): it is how a caller explains that a key was
@@ -391,91 +390,3 @@ def decode_json(text: str, *, provider: str | None, model: str | None) -> Any:
         raise ProviderResponseError(
             "response is not JSON", provider=provider, model=model, body=text[: C.ERROR_BODY_EXCERPT]
         ) from None
-
-
-class _QueueStream(httpx.AsyncByteStream):
-    """Response body fed chunk by chunk from the ASGI app's ``send`` calls."""
-
-    def __init__(self, queue: "asyncio.Queue[bytes | BaseException | None]", task: "asyncio.Task[None]",
-                 disconnected: asyncio.Event) -> None:
-        self._queue, self._task, self._disconnected = queue, task, disconnected
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    async def aclose(self) -> None:
-        self._disconnected.set()  # the app sees http.disconnect, as it would from a real client
-        if not self._task.done():
-            self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-
-class StreamingASGITransport(httpx.AsyncBaseTransport):
-    """Serve requests from an in-process ASGI app, streaming the body as the app sends it.
-
-    httpx's own ``ASGITransport`` buffers the whole response before returning it, so an in-process
-    server's SSE would arrive all at once; with this one, deltas arrive as they are produced, exactly as
-    over a socket, and closing the response early disconnects the app.
-    """
-
-    def __init__(self, app: Any, client: tuple[str, int] = ("127.0.0.1", 50000)) -> None:
-        self.app = app
-        self.client = client
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        body = await request.aread()
-        url = request.url
-        scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request.method,
-            "headers": [(k.lower(), v) for k, v in request.headers.raw], "scheme": url.scheme,
-            "path": url.path, "raw_path": url.raw_path.split(b"?")[0], "query_string": url.query,
-            "server": (url.host, url.port or (443 if url.scheme == "https" else 80)), "client": self.client,
-            "root_path": "",
-        }
-        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
-        started = asyncio.Event()
-        disconnected = asyncio.Event()
-        head: dict[str, Any] = {}
-        body_sent = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal body_sent
-            if not body_sent:
-                body_sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await disconnected.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                head["status"], head["headers"] = message["status"], message.get("headers", [])
-                started.set()
-            elif message["type"] == "http.response.body":
-                if message.get("body"):
-                    queue.put_nowait(message["body"])
-                if not message.get("more_body", False):
-                    queue.put_nowait(None)
-
-        async def run() -> None:
-            try:
-                await self.app(scope, receive, send)
-            except Exception as exc:
-                head.setdefault("error", exc)
-                queue.put_nowait(exc)
-            finally:
-                queue.put_nowait(None)
-                started.set()
-
-        task = asyncio.create_task(run())
-        await started.wait()
-        if "status" not in head:
-            await asyncio.gather(task, return_exceptions=True)
-            raise httpx.RemoteProtocolError(f"ASGI app sent no response ({head.get('error')!r})", request=request)
-        return httpx.Response(head["status"], headers=head["headers"], stream=_QueueStream(queue, task, disconnected),
-                              request=request)

@@ -28,8 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .models import ModelSpec, Preset, parse_spec
-from .profiles import Profiles
-from .providers.adapt import Adapt
 from .providers.base import Provider
 from .providers.factory import build_provider
 from .providers.wrappers import ConcurrencyLimit, RateLimit, Retry, RetryPolicy, WrapperProvider
@@ -96,14 +94,10 @@ class Session:
         return stack
 
     def build(self, spec: ModelSpec) -> Provider:
-        """A new wire-side provider for *spec* (the caller's own, the simulator in-process, or its wire format's),
+        """A new wire-side provider for *spec* (the caller's own, or its preset's wire format's: the registered wires,
         without the session's limits: what :meth:`provider` wraps, and what batch clients use directly."""
         if spec.preset.wire == "custom":
             return _Borrowed(self._custom[spec.preset.name])
-        if spec.preset.wire == "sim":
-            from .sim import provider as simulator  # loaded by the runs that use it, not by `import heavy`
-
-            return Adapt(simulator(base_url=spec.base_url), Profiles(spec.preset.name, spec.base_url))
         return build_provider(spec, transport=self._transport, background=self.settings.background)
 
     # --- tools ------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 
 from heavy.batch import AnthropicBatch, BatchFailure, BatchRequest, OpenAIBatch, batch_client
 from heavy.errors import ConfigError, FatalRequestError
-from heavy.http import StreamingASGITransport
+from heavy.sim.transport import StreamingASGITransport
 from heavy.providers.anthropic import AnthropicProvider
 from heavy.providers.base import Completion, CompletionRequest
 from heavy.providers.openai import OpenAIProvider

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from heavy import Heavy
 from heavy.cli import cli
 from heavy.evaluation import BatchBook, EvalRunner, Pool, ResultsFile, load_items
-from heavy.http import StreamingASGITransport
+from heavy.sim.transport import StreamingASGITransport
 from heavy.providers.wrappers import RetryPolicy
 from heavy.sim import SimConfig, SimulatedLLM
 

@@ -11,7 +11,7 @@ import pytest
 from heavy.batch import BatchFailure, BatchRequest, batch_client
 from heavy.evaluation import BatchBook
 from heavy.evaluation.batching import custom_id
-from heavy.http import StreamingASGITransport
+from heavy.sim.transport import StreamingASGITransport
 from heavy.providers.anthropic import AnthropicProvider
 from heavy.providers.base import Completion, CompletionRequest
 from heavy.providers.openai import OpenAIProvider

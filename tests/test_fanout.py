@@ -20,7 +20,7 @@ from heavy.cli import cli
 from heavy.errors import OptionsError, QuorumError
 from heavy.events import TokenDelta
 from heavy.fanout import split_usage
-from heavy.http import StreamingASGITransport
+from heavy.sim.transport import StreamingASGITransport
 from heavy.providers.anthropic import AnthropicProvider
 from heavy.providers.base import Completion, CompletionRequest
 from heavy.providers.openai import OpenAIProvider

@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -366,7 +368,75 @@ async def test_a_child_that_leaves_the_group_and_the_directory_is_killed(namespa
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
-def elsewhere(scenario: str, namespaces: bool, user: int | None) -> dict:
+def _site_dirs() -> list[str]:
+    return [p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p)]
+
+
+class ForOthers:
+    """What another user imports to run a scenario, copied where it can read it.
+
+    The checkout may live where only we can read it (mktemp's 0700 folder, a private home), so uid 65534
+    could not import heavy from it. On first use this copies into a fresh temporary folder (0755, files
+    0644, removed after this module's tests): this module, the ``heavy`` package (its sandbox launcher
+    and harness included) and the site-packages entries this process has loaded modules from (pydantic,
+    pytest, ...). Nothing of ours is opened up: the user still cannot read the checkout or our files.
+    """
+
+    def __init__(self) -> None:
+        self.root: Path | None = None
+
+    def paths(self) -> list[str]:
+        """sys.path entries for another user: this module's folder, heavy's, then the site-packages."""
+        if self.root is None:
+            self.root = Path(tempfile.mkdtemp(prefix="heavy-forgery-"))
+            entries = [self.root / "tests", self.root, *(self.root / f"site-{i}" for i in range(len(_site_dirs())))]
+            for folder in entries:
+                folder.mkdir(exist_ok=True)
+                folder.chmod(0o755)
+            _readable_copy(Path(__file__), self.root / "tests" / "test_forgery.py")
+            _readable_copy(REPO / "heavy", self.root / "heavy")
+            for site, into in zip(_site_dirs(), entries[2:]):
+                for top in sorted(_loaded_from(site)):
+                    _readable_copy(Path(site) / top, into / top)
+            self.entries = [str(e) for e in entries]
+        return self.entries
+
+    def remove(self) -> None:
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _loaded_from(site: str) -> set[str]:
+    """The top-level entries of *site* (packages, modules) this process has loaded a module from."""
+    tops = set()
+    for module in list(sys.modules.values()):
+        for f in [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or [])]:
+            if isinstance(f, str) and f.startswith(site + os.sep):
+                tops.add(f[len(site) + 1:].split(os.sep)[0])
+    return tops
+
+
+def _readable_copy(src: Path, dst: Path) -> None:
+    """Copy the file or folder *src* to *dst*, readable (folders enterable) by anyone."""
+    if not src.is_dir():
+        shutil.copyfile(src, dst)
+        os.chmod(dst, 0o644)
+        return
+    shutil.copytree(src, dst)
+    for folder, _, files in os.walk(dst):
+        os.chmod(folder, 0o755)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)
+
+
+@pytest.fixture(scope="module")
+def for_others():
+    copy = ForOthers()
+    yield copy
+    copy.remove()
+
+
+def elsewhere(scenario: str, namespaces: bool, user: int | None, for_others: ForOthers) -> dict:
     """Run ``scenario(namespaces)`` of this module under the system Python, as *user* (None: as we are)."""
     if not os.path.exists(SYSTEM_PYTHON):
         pytest.skip(f"no {SYSTEM_PYTHON}")
@@ -376,14 +446,15 @@ def elsewhere(scenario: str, namespaces: bool, user: int | None) -> dict:
         pytest.skip(f"{SYSTEM_PYTHON} is {version}, not this Python's version: heavy's dependencies would not load")
     if user is not None and os.getuid() != 0:
         pytest.skip("switching to another user needs root")
-    site = [p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p)]
-    if user is not None:
-        unreadable = [p for p in (str(REPO), *site) if not _readable_by(p, user)]
-        if unreadable:
-            pytest.skip(f"uid {user} cannot read {unreadable[0]} (a folder on its path is private, e.g. mktemp's "
-                        "0700): the scenario must import heavy as that user; run from a folder others can read")
-    prelude = (f"import sys, asyncio, json; sys.path[:0] = {[str(REPO), *site]!r}\n"
-               f"import tests.test_forgery as t\n"
+    if user is None:
+        path = [str(REPO / "tests"), str(REPO), *_site_dirs()]
+    else:
+        path = for_others.paths()
+        if not _readable_by(path[1], user):
+            pytest.skip(f"uid {user} cannot read {path[1]}, a copy of what it must import in the temporary folder "
+                        f"(is {tempfile.gettempdir()} private?)")
+    prelude = (f"import sys, asyncio, json; sys.path[:0] = {path!r}\n"
+               f"import test_forgery as t\n"
                f"print(json.dumps(asyncio.run(t.{scenario}({namespaces!r}))))\n")
     kw = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
     proc = subprocess.run([SYSTEM_PYTHON, "-I", "-B", "-c", prelude], capture_output=True, text=True, cwd="/",
@@ -404,9 +475,9 @@ IDENTITIES = [pytest.param(None, id="as-us-system-python"), pytest.param(65534, 
 
 @pytest.mark.parametrize("namespaces", MODES)
 @pytest.mark.parametrize("user", IDENTITIES)
-def test_forging_fails_under_other_identities(user, namespaces):
+def test_forging_fails_under_other_identities(user, namespaces, for_others):
     heavy_uid = os.getuid() if user is None else user
-    results = elsewhere("attack_results", namespaces, user)
+    results = elsewhere("attack_results", namespaces, user, for_others)
     check_attacks(results, heavy_uid)
     if results["honest right"]["uid"] != heavy_uid or results["honest right"]["proc"] == "private":
         assert all(r["passed"] == [False] * 4 for name, r in results.items() if name in ATTACKS)
@@ -414,20 +485,20 @@ def test_forging_fails_under_other_identities(user, namespaces):
 
 @pytest.mark.parametrize("namespaces", MODES)
 @pytest.mark.parametrize("user", IDENTITIES)
-def test_exit_status_cannot_be_forged_under_other_identities(user, namespaces):
-    r = elsewhere("status_forgery", namespaces, user)
+def test_exit_status_cannot_be_forged_under_other_identities(user, namespaces, for_others):
+    r = elsewhere("status_forgery", namespaces, user, for_others)
     assert r["exit_code"] == 3 and r["uid"] != 12345 and r["stdout"] == "42\n"
 
 
 @pytest.mark.parametrize("namespaces", MODES)
 @pytest.mark.parametrize("user", IDENTITIES)
-def test_fork_bomb_isolation_under_other_identities(user, namespaces):
-    check_fork_bomb(elsewhere("fork_bomb_next_to_a_sibling", namespaces, user))
+def test_fork_bomb_isolation_under_other_identities(user, namespaces, for_others):
+    check_fork_bomb(elsewhere("fork_bomb_next_to_a_sibling", namespaces, user, for_others))
 
 
 @pytest.mark.parametrize("namespaces", MODES)
-def test_leftovers_are_killed_as_the_sandboxs_own_uid_without_namespaces(namespaces):
-    check_leftovers(elsewhere("leftovers_of_an_escaper", namespaces, None))
+def test_leftovers_are_killed_as_the_sandboxs_own_uid_without_namespaces(namespaces, for_others):
+    check_leftovers(elsewhere("leftovers_of_an_escaper", namespaces, None, for_others))
 
 
 # --- where the results are used: `-s execute` and graded code tasks -----------------------------------

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from heavy import Heavy
-from heavy.http import StreamingASGITransport
+from heavy.sim.transport import StreamingASGITransport
 from heavy.sim import SimConfig, SimulatedLLM
 from helpers import running_sim
 

@@ -345,7 +345,8 @@ async def test_factory_builds_each_wire_with_the_injected_transport():
     assert type(routed.wires["responses"]) is ResponsesProvider and routed.wires["responses"].http is \
         routed.wires["openai"].http, "the Responses wire shares the endpoint's connections"
     plain = build_provider(parse_spec("vllm:m", base_url=BASE["openai"]), transport=transport)
-    assert type(plain.inner) is OpenAIProvider, "another vendor's server has no Responses API"
+    assert list(plain.inner.wires) == ["openai"], "another vendor's server has no Responses API"
+    assert type(build_provider(parse_spec("sim")).inner).__name__ == "OpenAIProvider", "the sim wire is registered"
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])

@@ -1,18 +1,22 @@
 """The OpenAI wire format and `heavy ask` against a REAL local model server.
 
-Skipped unless HEAVY_REAL_MODEL_URL is the base URL of a running OpenAI-compatible server, e.g.::
+The server is the one `heavy local start` left running (the README's first command does), found
+through heavy's PID files as `heavy local status` finds it: the default port 8377 first, then any
+other healthy one. HEAVY_REAL_MODEL_URL names another OpenAI-compatible server instead (``off``: none).
+Without a server every test skips, saying so; with HEAVY_REAL_MODEL_REQUIRED=1 (CI) they fail instead::
 
     heavy local setup --model smollm2-135m
     URL=$(heavy local start --model smollm2-135m --port 8378)
     HEAVY_REAL_MODEL_URL=$URL python -m pytest -m real_model -q
     heavy local stop --port 8378
 
-Each test is short (a few dozen tokens at most), so the suite runs in well under a minute with
-smollm2-135m. Assertions are about the wire format, never about answer quality.
+Each test is short (a few dozen tokens at most), so they take seconds with smollm2-135m and well under
+a minute with the README's model. Assertions are about the wire format, never about answer quality.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -20,17 +24,44 @@ import sys
 import httpx
 import pytest
 
+from heavy import constants as C
 from heavy.providers.base import Completion, CompletionRequest, Delta
 from heavy.providers.openai import OpenAIProvider
 from heavy.types import Message, SamplingParams
 
-URL = os.environ.get("HEAVY_REAL_MODEL_URL", "").rstrip("/")
-MODEL = os.environ.get("HEAVY_REAL_MODEL_NAME", "local")
 
-pytestmark = [
-    pytest.mark.real_model,
-    pytest.mark.skipif(not URL, reason="set HEAVY_REAL_MODEL_URL to a running server (see `heavy local start`)"),
-]
+def find_server() -> tuple[str, str]:
+    """(base URL, "") of the server to test, or ("", why there is none)."""
+    url = os.environ.get("HEAVY_REAL_MODEL_URL", "").strip().rstrip("/")
+    if url.lower() == "off":
+        return "", "HEAVY_REAL_MODEL_URL=off"
+    if url:
+        return url, ""
+    from heavy.local.server import health, servers
+
+    running = sorted(servers(clean=False), key=lambda s: s.port != C.LOCAL_PORT)  # read-only: no PID file removed
+    for server in running:
+        if health(server.port, server.host) == "ok":
+            return server.base_url, ""
+    if running:
+        return "", f"heavy's local server on port {running[0].port} is not healthy (`heavy local status`)"
+    return "", ("no local model server: `heavy local start` runs one (README step 1), or set HEAVY_REAL_MODEL_URL "
+                "to an OpenAI-compatible server")
+
+
+URL, NO_SERVER = find_server()
+MODEL = os.environ.get("HEAVY_REAL_MODEL_NAME", C.LOCAL_MODEL_ALIAS)
+
+pytestmark = pytest.mark.real_model
+
+
+@pytest.fixture(autouse=True)
+def _server() -> None:
+    if not URL:
+        if os.environ.get("HEAVY_REAL_MODEL_REQUIRED"):
+            pytest.fail(f"HEAVY_REAL_MODEL_REQUIRED is set but {NO_SERVER}")
+        pytest.skip(NO_SERVER)
+
 
 QUESTION = "Name three colors of the rainbow."
 
@@ -86,8 +117,8 @@ async def test_same_seed_same_text_at_positive_temperature(provider: OpenAIProvi
     first = await provider.complete(req)
     second = await provider.complete(req)
     assert first.text == second.text
-    others = [await provider.complete(request("Write one short sentence about the sea.", max_tokens=24,
-                                              temperature=0.9, seed=s)) for s in (1, 2, 3)]
+    others = await asyncio.gather(*(provider.complete(request("Write one short sentence about the sea.", max_tokens=24,
+                                                              temperature=0.9, seed=s)) for s in (1, 2, 3)))
     assert any(o.text != first.text for o in others), "seeds are honoured, not ignored"
 
 
@@ -109,10 +140,10 @@ async def test_stop_strings_are_respected(provider: OpenAIProvider) -> None:
 
 @pytest.mark.anyio
 async def test_max_tokens_ends_with_length(provider: OpenAIProvider) -> None:
-    c = await provider.complete(request("Tell me a long story about a dragon.", max_tokens=5, temperature=0))
+    story = request("Tell me a long story about a dragon.", max_tokens=5, temperature=0)
+    c, (_, s) = await asyncio.gather(provider.complete(story), collect(provider, story))
     assert c.finish_reason == "length"
     assert c.usage.completion_tokens == 5
-    _, s = await collect(provider, request("Tell me a long story about a dragon.", max_tokens=5, temperature=0))
     assert s.finish_reason == "length"
 
 

@@ -134,7 +134,7 @@ def test_every_surface_has_them():
 async def test_the_proxy_body_sets_them(monkeypatch):
     from heavy.serve import create_app
     from heavy.serve.app import ServeSettings
-    from heavy.http import StreamingASGITransport
+    from heavy.sim.transport import StreamingASGITransport
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-reasoning-0123456789")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://api.test")

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from heavy import Heavy
-from heavy.http import StreamingASGITransport
+from heavy.sim.transport import StreamingASGITransport
 from heavy.serve import create_app, is_loopback
 from heavy.serve.app import ServeSettings
 from heavy.sim import SimConfig, SimulatedLLM

@@ -28,7 +28,7 @@ from click.testing import CliRunner
 
 from heavy import Heavy
 from heavy.cli import cli
-from heavy.http import StreamingASGITransport
+from heavy.sim.transport import StreamingASGITransport
 from heavy.serve import create_app
 from heavy.serve.app import ServeSettings
 from heavy.sim import SimConfig, SimulatedLLM

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from heavy import Heavy
-from heavy.http import StreamingASGITransport
+from heavy.sim.transport import StreamingASGITransport
 from heavy.serve import create_app
 from heavy.sim import SimConfig, SimulatedLLM
 

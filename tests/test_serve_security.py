@@ -32,7 +32,7 @@ from click.testing import CliRunner
 from heavy import Heavy
 from heavy import constants as C
 from heavy.cli import cli
-from heavy.http import StreamingASGITransport
+from heavy.sim.transport import StreamingASGITransport
 from heavy.serve import build_server, create_app, listen
 from heavy.serve.app import ServeSettings
 from heavy.remote.errors import APIError

@@ -19,7 +19,7 @@ import pytest
 
 from heavy import Heavy, Session
 from heavy.errors import ConfigError
-from heavy.http import StreamingASGITransport
+from heavy.sim.transport import StreamingASGITransport
 from heavy.settings import ProviderLimits, RunSettings
 from heavy.sim import SimConfig, SimulatedLLM
 from helpers import running_heavy, running_sim

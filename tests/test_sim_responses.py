@@ -11,7 +11,7 @@ import json
 import httpx
 import pytest
 
-from heavy.http import StreamingASGITransport
+from heavy.sim.transport import StreamingASGITransport
 from heavy.prompts import judge_messages
 from heavy.sim import SimulatedLLM
 from heavy.types import as_messages

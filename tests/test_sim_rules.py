@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from heavy.http import StreamingASGITransport
+from heavy.sim.transport import StreamingASGITransport
 from heavy.sim import SimulatedLLM
 from heavy.sim.rules import RULES, rules_table
 from heavy.sim.rules import anthropic as A

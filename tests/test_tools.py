@@ -20,7 +20,7 @@ from heavy import Heavy
 from heavy.cli import cli
 from heavy.errors import ConfigError
 from heavy.events import ToolCallFinished, ToolCallStarted
-from heavy.http import StreamingASGITransport
+from heavy.sim.transport import StreamingASGITransport
 from heavy.providers.base import Completion, CompletionRequest, Provider
 from heavy.sim import SimConfig, SimulatedLLM
 from heavy.sim.search import SimulatedSearch

@@ -96,6 +96,12 @@ class AnthropicProvider(HTTPProvider):
         super().__init__(root_url, name=name, headers=headers, timeout=timeout, transport=transport,
                          extra_headers=extra_headers, auth_hint=auth_hint)
 
+    @classmethod
+    def from_spec(cls, spec: Any, profiles: Any, *, transport: Any = None, background: bool = False) -> "AnthropicProvider":
+        """The ``anthropic`` wire of a resolved spec (:meth:`Provider.from_spec`)."""
+        return cls(spec.base_url, spec.api_key, name=spec.preset.name, transport=transport,
+                   auth_hint=spec.withheld_key_hint(), profiles=profiles)
+
     # --- request --------------------------------------------------------------------------------
 
     def build_body(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:

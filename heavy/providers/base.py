@@ -99,6 +99,14 @@ class Provider(ABC):
     async def aclose(self) -> None:
         """Release connections. Safe to call twice."""
 
+    @classmethod
+    def from_spec(cls, spec: Any, profiles: Any, *, transport: Any = None, background: bool = False) -> "Provider":
+        """The provider of a resolved model spec (:class:`~heavy.models.ModelSpec`) whose preset names this class's
+        wire: how a wire registered in the ``heavy.providers`` entry-point group is built (:mod:`heavy.providers.
+        factory`). *profiles* say what the endpoint's models accept; *transport* is a caller's httpx transport;
+        *background* asks for background mode where the API has one."""
+        raise NotImplementedError(f"{cls.__name__} is not a registered wire (no from_spec)")
+
 
 #: A ``data:`` URL holding base64 content (images sent inline), shared by the wire formats.
 DATA_URL = re.compile(r"^data:(?P<mime>[^;,]+);base64,(?P<data>.*)$", re.DOTALL)

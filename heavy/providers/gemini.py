@@ -98,6 +98,12 @@ class GeminiProvider(HTTPProvider):
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
         return f"{self.api_version}/{quote(resource, safe='/@=,')}:{method}"
 
+    @classmethod
+    def from_spec(cls, spec: Any, profiles: Any, *, transport: Any = None, background: bool = False) -> "GeminiProvider":
+        """The ``gemini`` wire of a resolved spec (:meth:`Provider.from_spec`)."""
+        return cls(spec.base_url, spec.api_key, name=spec.preset.name, transport=transport,
+                   auth_hint=spec.withheld_key_hint(), profiles=profiles)
+
     # --- request --------------------------------------------------------------------------------
 
     def build_body(self, request: CompletionRequest, *, stream: bool = False) -> dict[str, Any]:

@@ -5,7 +5,7 @@ Messages API (``/v1/messages``) and Gemini's (``/v1beta/models/MODEL:generateCon
 It is not a model: it knows the gold answers of arithmetic questions and of a dataset you give it,
 answers right with a configurable probability, follows heavy's judge/synthesize prompts, and can be
 slow, heavy-tailed, rate-limited or flaky on demand. Use it in-process (:func:`provider`, the ``sim``
-model; or any httpx client over :class:`heavy.http.StreamingASGITransport`) or over HTTP
+model; or any httpx client over :class:`heavy.sim.transport.StreamingASGITransport`) or over HTTP
 (``heavy sim --port 8399``). See :mod:`heavy.sim.server`.
 
 It is at least as strict as the APIs it imitates: a request to a real model name (``gpt-5``, ``o3``,
