@@ -278,3 +278,24 @@ def test_eval_batch_decides_1500_questions_whose_results_file_is_megabytes(sim, 
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(rows) == 1500 and all(r.get("error") is None for r in rows)
     assert {r["id"] for r in rows} == {f"q{i}" for i in range(1500)} and "1500/1500" in done.stdout
+
+
+def test_a_pro_model_in_background_mode_is_polled_until_done(sim, config):
+    done = heavy("ask", "-m", "openai:gpt-5-pro", "-n", "1", "--background", "--json", QUESTION, env=openai_env(sim),
+                 config=config)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["answer"] == "51" and result["hypotheses"][0]["usage"]["reasoning_tokens"] > 0
+
+
+@pytest.mark.anyio
+async def test_background_mode_creates_background_responses_and_polls_them(monkeypatch):
+    app = SimulatedLLM(SimConfig(accuracy=1.0, seed=3))
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://sim.test/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setattr("heavy.constants.RESPONSES_POLL_INTERVAL", 0.05)
+    h = Heavy(model="openai:gpt-5-pro", transport=StreamingASGITransport(app), strategy="vote", n=2, background=True)
+    result = await h.ask(QUESTION)
+    await h.aclose()
+    kept = list(app.responses.kept.values())
+    assert result.answer == "51" and len(kept) == 2 and all(k.request.background for k in kept)

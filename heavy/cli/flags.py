@@ -64,6 +64,8 @@ def _option(name: str) -> Any:
     help_text = info.description or ""
     if default not in (None, [], {}, False) and "[default" not in help_text:
         help_text += f" [default: {default}]"
+    if info.annotation is bool:  # an on/off option is a flag (None when not given: the lower layers decide)
+        return click.option(*where["flags"], name, is_flag=True, default=None, help=help_text)
     return click.option(*where["flags"], name, type=_click_type(info.annotation), default=None,
                         multiple=where["multiple"], metavar=where["metavar"], help=help_text)
 
