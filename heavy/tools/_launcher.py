@@ -14,8 +14,9 @@ The best it can do, on Linux (each step is tried, and what failed is reported, n
    the kernel kills every process left in the namespace: a fork bomb or a daemonised child cannot
    outlive the run, and ``/proc`` shows no process outside the sandbox.
 3. **Mounts** (private to the sandbox): every mount read-only (``mount_setattr``, Linux 5.12+), a tmpfs
-   over the home directories, and private writable tmpfs over ``/tmp``, ``/var/tmp`` and ``/dev/shm``;
-   the Python installation is bound back read-only and the work directory bound back writable, so the
+   over the home directories (and, as root, over any folder the program's uid cannot enter on the way to
+   the Python installation, e.g. a venv in mktemp's 0700 folder), and private writable tmpfs over ``/tmp``,
+   ``/var/tmp`` and ``/dev/shm``; the Python installation is bound back read-only and the work directory bound back writable, so the
    program can neither read dotfiles (``~/.ssh``, ``~/.config``, shell histories) nor change any file
    outside its work directory.
 4. **Identity**: when started as root the program runs as a uid of its own, ``uid_base`` + the
@@ -114,6 +115,35 @@ def _uid_can_run(uid: int, paths: list[str]) -> bool:
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) == 0
+
+
+def _out_of_reach(uid: int, paths: list[str], hidden: list[str]) -> list[str]:
+    """The outermost folder on the way to each path that *uid* cannot enter (a private folder, e.g. mktemp's
+    0700, holding a venv), unless it lies in a folder hidden anyway. Checked in a short-lived child as *uid*."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        found = []
+        try:
+            _drop_to(uid, uid)
+            for path in paths:
+                parts = path.strip("/").split("/")
+                for folder in ("/" + "/".join(parts[:i]) for i in range(1, len(parts))):
+                    if any(_under(folder, h) for h in hidden):
+                        break
+                    if not os.access(folder, os.X_OK):
+                        found.append(folder)
+                        break
+        except OSError:
+            pass
+        os.write(write, json.dumps(found).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    return list(dict.fromkeys(json.loads(data or b"[]")))
 
 
 def _give(workdir: str, uid: int) -> None:
@@ -264,6 +294,11 @@ def main() -> None:
                     "filesystem": "writable where the uid may write", "notes": []}
     drop: tuple[int, int] | None = None
     namespaced = False
+    if root and cfg.get("namespaces", True):
+        # A private folder on the way to Python is hidden as well, so Python is bound back where the program's
+        # uid reaches it. Checked before unshare: the first child after it would be the PID namespace's init.
+        own = int(cfg["uid_base"]) + os.getpid()
+        cfg["hide"] = [*cfg["hide"], *_out_of_reach(own, [*cfg["keep_check"], *cfg["keep"]], cfg["hide"])]
     if cfg.get("namespaces", True):
         base = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC
         try:

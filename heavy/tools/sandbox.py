@@ -248,7 +248,10 @@ async def _run(workdir: str, limits: SandboxLimits, namespaces: bool, channel: b
         "python": sys.executable, "args": args, "workdir": os.path.realpath(workdir),
         "limits": limits.rlimits(), "report_fd": write_fd, "namespaces": namespaces,
         "hide": _hidden_dirs(), "keep": _python_paths(), "uid_base": SANDBOX_UID_BASE, "channel_fd": chan_write,
-        "keep_check": [os.path.realpath(sys.executable), os.path.dirname(os.__file__), os.path.realpath(workdir)],
+        # What the program's uid must reach without namespaces: the interpreter by the path it is started from
+        # (a venv's link in a private folder, e.g. mktemp's 0700, is out of reach even when its target is not).
+        "keep_check": [os.path.abspath(sys.executable), os.path.realpath(sys.executable), os.path.dirname(os.__file__),
+                       os.path.realpath(workdir)],
     }
     started = time.monotonic()
     try:
