@@ -253,17 +253,21 @@ async def test_verify_python_does_not_trust_a_check_that_forges_success():
 
 HOG = """
 import os, time
+def hold():                         # until the test has run the sibling and writes 'release' here (at most 15 s)
+    end = time.monotonic() + 15
+    while not os.path.exists("release") and time.monotonic() < end:
+        time.sleep(0.05)
 held = 0
 for _ in range(40):                 # bounded: at most max_processes succeed
     try:
         if os.fork() == 0:
-            time.sleep(6)
+            hold()
             os._exit(0)
         held += 1
     except OSError:
         break
 print("held", held, flush=True)
-time.sleep(6)
+hold()
 """
 SIBLING = """
 import os
@@ -307,12 +311,15 @@ async def fork_bomb_next_to_a_sibling(namespaces: bool) -> dict:
         return {"skip": f"RLIMIT_NPROC not per sandbox here: {iso.nproc}; {iso.nproc_scope}"}
     limits = SandboxLimits(max_processes=8, timeout=20, cpu_seconds=5)
     before = _sandbox_uid_counts()
-    bomb = asyncio.create_task(run_python(HOG, limits=limits, namespaces=namespaces))
+    token = f"hog-{os.getpid()}-{time.monotonic_ns()}"  # finds the bomb's work directory, to release it
+    bomb = asyncio.create_task(run_python(HOG, limits=limits, namespaces=namespaces, files={token: ""}))
     deadline, full = time.monotonic() + 15, False
     while not full and time.monotonic() < deadline and not bomb.done():
         await asyncio.sleep(0.1)  # until one sandbox's processes are at its limit
         full = any(n - before.get(uid, 0) >= 8 for uid, n in _sandbox_uid_counts().items())
     sibling = await run_python(SIBLING, limits=limits, namespaces=namespaces)
+    for marker in Path(tempfile.gettempdir()).glob(f"heavy-sandbox-*/{token}"):
+        marker.with_name("release").touch()
     held = await bomb
     return {"full": full, "sibling": sibling.stdout, "held": held.stdout, "scope": sibling.isolation.nproc_scope}
 
