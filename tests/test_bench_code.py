@@ -17,7 +17,9 @@ def load_bench():
 
 
 def test_code_quality_runs_and_resumes_on_the_simulator(tmp_path, monkeypatch, capsys):
-    tasks = [json.loads(line) for line in (REPO / "bench" / "code_tasks.jsonl").read_text().splitlines()[:3]]
+    # Two tasks, one every selection gets right and one some get wrong (vote and visible tests fail leap-year):
+    # every path of the script, at two thirds of the sandbox runs of three.
+    tasks = [json.loads(line) for line in (REPO / "bench" / "code_tasks.jsonl").read_text().splitlines()[1:3]]
     math = [{"question": "What is 12 * 7 + 5?", "answer": "89"}, {"question": "What is 31 * 3 - 4?", "answer": "89"}]
     (tmp_path / "tasks.jsonl").write_text("".join(json.dumps(t) + "\n" for t in tasks))
     (tmp_path / "math.jsonl").write_text("".join(json.dumps(q) + "\n" for q in math))
@@ -28,13 +30,13 @@ def test_code_quality_runs_and_resumes_on_the_simulator(tmp_path, monkeypatch, c
             "--gsm8k", str(tmp_path / "math.jsonl"), "--out", str(tmp_path / "out")]
     summary = bench.main(argv)
     code, math_summary = summary["code"], summary["gsm8k"]
-    assert code["tasks"] == 3 and 0 <= code["pass@1"] <= code["pass@3"] <= 1
+    assert code["tasks"] == 2 and 0 <= code["pass@1"] <= code["pass@3"] <= 1
     assert {"vote", "execute-given", "execute-visible", "execute-visible-noprobes", "execute-codet"} <= set(code)
     assert code["execute-given"] >= code["vote"]  # given tests never choose worse than the vote here
     # Selection with the visible tests is graded by the hidden ones; it never sees them.
     chosen = [json.loads(line) for line in (tmp_path / "out" / "code-selection-3.jsonl").read_text().splitlines()]
     visible = [r for r in chosen if r["method"] == "execute-visible"]
-    assert len(visible) == 3 and all(r["path"] == ["sample", "given tests", "execute"] for r in visible)
+    assert len(visible) == 2 and all(r["path"] == ["sample", "given tests", "execute"] for r in visible)
     assert all(r["probes"] > 0 for r in visible) and code["execute-visible"] <= code["pass@3"]
     rotation = code["rotation"]
     splits = sum(t["tests"].count("assert ") for t in tasks)
@@ -44,7 +46,7 @@ def test_code_quality_runs_and_resumes_on_the_simulator(tmp_path, monkeypatch, c
     assert math_summary["python-tool"]["accuracy"] == 1.0 and math_summary["python-tool"]["tool_runs_per_question"] == 1
     report = (tmp_path / "out" / "code_quality.md").read_text()
     assert "execute, given tests = grading tests (not hidden), over 3" in report and "python-tool" in report
-    assert "execute, visible tests + probes, over 3" in report and "Rotation (3 tasks" in report
+    assert "execute, visible tests + probes, over 3" in report and "Rotation (2 tasks" in report
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == ["code-pool-3.jsonl", "code-rotation-3.jsonl", "code-samples-3.jsonl", "code-selection-3.jsonl",
                      "code_quality.md", "gsm8k-tools.jsonl"]
