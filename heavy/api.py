@@ -22,14 +22,15 @@ from . import constants as C
 from . import toolvote
 from .answers import final_answer
 from .errors import OptionsError, describe_validation
-from .events import Event, EventSink, Final, HypothesisFailed, HypothesisFinished, HypothesisStarted, TokenDelta, fanout
+from .events import (Event, EventSink, Final, HypothesisFailed, HypothesisFinished, HypothesisStarted, TokenDelta,
+                     broadcast)
 from .models import ModelSpec
 from .providers.base import CompletionRequest, Provider
 from .profiles import Profiles
 from .fanout import arrange as arrange_fanout
 from .pricing import model_cost, price_for, saved_usd
 from .providers.wrappers import RetryPolicy
-from .run import Budget, RunState, using_run
+from .ledger import Budget, Ledger, using_ledger
 from .session import Session, check_session_arguments
 from .settings import RunSettings
 from .sampler import ModelRef, ReplaySampler, Sampler, check_n
@@ -79,7 +80,7 @@ class Heavy:
         self._owns_session = session is None
         self.specs: list[ModelSpec] = [self._resolve(spec) for spec in s.model]
         self.aggregator_spec = self._resolve(s.aggregator_model) if s.aggregator_model else self.specs[0]
-        self.budget = Budget(max_tokens=s.max_total_tokens, max_cost_usd=s.max_cost_usd)
+        self.budget = Budget(max_total_tokens=s.max_total_tokens, max_cost_usd=s.max_cost_usd)
         unpriced = [x.label for x in {*self.specs, self.aggregator_spec} if price_for(x.preset.name, x.model) is None]
         if s.max_cost_usd is not None and unpriced:
             raise OptionsError(f"a dollar cap needs prices, and none is known for {', '.join(sorted(unpriced))}; "
@@ -186,7 +187,7 @@ class Heavy:
         """
         messages = self._messages(prompt, system)
         client = self._client_tools(tools, tool_choice, parallel_tool_calls)
-        emit = fanout(self.on_event, on_event)
+        emit = broadcast(self.on_event, on_event)
         listening = self.on_event is not None or on_event is not None
         stream = self.settings.stream if self.settings.stream is not None else listening
         n = self.n if n is None else check_n(n)  # n=0 is a mistake to report, not a request for the default
@@ -196,8 +197,8 @@ class Heavy:
         else:
             strategy_cls = load_strategy(strategy)
             opts = strategy_cls.parse_options(options)
-        state = RunState(self.budget, retries=C.RETRY_BUDGET_PER_HYPOTHESIS * n, price=model_cost)
-        with using_run(state):
+        state = Ledger(self.budget, retries=C.RETRY_BUDGET_PER_HYPOTHESIS * n, price=model_cost)
+        with using_ledger(state):
             ctx = self._context(strategy_cls.name, messages, n,
                                 self._sampler(messages, n, emit, stream, seed, pool, live, client), emit, stream, state)
             if client is None or client.choice.mode == "none":
@@ -227,10 +228,10 @@ class Heavy:
         return notes
 
     def _context(self, strategy: str, messages: list[Message], n: int, sampler: Sampler, emit: EventSink,
-                 stream: bool, state: RunState) -> Context:
+                 stream: bool, state: Ledger) -> Context:
         return Context(strategy=strategy, messages=messages, n=n, sampler=sampler,
                        aggregator=self._ref(self.aggregator_spec), emit=emit, stream_aggregator=stream,
-                       aggregator_timeout=self.settings.timeout, max_tokens=self.params.max_tokens, run=state,
+                       aggregator_timeout=self.settings.timeout, max_tokens=self.params.max_tokens, ledger=state,
                        fallbacks=[self._ref(s) for s in dict.fromkeys(self.specs)])
 
     def _client_tools(self, tools: Sequence[Any] | None, tool_choice: Any,
@@ -280,7 +281,7 @@ class Heavy:
         quiet = client.model_copy(update={"choice": ToolChoice(mode="none")})
         replay = self._sampler(ctx.messages, k, unheard, stream, seed, answers, True, quiet)
         result = await strategy_cls(opts).run(self._context(ctx.strategy, ctx.messages, k, replay, unheard, stream,
-                                                            ctx.run))
+                                                            ctx.ledger))
         return toolvote.with_answer(result, verdict, ctx)
 
     async def sample(self, prompt: Prompt, *, n: int | None = None, system: str | None = None,
@@ -296,8 +297,8 @@ class Heavy:
         if programs:
             check_n(programs)
         total = n + programs
-        with using_run(RunState(self.budget, retries=C.RETRY_BUDGET_PER_HYPOTHESIS * total, price=model_cost)):
-            sampler = self._sampler(messages, total, fanout(self.on_event, on_event), self.settings.stream or False, seed,
+        with using_ledger(Ledger(self.budget, retries=C.RETRY_BUDGET_PER_HYPOTHESIS * total, price=model_cost)):
+            sampler = self._sampler(messages, total, broadcast(self.on_event, on_event), self.settings.stream or False, seed,
                                     None, True)
             if not programs:
                 return await sampler.sample(messages, n, min_successes=0)

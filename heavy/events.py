@@ -27,7 +27,7 @@ __all__ = [
     "AggregatorDelta",
     "Final",
     "EventSink",
-    "fanout",
+    "broadcast",
 ]
 
 
@@ -128,7 +128,7 @@ def _drop(_: Event) -> None:
     return None
 
 
-def fanout(*sinks: EventSink | None) -> EventSink:
+def broadcast(*sinks: EventSink | None) -> EventSink:
     """One sink that forwards to each of *sinks* (``None`` entries ignored)."""
     live = [s for s in sinks if s is not None]
     if not live:

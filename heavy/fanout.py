@@ -48,7 +48,7 @@ from .errors import ProviderError
 from .profiles import Lesson, ModelProfile, Profiles
 from .providers.base import Completion, CompletionRequest, Delta, Provider
 from .providers.wrappers import WrapperProvider
-from .run import note
+from .ledger import note
 from .sampler import ModelRef
 from .types import Message, Usage
 

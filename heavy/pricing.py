@@ -119,7 +119,7 @@ def list_cost(usage: Usage, price: Price) -> float:
 
 def model_cost(label: str, usage: Usage) -> float | None:
     """USD for *usage* on the model *label* (``preset:model``, as hypotheses and calls name it); ``None``
-    when its price is unknown. What a run charges each call (:class:`heavy.run.RunState`)."""
+    when its price is unknown. What a run charges each call (:class:`heavy.ledger.Ledger`)."""
     preset, _, model = label.partition(":")
     p = price_for(preset, model)
     return None if p is None else cost(usage, p)

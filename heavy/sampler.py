@@ -7,7 +7,7 @@ The sampler is the only road from strategies to the sampling models. Its promise
   :mod:`heavy.fanout` staggers them behind the first, or makes them choices of one request.)
 * **Isolated failures**: each task ends as a hypothesis, a recorded failure or a recorded
   cancellation; one failure never cancels its siblings.
-* **As they complete**: a :class:`SampleRun` yields hypotheses in completion order, so a strategy can
+* **As they complete**: a :class:`SampleRound` yields hypotheses in completion order, so a strategy can
   stop early (leaving the ``async with`` block cancels what is still running).
 * **Deadline**: past the run's deadline outstanding calls are cancelled and recorded, and iteration ends
   with what arrived.
@@ -31,8 +31,8 @@ from . import constants as C
 from .errors import (BudgetExceeded, FatalRequestError, HeavyError, OptionsError, ProviderError, ProviderTimeout,
                      QuorumError, StreamInterrupted)
 from .events import (EventSink, HypothesisFailed, HypothesisFinished, HypothesisRestarted, HypothesisStarted,
-                     TokenDelta, fanout)
-from .run import collecting_notes, current_run
+                     TokenDelta, broadcast)
+from .ledger import collecting_notes, current_ledger
 from .providers.base import Completion, CompletionRequest, Provider
 from .answers import is_code_answer
 from .types import PROGRAM_ROUTE, ClientTools, Hypothesis, Message, SamplingParams, ToolChoice, ToolSpec, Usage
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .tools.python import PythonTool
     from .tools.verify import Verifier
 
-__all__ = ["ModelRef", "Sampler", "ReplaySampler", "SampleRun", "call_model", "check_n", "replay_pace"]
+__all__ = ["ModelRef", "Sampler", "ReplaySampler", "SampleRound", "call_model", "check_n", "replay_pace"]
 
 #: Set (``heavy tune``), a replay serves each recorded hypothesis after its recorded latency times this factor
 #: instead of at once: samples arrive in the order they did when they were sampled, so a strategy that stops
@@ -142,7 +142,7 @@ class Sampler:
         self.models = list(models)
         self.params = params
         self.extract = extract
-        self.emit = fanout(emit)
+        self.emit = broadcast(emit)
         self.stream = stream
         self.timeout = timeout
         self.deadline = deadline
@@ -155,12 +155,12 @@ class Sampler:
             from .tools.program import ProgramRunner
 
             self.programs = ProgramRunner(python)
-        self.hypotheses: list[Hypothesis] = []  # every hypothesis of every SampleRun, for the Result
+        self.hypotheses: list[Hypothesis] = []  # every hypothesis of every SampleRound, for the Result
         self.fatal: dict[str, FatalRequestError] = {}  # model label -> the request error that stops it
         self._streamed: dict[int, list[int]] = {}
         self._next_index = 0
 
-    def run(
+    def round(
         self,
         messages: Sequence[Message],
         n: int,
@@ -172,7 +172,7 @@ class Sampler:
         route: str | None = None,
         tools: bool = True,
         verify: bool = True,
-    ) -> "SampleRun":
+    ) -> "SampleRound":
         """Start *n* hypotheses (round-robin over *models*); use as ``async with ... as run``.
 
         ``route=PROGRAM_ROUTE`` asks each for a program and runs it (needs :attr:`can_run_code`);
@@ -187,7 +187,7 @@ class Sampler:
                                "Heavy(tools=['python']), `heavy serve --tools python`)")
         start = self._next_index
         self._next_index += n
-        return SampleRun(
+        return SampleRound(
             self, list(messages), n, start, params or self.params, list(models or self.models), stage,
             self.min_successes if min_successes is None else min_successes, route, tools, verify,
         )
@@ -199,7 +199,7 @@ class Sampler:
 
     async def sample(self, messages: Sequence[Message], n: int, **kwargs: Any) -> list[Hypothesis]:
         """Run *n* hypotheses to completion (or the deadline); return them all in index order."""
-        return (await self.run(messages, n, **kwargs).collect()).hypotheses
+        return (await self.round(messages, n, **kwargs).collect()).hypotheses
 
     async def _one(self, index: int, ref: ModelRef, messages: list[Message], params: SamplingParams,
                    stage: str, route: str | None = None, tools: bool = True, verify: bool = True) -> Hypothesis:
@@ -267,7 +267,7 @@ class Sampler:
                 break
             if notes:
                 h.trace = list(notes)
-        run = current_run()
+        run = current_ledger()
         if run is not None:
             run.charge(ref.label, h.usage)
         self.emit(HypothesisFinished(hypothesis=h) if h.ok else HypothesisFailed(hypothesis=h))
@@ -298,7 +298,7 @@ class Sampler:
             return call_model(ref, msgs, params, stream=False, tools=tools)
 
         checked = await self.verifier.check(h, messages, call, emit=self.emit)
-        run = current_run()
+        run = current_ledger()
         if run is not None and checked.usage != h.usage:
             run.charge(ref.label, checked.usage - h.usage)
         self.hypotheses = [checked if x.index == h.index else x for x in self.hypotheses]
@@ -325,7 +325,7 @@ class Sampler:
         sent = index in self._streamed
         usage = Usage(prompt_tokens=sum(len(m.text()) for m in messages) // 4 if sent else 0,
                       completion_tokens=chars // 4)
-        run = current_run()
+        run = current_ledger()
         if run is not None:
             run.charge(ref.label, usage)
         return Hypothesis(index=index, model=ref.label, status="cancelled", error=why, error_type="Cancelled",
@@ -399,7 +399,7 @@ class ReplaySampler(Sampler):
             return call_model(ref, msgs, params, stream=False, tools=tools)
 
         checked = await self._checked(h, messages, call, verify=verify)
-        run = current_run()
+        run = current_ledger()
         if run is not None and checked.usage != h.usage:  # a verify call was made now: it is paid now
             run.charge(ref.label, checked.usage - h.usage)
         return checked
@@ -413,7 +413,7 @@ def _failed(index: int, ref: ModelRef, seed: int | None, started: float, exc: Ba
     )
 
 
-class SampleRun:
+class SampleRound:
     """A batch of hypotheses in flight; iterate to receive them as they complete."""
 
     def __init__(self, sampler: Sampler, messages: list[Message], n: int, start: int, params: SamplingParams,
@@ -432,9 +432,9 @@ class SampleRun:
         self.stopped_early = False
         self.budget_hit: str | None = None
 
-    async def __aenter__(self) -> "SampleRun":
+    async def __aenter__(self) -> "SampleRound":
         messages, n, start, params, models, stage = self._spec
-        run = current_run()
+        run = current_ledger()
         spent = run.exhausted() if run is not None else None
         if spent:  # the run's budget is gone: start nothing, and say why
             self.budget_hit = spent
@@ -476,7 +476,7 @@ class SampleRun:
         self._done[h.index] = h
         self._sampler.hypotheses.append(h)
 
-    def __aiter__(self) -> "SampleRun":
+    def __aiter__(self) -> "SampleRound":
         return self
 
     async def __anext__(self) -> Hypothesis:
@@ -497,14 +497,14 @@ class SampleRun:
         if h.error_type == "FatalRequestError" and self._pending:
             await self._cancel_pending(f"cancelled: {h.model} rejected the request, every sibling would fail the "
                                        "same way", only=h.model)
-        run = current_run()
+        run = current_ledger()
         spent = run.exhausted() if run is not None and self._pending else None
         if spent:
             self.budget_hit = spent
             await self._cancel_pending(f"cancelled: the run's {spent} budget is spent")
         return h
 
-    async def collect(self, until: Callable[[list[Hypothesis]], bool] | None = None) -> "SampleRun":
+    async def collect(self, until: Callable[[list[Hypothesis]], bool] | None = None) -> "SampleRound":
         """Run the batch to its end (every hypothesis, or the deadline, or until ``until(done)`` says enough:
         leaving cancels the rest), check the quorum, and return it."""
         async with self:

@@ -39,8 +39,8 @@ from .errors import BudgetExceeded, OptionsError, ProviderError, QuorumError, St
 from .events import AggregatorDelta, EventSink, StageStarted
 from .prompts import decide_now_messages, labels, synthesize_messages
 from .registry import load, registered
-from .run import RunState, collecting_notes
-from .sampler import ModelRef, Sampler, SampleRun, call_model
+from .ledger import Ledger, collecting_notes
+from .sampler import ModelRef, Sampler, SampleRound, call_model
 from .tools.verify import verification_details
 from .types import AggregatorCall, Decision, Hypothesis, Message, Result, SamplingParams, Timings, Usage
 from .voting import Tally, tally
@@ -127,7 +127,7 @@ class Context:
     ``strategy`` is the name of the strategy it runs for (set by whoever runs it: :class:`heavy.Heavy`);
     :meth:`result` puts it in the Result. ``stopped_early`` and ``deadline_hit`` are the run's flags:
     :meth:`sample` sets them from how its sampling ended, a strategy that samples by other means (its own
-    ``ctx.sampler.run`` loop) sets them itself, and :meth:`result` reports them.
+    ``ctx.sampler.round`` loop) sets them itself, and :meth:`result` reports them.
     """
 
     def __init__(
@@ -143,12 +143,12 @@ class Context:
         aggregator_timeout: float | None = None,
         max_tokens: int | None = None,
         fallbacks: Sequence[ModelRef] = (),
-        run: RunState | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.strategy = strategy
         self.messages = list(messages)
         self.fallbacks = [f for f in fallbacks if f.label != aggregator.label]
-        self.run = run or RunState()
+        self.ledger = ledger or Ledger()
         self.n = n
         self.sampler = sampler
         self.aggregator = aggregator
@@ -173,7 +173,7 @@ class Context:
     async def sample(self, n: int | None = None, *, stage: str | None = "sample", detail: dict[str, Any] | None = None,
                      models: Sequence[ModelRef] | None = None, params: SamplingParams | None = None,
                      min_successes: int | None = None,
-                     until: Callable[[list[Hypothesis]], bool] | None = None) -> SampleRun:
+                     until: Callable[[list[Hypothesis]], bool] | None = None) -> SampleRound:
         """Sample *n* hypotheses of the question (default ``ctx.n``), announced as the stage *stage* (its
         *detail*, default ``n=n``, then the models; None announces nothing), and return the finished run.
 
@@ -186,7 +186,7 @@ class Context:
         refs = list(models or self.sampler.models)
         if stage is not None:
             self.stage(stage, **(detail if detail is not None else {"n": n}), models=[m.label for m in refs])
-        run = await self.sampler.run(self.messages, n, params=params, models=refs,
+        run = await self.sampler.round(self.messages, n, params=params, models=refs,
                                      min_successes=min_successes).collect(until)
         self.stopped_early |= run.stopped_early
         self.deadline_hit |= run.deadline_hit
@@ -200,7 +200,7 @@ class Context:
         Failures and budget cancellations are recorded hypotheses, never raised; the order is the prompts'.
         The Result's flags stay those of :meth:`sample` (how sampling the question itself ended).
         """
-        runs = [self.sampler.run(p, 1, models=[m], stage=stage, min_successes=0) for p, m in zip(prompts, models)]
+        runs = [self.sampler.round(p, 1, models=[m], stage=stage, min_successes=0) for p, m in zip(prompts, models)]
         return [run.hypotheses[0] for run in await asyncio.gather(*(r.collect() for r in runs))]
 
     def agent_models(self, k: int, offset: int = 0) -> list[ModelRef]:
@@ -226,7 +226,7 @@ class Context:
     def out_of_budget(self, where: str) -> str:
         """Empty while the run's token and cost caps last; once one is spent, the note a multi-round strategy
         ends with (*where*: "before round 2 of 3"). Check it before every round."""
-        spent = self.run.exhausted()
+        spent = self.ledger.exhausted()
         return f"the run's {spent} budget was spent {where}; ended with the best answer so far." if spent else ""
 
     # --- aggregator calls --------------------------------------------------------------------------
@@ -241,7 +241,7 @@ class Context:
         raised without calling anything when the run's budget is spent. Catch :data:`AGGREGATOR_FAILURES`.
         """
         refs = [model] if model is not None else [self.aggregator, *self.fallbacks]
-        spent = self.run.exhausted()
+        spent = self.ledger.exhausted()
         if spent:
             self.calls.append(AggregatorCall(purpose=purpose, model=refs[0].label,
                                              error=f"not called: the run's {spent} budget is spent"))
@@ -268,7 +268,7 @@ class Context:
             record = AggregatorCall(purpose=purpose if i == 0 else f"{purpose} (fallback model)", model=ref.label,
                                     text=c.text, usage=c.usage, latency_s=time.monotonic() - started,
                                     trace=list(notes) or None)
-            self.run.charge(ref.label, c.usage)
+            self.ledger.charge(ref.label, c.usage)
             self.calls.append(record)
             return record
         raise AssertionError("unreachable: refs is never empty")
@@ -381,9 +381,9 @@ class Context:
                             sampling_s=sampled_until - self.started, aggregation_s=now - sampled_until),
             stopped_early=self.stopped_early,
             deadline_hit=self.deadline_hit,
-            budget_hit=self.run.exhausted(),
-            cost_usd=self.run.cost_usd,
-            retries=self.run.retries_used,
+            budget_hit=self.ledger.exhausted(),
+            cost_usd=self.ledger.cost_usd,
+            retries=self.ledger.retries_used,
         )
 
 

@@ -105,7 +105,7 @@ class Adaptive(Strategy):
         while len(hyps) < max_n:
             why = ctx.out_of_budget(f"after {len(hyps)} samples")
             if why:
-                stopped = f"{ctx.run.exhausted()} budget spent"
+                stopped = f"{ctx.ledger.exhausted()} budget spent"
                 break
             size = min(o.wave, max_n - len(hyps))
             detail = {"size": size, "used": len(hyps), "max": max_n}

@@ -52,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from heavy import constants as C
 from heavy.errors import OptionsError, QuorumError
-from heavy.sampler import SampleRun
+from heavy.sampler import SampleRound
 from heavy.strategy import Context, Strategy, text_of, vote_decision
 from heavy.tools.program import program_step
 from heavy.types import PROGRAM_ROUTE, Hypothesis, Result
@@ -141,11 +141,11 @@ def _settled(hypotheses: Sequence[Hypothesis]) -> bool:
     return all(t.counts[a] < lead for a in t.ranking if a != both[0])
 
 
-async def _gather(runs: Sequence[SampleRun], stop: Any) -> None:
+async def _gather(runs: Sequence[SampleRound], stop: Any) -> None:
     """Drain *runs* concurrently until all are done or ``stop(done)`` says enough."""
     queue: asyncio.Queue[Hypothesis | None] = asyncio.Queue()
 
-    async def pump(run: SampleRun) -> None:
+    async def pump(run: SampleRound) -> None:
         try:
             async for h in run:
                 await queue.put(h)
@@ -226,10 +226,10 @@ async def sample_routes(ctx: Context, *, programs: float = C.CROSSCHECK_PROGRAMS
         async with contextlib.AsyncExitStack() as stack:  # leaving it cancels what is still running
             if c:
                 # Chains reason without tools: a chain that ran code would not be a route independent of programs.
-                runs.append(await stack.enter_async_context(ctx.sampler.run(ctx.messages, c, tools=False,
+                runs.append(await stack.enter_async_context(ctx.sampler.round(ctx.messages, c, tools=False,
                                                                             verify=checking)))
             if p:
-                runs.append(await stack.enter_async_context(ctx.sampler.run(ctx.messages, p, route=PROGRAM_ROUTE)))
+                runs.append(await stack.enter_async_context(ctx.sampler.round(ctx.messages, p, route=PROGRAM_ROUTE)))
             before = list(out.hypotheses)
             await _gather(runs, (lambda done: _settled([*before, *done])) if early_stop else (lambda done: False))
         for r in runs:

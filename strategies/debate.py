@@ -60,7 +60,7 @@ class Debate(Strategy):
                 break
             note = ctx.out_of_budget(f"before round {rnd} of {o.rounds}")
             if note:
-                stopped = f"{ctx.run.exhausted()} budget spent"
+                stopped = f"{ctx.ledger.exhausted()} budget spent"
                 break
             ctx.stage(f"round {rnd}/{o.rounds}", agents=len(current), answers=answers_of(current))
             prompts = []

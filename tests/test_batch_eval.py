@@ -134,7 +134,7 @@ async def run_batch(heavy, items, out, strategies=("vote",), ns=(3,), **kwargs):
     runner = EvalRunner(heavy=heavy, strategies=list(strategies), ns=list(ns), results=ResultsFile(out),
                         batch=BatchBook.beside(out), batch_poll=0.05, **kwargs)
     try:
-        await runner.run(items)
+        await runner.evaluate(items)
     finally:
         await heavy.aclose()
     return runner

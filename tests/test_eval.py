@@ -134,7 +134,7 @@ async def test_replay_decides_on_the_recorded_pool_without_sampling(tmp_path, gs
     pool = Pool(tmp_path / "pool.jsonl")
     rec = EvalRunner(heavy=heavy(), strategies=["vote"], ns=[4], results=ResultsFile(tmp_path / "r1.jsonl"),
                      record=pool)
-    await rec.run(items)
+    await rec.evaluate(items)
     assert len(read_rows(tmp_path / "pool.jsonl")) == 8
     assert all(len(r["hypotheses"]) == 4 and r["question"] for r in read_rows(tmp_path / "pool.jsonl"))
     sampled = app.stats.chat_requests
@@ -142,7 +142,7 @@ async def test_replay_decides_on_the_recorded_pool_without_sampling(tmp_path, gs
 
     replay = EvalRunner(heavy=heavy(), strategies=["vote", "judge"], ns=[1, 2, 4],
                         results=ResultsFile(tmp_path / "r2.jsonl"), replay=Pool(tmp_path / "pool.jsonl"))
-    await replay.run(items)
+    await replay.evaluate(items)
     results = read_rows(tmp_path / "r2.jsonl")
     assert len(results) == 8 * 2 * 3
     judge_calls = sum(r["calls"] - r["n"] for r in results if r["strategy"] == "judge")
@@ -163,7 +163,7 @@ async def test_replay_decides_on_the_recorded_pool_without_sampling(tmp_path, gs
     before = app.stats.chat_requests
     debate = EvalRunner(heavy=heavy(), strategies=["debate"], ns=[4], results=ResultsFile(tmp_path / "r3.jsonl"),
                         replay=Pool(tmp_path / "pool.jsonl"), options={"debate": {"stop_on_consensus": False}})
-    await debate.run(items)
+    await debate.evaluate(items)
     rows3 = read_rows(tmp_path / "r3.jsonl")
     assert all("round 1" in r["path"] and not r.get("error") for r in rows3), rows3
     assert app.stats.chat_requests - before == sum(r["calls"] - 4 for r in rows3) > 0

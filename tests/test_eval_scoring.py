@@ -96,7 +96,7 @@ async def test_rows_cost_what_their_result_cost_live_and_replayed(tmp_path, monk
     items = load_items(write_jsonl(tmp_path / "d.jsonl", rows))
 
     live = ResultsFile(tmp_path / "live.jsonl")
-    await EvalRunner(heavy=sim_heavy(app, n=3, seed=4), strategies=["vote"], ns=[3], results=live).run(items)
+    await EvalRunner(heavy=sim_heavy(app, n=3, seed=4), strategies=["vote"], ns=[3], results=live).evaluate(items)
     assert len(live.rows) == 4
     for row in live.rows:
         assert row["cost_usd"] == pytest.approx(priced(row["usage"], price)) and row["cost_usd"] > 0
@@ -107,10 +107,10 @@ async def test_rows_cost_what_their_result_cost_live_and_replayed(tmp_path, monk
 
     pool = Pool(tmp_path / "pool.jsonl")
     await EvalRunner(heavy=sim_heavy(app, n=4, seed=4), strategies=["vote"], ns=[4], results=ResultsFile(tmp_path / "rec.jsonl"),
-                     record=pool).run(items)
+                     record=pool).evaluate(items)
     replayed = ResultsFile(tmp_path / "replay.jsonl")
     await EvalRunner(heavy=sim_heavy(app, n=4, seed=4), strategies=["vote", "judge"], ns=[2, 4], results=replayed,
-                     replay=Pool(tmp_path / "pool.jsonl")).run(items)
+                     replay=Pool(tmp_path / "pool.jsonl")).evaluate(items)
     assert len(replayed.rows) == 16
     for row in replayed.rows:
         assert row["cost_usd"] == pytest.approx(priced(row["usage"], price)), row
@@ -126,10 +126,10 @@ async def test_an_unpriced_model_costs_unknown_and_a_free_one_nothing(tmp_path, 
     app = SimulatedLLM(SimConfig(seed=1, dataset={r["question"]: r["answer"] for r in rows}))
     items = load_items(write_jsonl(tmp_path / "d.jsonl", rows))
     unpriced = ResultsFile(tmp_path / "a.jsonl")
-    await EvalRunner(heavy=sim_heavy(app, n=2), strategies=["vote"], ns=[2], results=unpriced).run(items)
+    await EvalRunner(heavy=sim_heavy(app, n=2), strategies=["vote"], ns=[2], results=unpriced).evaluate(items)
     assert [r["cost_usd"] for r in unpriced.rows] == [None, None] and summarize(unpriced.rows)[0].cost_usd is None
     free = ResultsFile(tmp_path / "b.jsonl")
-    await EvalRunner(heavy=Heavy(model="sim", n=2), strategies=["vote"], ns=[2], results=free).run(items)
+    await EvalRunner(heavy=Heavy(model="sim", n=2), strategies=["vote"], ns=[2], results=free).evaluate(items)
     assert [r["cost_usd"] for r in free.rows] == [0.0, 0.0]
 
 

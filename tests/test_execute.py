@@ -146,7 +146,7 @@ async def test_heavy_eval_scores_code_tasks_by_running_their_tests(tmp_path, mon
     h = sim_heavy(SimConfig(accuracy=0.4, seed=11), n=6, strategy="vote", seed=1)
     results = ResultsFile(tmp_path / "results.jsonl")
     runner = EvalRunner(heavy=h, strategies=["vote", "execute"], ns=[6], results=results, concurrency=2)
-    await runner.run(items)
+    await runner.evaluate(items)
     await h.aclose()
     summary = {s.strategy: s for s in summarize(results.rows)}
     # execute selects with each task's visible tests and is graded by the hidden ones: leap-year's visible

@@ -135,7 +135,7 @@ async def test_an_eval_run_selects_by_the_visible_test_and_grades_by_the_hidden_
     items = load_items(write_rows(tmp_path / "d.jsonl", rows))
     results = ResultsFile(tmp_path / "results.jsonl")
     h = make(transport, n=3, strategy="execute", seed=0)
-    await EvalRunner(heavy=h, strategies=["execute"], ns=[3], results=results).run(items)
+    await EvalRunner(heavy=h, strategies=["execute"], ns=[3], results=results).evaluate(items)
     [row] = results.rows
     assert row["path"] == ["sample", "given tests", "execute"] and row["calls"] == 3 and row["error"] is None
     assert row["answer"] == WRONG and row["correct"] is False
@@ -165,7 +165,7 @@ async def test_without_visible_tests_or_examples_eval_runs_codet_on_the_question
     results = ResultsFile(tmp_path / "results.jsonl")
     h = make(transport, n=3, strategy="execute", seed=0)
     await EvalRunner(heavy=h, strategies=["execute"], ns=[3], results=results,
-                     options={"execute": {"test_calls": 1}}).run(items)
+                     options={"execute": {"test_calls": 1}}).evaluate(items)
     await h.aclose()
     [row] = results.rows
     assert row["path"] == ["sample", "generated tests", "execute"] and row["calls"] == 4
@@ -189,7 +189,7 @@ async def test_the_simulated_benchmark_never_sends_a_grading_assert(tmp_path):
     h = Heavy(model="openai:heavy-simulated", base_url="http://sim.test/v1", transport=httpx.MockTransport(spy),
               n=5, strategy="vote", seed=2)
     results = ResultsFile(tmp_path / "results.jsonl")
-    await EvalRunner(heavy=h, strategies=["vote", "execute"], ns=[5], results=results, concurrency=2).run(items)
+    await EvalRunner(heavy=h, strategies=["vote", "execute"], ns=[5], results=results, concurrency=2).evaluate(items)
     await h.aclose()
     rows = {(r["id"], r["strategy"]): r for r in results.rows}
     assert len(rows) == 8 and all(r["error"] is None for r in rows.values())

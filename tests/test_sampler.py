@@ -107,7 +107,7 @@ async def test_deadline_cancels_stragglers_and_keeps_what_arrived():
     ep = FakeEndpoint(latency=0.05, slow_seeds={2, 5}, slow_latency=30)
     s = sampler(ref(ep), deadline=time.monotonic() + 0.5)
     start = time.monotonic()
-    async with s.run(Q, 6) as run:
+    async with s.round(Q, 6) as run:
         got = [h async for h in run]
     assert time.monotonic() - start < 5
     assert run.deadline_hit
@@ -121,7 +121,7 @@ async def test_deadline_cancels_stragglers_and_keeps_what_arrived():
 async def test_breaking_out_early_cancels_the_rest():
     ep = FakeEndpoint(latency=0.05, slow_seeds={1, 2, 3}, slow_latency=30)
     s = sampler(ref(ep))
-    async with s.run(Q, 4) as run:
+    async with s.round(Q, 4) as run:
         async for h in run:
             break
     assert h.index == 0 and run.stopped_early and not run.deadline_hit
@@ -132,7 +132,7 @@ async def test_breaking_out_early_cancels_the_rest():
 async def test_hypotheses_arrive_in_completion_order():
     ep = FakeEndpoint(latency=0.01, slow_seeds={0}, slow_latency=0.3)
     s = sampler(ref(ep))
-    async with s.run(Q, 3) as run:
+    async with s.round(Q, 3) as run:
         order = [h.index async for h in run]
     assert order[-1] == 0
 

@@ -123,7 +123,7 @@ def eval_command(dataset: str, strategy_list: tuple[str, ...], strategies: str |
 
         async def main() -> None:
             try:
-                await runner.run(items)
+                await runner.evaluate(items)
             finally:
                 await heavy.aclose()
 

@@ -146,7 +146,7 @@ class EvalRunner:
                 work.append((item, pending))
         return work
 
-    async def run(self, items: Sequence[EvalItem]) -> None:
+    async def evaluate(self, items: Sequence[EvalItem]) -> None:
         """Answer what is not in the results yet, as the one writer of the results file and record pool.
 
         Files not locked already are locked for the run (ConfigError if another writer has one) and released

@@ -16,12 +16,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Any
 
 from .. import constants as C
 from ..errors import ProviderHTTPError
 from ..profiles import Lesson, ModelProfile, Profiles
-from ..run import note, run_note
+from ..ledger import note, result_note
 from .base import Completion, CompletionRequest, Delta, Provider
 from .wrappers import WrapperProvider
 
@@ -52,8 +51,8 @@ _REFUSING = [re.compile(p, re.IGNORECASE) for p in (
     rf"^{_QUOTED} is deprecated for this model",
     rf"{_QUOTED} and [`'\"]?top_p[`'\"]? cannot both be specified",
     rf"^{_QUOTED} is not supported with this model",
-    rf"Unknown name \\?\"([A-Za-z_]\w*)\\?\" at 'generation_config",
-    rf"^({'thinking_config'}) is not supported",
+    r"Unknown name \\?\"([A-Za-z_]\w*)\\?\" at 'generation_config",
+    r"^(thinking_config) is not supported",
     rf"Unsupported param: {_QUOTED}",
 )]
 _SUPPORTED = re.compile(r"Supported (?:values|levels) are:?\s*(.+?)\.?\s*$|Supported levels: (.+?)\.?\s*$",
@@ -173,7 +172,7 @@ class Adapt(WrapperProvider):
         text = (f"{self.label}:{request.model}: the endpoint refused the request ({lesson.message[:160]}); "
                 f"{what} for the rest of this process, and the request was sent again")
         note(text)
-        run_note(text)
+        result_note(text)
         return True
 
     def _shaped(self, request: CompletionRequest) -> tuple[CompletionRequest, ModelProfile]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .. import constants as C
 from ..errors import ProviderError, StreamInterrupted
-from ..run import current_run, note
+from ..ledger import current_ledger, note
 from .base import Completion, CompletionRequest, Delta, Provider
 
 __all__ = ["WrapperProvider", "ConcurrencyLimit", "RateLimit", "RetryPolicy", "Retry"]
@@ -166,7 +166,7 @@ class Retry(WrapperProvider):
         delay = self.policy.delay(exc, attempt)
         if delay is None:
             return None
-        run = current_run()
+        run = current_ledger()
         if run is not None and not run.take_retry():
             note(f"retry budget of the run spent; not retrying {type(exc).__name__}")
             return None

@@ -49,7 +49,7 @@ from ..remote.guard import ClientSlots, RemoteSettings, SiteGuard, client_of, re
 from ..remote.policy import decode_body, parse_limits
 from ..remote.progress import CONTENT_PURPOSES, Progress
 from .checks import check_sizes
-from .protocol import (Planner, RunPlan, check_model_name, chunk, completion_body, finish_reason, new_id, now,
+from .protocol import (Planner, RequestPlan, check_model_name, chunk, completion_body, finish_reason, new_id, now,
                        parse_body, summary, tool_calls_body)
 
 __all__ = ["ServeSettings", "HeavyServer", "create_app"]
@@ -174,11 +174,11 @@ class HeavyServer:
             self.runs -= 1
 
     @staticmethod
-    def _ask(heavy: Heavy, plan: RunPlan, on_event: Callable[[Event], None] | None = None) -> Any:
+    def _ask(heavy: Heavy, plan: RequestPlan, on_event: Callable[[Event], None] | None = None) -> Any:
         return heavy.ask(plan.messages, on_event=on_event, tools=plan.tools, tool_choice=plan.tool_choice,
                          parallel_tool_calls=plan.parallel_tool_calls)
 
-    async def _complete(self, heavy: Heavy, plan: RunPlan, model: str, receive: Any, send: Any,
+    async def _complete(self, heavy: Heavy, plan: RequestPlan, model: str, receive: Any, send: Any,
                         request_id: str) -> None:
         task = asyncio.create_task(self._ask(heavy, plan))
         watcher = asyncio.create_task(watch_disconnect(receive))
@@ -192,7 +192,7 @@ class HeavyServer:
         payload = completion_body(result, completion_id=request_id, model=model, created=now())
         await _send_json(send, 200, payload, request_id)
 
-    async def _stream(self, heavy: Heavy, plan: RunPlan, model: str, receive: Any, send: Any,
+    async def _stream(self, heavy: Heavy, plan: RequestPlan, model: str, receive: Any, send: Any,
                       request_id: str) -> None:
         created = now()
         queue: asyncio.Queue[Any] = asyncio.Queue()

@@ -49,7 +49,7 @@ from ..remote.policy import find_strategy, unknown_strategy
 from ..remote.summary import summary
 from .checks import Checked, check_request, check_sizes
 
-__all__ = ["HONOURED", "IGNORED", "HeavyParams", "ChatRequest", "RunPlan", "Planner", "parse_body",
+__all__ = ["HONOURED", "IGNORED", "HeavyParams", "ChatRequest", "RequestPlan", "Planner", "parse_body",
            "completion_body", "tool_calls_body", "chunk", "usage_body", "new_id", "MODEL_PREFIX"]
 
 MODEL_PREFIX = "heavy"
@@ -207,7 +207,7 @@ def _messages(req: Any) -> list[dict[str, Any]]:
 
 
 @dataclass
-class RunPlan:
+class RequestPlan:
     """What one request runs: its run's settings (n, strategy and options included: the server's defaults with the
     request's values laid over) and what only this request has (its messages, how to answer, its client's tools)."""
 
@@ -237,7 +237,7 @@ _HEAVY = {name: where.partition(".")[2] for name in RunSettings.model_fields for
 
 
 class Planner:
-    """Turns model names and request bodies into :class:`RunPlan` objects, on top of the server's defaults.
+    """Turns model names and request bodies into :class:`RequestPlan` objects, on top of the server's defaults.
 
     Precedence: server defaults < model name < ``heavy`` object < standard body fields. Giving the same
     setting two different ways (``n`` and ``heavy.n``, a strategy in the model name and ``heavy.strategy``)
@@ -276,7 +276,7 @@ class Planner:
         self.models.check(spec, "model")
         return strategy, [spec]
 
-    def plan(self, req: ChatRequest) -> RunPlan:
+    def plan(self, req: ChatRequest) -> RequestPlan:
         d = self.defaults
         strategy, models = self.split_model(req.model)
         hp = req.heavy or HeavyParams()
@@ -321,7 +321,7 @@ class Planner:
         messages = _messages(req)
         if d.system and not any(m["role"] in ("system", "developer") for m in messages):
             messages.insert(0, {"role": "system", "content": d.system})
-        return RunPlan(settings=settings.merged(**shared), messages=messages, stream=bool(req.stream),
+        return RequestPlan(settings=settings.merged(**shared), messages=messages, stream=bool(req.stream),
                        include_usage=bool(req.stream_options and req.stream_options.include_usage),
                        tools=client_tools, tool_choice=req._checked.choice if client_tools else None,
                        parallel_tool_calls=req.parallel_tool_calls if client_tools else None)

@@ -1,4 +1,5 @@
-"""State shared by everything one run does: its budget, its shared retry allowance, per-call notes.
+"""A run's ledger: what one run (one ``ask``) has spent against its budget, its shared retry allowance, and the
+notes it owes its caller.
 
 It travels in a context variable, so provider wrappers (which are shared across runs and know nothing of
 the sampler) can consult the current run's retry budget and leave notes for the hypothesis trace: tasks
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .types import Usage
 
-__all__ = ["Budget", "RunState", "current_run", "note", "run_note", "collecting_notes", "using_run"]
+__all__ = ["Budget", "Ledger", "current_ledger", "note", "result_note", "collecting_notes", "using_ledger"]
 
 
 class Budget(BaseModel):
@@ -24,12 +25,13 @@ class Budget(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_tokens: int | None = Field(default=None, gt=0, description="prompt + completion tokens of all calls")
+    max_total_tokens: int | None = Field(default=None, gt=0, description="prompt + completion tokens of all calls "
+                                         "(each hypothesis's own limit is SamplingParams.max_tokens)")
     max_cost_usd: float | None = Field(default=None, gt=0, description="dollars, from the price table")
 
 
-class RunState:
-    """Spend so far and the shared retry allowance of one run."""
+class Ledger:
+    """One run's spend so far (usage, cost), its shared retry allowance and its notes."""
 
     def __init__(self, budget: Budget | None = None, *, retries: int = 0,
                  price: Callable[[str, Usage], float | None] | None = None) -> None:
@@ -65,23 +67,23 @@ class RunState:
     def exhausted(self) -> str | None:
         """Which cap is spent (``"tokens"`` or ``"cost"``), or ``None``."""
         b = self.budget
-        if b.max_tokens is not None and self.usage.total_tokens >= b.max_tokens:
+        if b.max_total_tokens is not None and self.usage.total_tokens >= b.max_total_tokens:
             return "tokens"
         if b.max_cost_usd is not None and self.cost_usd is not None and self.cost_usd >= b.max_cost_usd:
             return "cost"
         return None
 
 
-_RUN: ContextVar[RunState | None] = ContextVar("heavy_run", default=None)
+_RUN: ContextVar[Ledger | None] = ContextVar("heavy_run", default=None)
 _NOTES: ContextVar[list[str] | None] = ContextVar("heavy_call_notes", default=None)
 
 
-def current_run() -> RunState | None:
+def current_ledger() -> Ledger | None:
     return _RUN.get()
 
 
 @contextmanager
-def using_run(state: RunState) -> Iterator[RunState]:
+def using_ledger(state: Ledger) -> Iterator[Ledger]:
     token = _RUN.set(state)
     try:
         yield state
@@ -96,7 +98,7 @@ def note(text: str) -> None:
         notes.append(text)
 
 
-def run_note(text: str) -> None:
+def result_note(text: str) -> None:
     """Leave a note for the whole run (the Result's ``notes``), if a run is going on."""
     run = _RUN.get()
     if run is not None:
