@@ -12,6 +12,7 @@ namespace, or nothing at all). Where the sandbox cannot protect the results it m
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -385,8 +386,8 @@ class ForOthers:
     The checkout may live where only we can read it (mktemp's 0700 folder, a private home), so uid 65534
     could not import heavy from it. On first use this copies into a fresh temporary folder (0755, files
     0644, removed after this module's tests): this module, the ``heavy`` package (its sandbox launcher
-    and harness included) and the site-packages entries this process has loaded modules from (pydantic,
-    pytest, ...). Nothing of ours is opened up: the user still cannot read the checkout or our files.
+    and harness included) and the site-packages entries importing this module loads (pydantic, pytest,
+    ...). Nothing of ours is opened up: the user still cannot read the checkout or our files.
     """
 
     def __init__(self) -> None:
@@ -414,13 +415,20 @@ class ForOthers:
 
 
 def _loaded_from(site: str) -> set[str]:
-    """The top-level entries of *site* (packages, modules) this process has loaded a module from."""
-    tops = set()
-    for module in list(sys.modules.values()):
-        for f in [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or [])]:
-            if isinstance(f, str) and f.startswith(site + os.sep):
-                tops.add(f[len(site) + 1:].split(os.sep)[0])
-    return tops
+    """The top-level entries of *site* (packages, modules) that importing this module loads."""
+    return {f[len(site) + 1:].split(os.sep)[0] for f in _files_an_import_loads() if f.startswith(site + os.sep)}
+
+
+@functools.cache
+def _files_an_import_loads() -> tuple[str, ...]:
+    """The files of every module importing this module loads in a fresh interpreter (this process has loaded
+    far more: copying all of that cost seconds)."""
+    probe = (f"import sys, json; sys.path[:0] = {[str(REPO / 'tests'), str(REPO)]!r}; import test_forgery\n"
+             "print(json.dumps([f for m in list(sys.modules.values())\n"
+             "                  for f in [getattr(m, '__file__', None), *(getattr(m, '__path__', None) or [])]\n"
+             "                  if isinstance(f, str)]))")
+    out = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, cwd="/", check=True)
+    return tuple(json.loads(out.stdout))
 
 
 def _readable_copy(src: Path, dst: Path) -> None:
