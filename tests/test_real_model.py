@@ -136,7 +136,11 @@ async def test_stream_deltas_join_to_the_text_and_usage_arrives(provider: OpenAI
 
 @pytest.mark.anyio
 async def test_same_seed_same_text_at_positive_temperature(provider: OpenAIProvider) -> None:
+    # llama-server reuses a prompt it evaluated before (cache_prompt), and the cached path's numerics differ from a
+    # fresh evaluation's: the second of two same-seed requests sampled other tokens (seen in CI on the 1.5B model).
+    # Same seed, same computation: the prompt is evaluated afresh each time.
     req = request("Write one short sentence about the sea.", max_tokens=24, temperature=0.9, seed=1234)
+    req = req.model_copy(update={"extra_body": {"cache_prompt": False}})
     first = await provider.complete(req)
     second = await provider.complete(req)
     assert first.text == second.text
