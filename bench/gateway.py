@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import running_heavy  # noqa: E402
+from helpers import running_heavy, wait_healthy  # noqa: E402
 
 QUESTION = [{"role": "user", "content": "What is 17 * 24 + 3?"}]
 TARGETS = {1: (1.0, 3.0), 16: (1.0, 3.0), 64: (None, 10.0)}  # clients -> (added p50, added p99) in ms
@@ -91,14 +90,7 @@ def mock_upstream(port: int, latency: float) -> subprocess.Popen:
     """A fixed-latency mock of an OpenAI-compatible upstream: raw asyncio, a canned answer, thousands of requests a
     second (heavy's simulator, a whole model in Python, tops out near 300 on 2 cores and would be the bottleneck)."""
     proc = subprocess.Popen([sys.executable, "-c", MOCK, str(port), str(latency)])
-    for _ in range(100):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the mock upstream did not start")
+    return wait_healthy(f"http://127.0.0.1:{port}/health", proc, "the mock upstream")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -37,8 +37,10 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from heavy import Heavy  # noqa: E402
+from helpers import wait_healthy  # noqa: E402
 from heavy.http import HTTPClient  # noqa: E402
 
 BODY = {"model": "heavy-simulated", "messages": [{"role": "user", "content": "What is 17 * 24 + 3?"}],
@@ -51,14 +53,7 @@ TARGET_RATIO, TARGET_FLOOR, TARGET_GAP, TARGET_CPU_MS = 0.9, 0.83, 0.05, 0.5
 def start_sim(port: int, *args: str) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "heavy.cli", "sim", "--port", str(port), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("simulated server did not start")
+    return wait_healthy(f"http://127.0.0.1:{port}/health", proc, "the simulated server")
 
 
 def free_port() -> int:

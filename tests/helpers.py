@@ -47,14 +47,31 @@ def running_heavy(command: str, *args: str, env: dict[str, str] | None = None,
             raise RuntimeError(f"heavy {command} did not become healthy")
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         if stderr:
             errlog.close()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a process this test started, by its PID: terminate, and kill it if it does not end within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, what: str, tries: int = 200) -> subprocess.Popen:
+    """*proc* once *url* answers 200 (polled every 50 ms); it is killed and SystemExit raised if it never does."""
+    for _ in range(tries):
+        try:
+            if httpx.get(url, timeout=0.5).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"{what} did not start")
 
 
 @contextmanager

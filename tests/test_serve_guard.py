@@ -33,7 +33,7 @@ from heavy.serve import create_app
 from heavy.serve.app import ServeSettings
 from heavy.sim import SimConfig, SimulatedLLM
 
-from helpers import free_port, running_heavy
+from helpers import free_port, running_heavy, stop
 from test_serve import MODEL, Recorder, assert_openai_error, user
 
 LOOPBACK = "http://127.0.0.1:8000"
@@ -163,12 +163,7 @@ def bound(command: str, folder: Path, host: str, *args: str) -> Iterator[str]:
                 raise RuntimeError(f"heavy {command} did not become healthy: {stderr.read_text()}")
             yield found.group(1)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def test_the_contract_against_a_real_heavy_serve(tmp_path):
