@@ -72,12 +72,8 @@ class Thinking:
 
     @property
     def off(self) -> bool:
-        """Whether it can be turned off (an effort of ``none``, a budget of 0)."""
-        if self.always:
-            return False
-        if self.control in ("effort", "level", "adaptive") and self.efforts:
-            return "none" in self.efforts or not self.default
-        return True
+        """Whether thinking can be turned off (a budget of 0, an effort of ``none`` where the model takes it)."""
+        return not self.always
 
 
 @dataclass(frozen=True)
