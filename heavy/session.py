@@ -94,8 +94,8 @@ class Session:
         return stack
 
     def build(self, spec: ModelSpec) -> Provider:
-        """A new wire-side provider for *spec* (the caller's own, or its preset's wire format's: the registered wires,
-        without the session's limits: what :meth:`provider` wraps, and what batch clients use directly."""
+        """A new wire-side provider for *spec*: the caller's own, or its preset's registered wire format. Without the
+        session's limits: what :meth:`provider` wraps, and what batch clients use directly."""
         if spec.preset.wire == "custom":
             return _Borrowed(self._custom[spec.preset.name])
         return build_provider(spec, transport=self._transport, background=self.settings.background)
