@@ -219,6 +219,9 @@ async def test_with_the_python_tool_programs_verify_and_crosscheck_options_are_c
             assert lazy["live_calls"] == 0
     assert sum(d["live_calls"] for d in decisions if d["config"] == "crosscheck verify=unsettled +verify") < \
         sum(d["live_calls"] for d in decisions if d["config"] == "crosscheck +verify")
+    # Each chain's check is one call, shared by every configuration deciding on that chain (each still pays it).
+    checks_made = app.stats.chat_requests - 6 * 8  # the pool: 4 chains + 4 programs a question
+    assert 0 < checks_made <= 6 * 4 < sum(d["live_calls"] for d in decisions if d["verify"])
     assert report.rows == summarize(the_plan, report.halves, decisions)
     assert {row["label"] for row in report.rows} == labels
     # Measured with the python tool exactly where heavy ask needs it: programs, checks; plain vote is plain.

@@ -29,7 +29,8 @@ What applies (:func:`plan`):
 
 Resumable as ``heavy eval`` is: the pool (``DIR/pool.jsonl``) and the decisions (``DIR/tune-results.jsonl``) are
 append-only, and re-running the same command samples nothing and decides nothing twice. Each distinct program
-runs once per run (every configuration then sees the same output), so a replay's time is its decision's own.
+runs once per run, and each chain's ``--verify`` check is one call (every configuration then sees the same
+output, and still pays for it), so a replay's time is its decision's own.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,6 +203,48 @@ class _OnceEach:
         return await asyncio.shield(self._runs[code])
 
 
+#: The recorded seconds of the ``--verify`` check calls a decision was served from :class:`_ChecksOnce` (their
+#: longest is added to its time: a live run makes them, each after its own chain, in parallel).
+_SERVED_CHECKS: ContextVar[list[float] | None] = ContextVar("heavy_tune_served_checks", default=None)
+
+
+class _ChecksOnce:
+    """``--verify``'s check calls made once per tune run. A live run makes one check call per chain (the
+    question's check prompt at that chain's seed); every configuration deciding on the same pooled chain (vote
+    at N = 1, 2, 4, 8, crosscheck's splits) would make that same call again, so it is made once and its reply
+    shared, as :class:`_OnceEach` shares a program's run. Each decision still pays the check's tokens, and its
+    time includes the check's recorded seconds. A failed call is not kept: the next decision makes it again."""
+
+    def __init__(self, verifier: Any) -> None:
+        self.verifier = verifier
+        self._calls: dict[tuple[Any, ...], tuple[asyncio.Future[Any], list[float]]] = {}
+
+    def __getattr__(self, name: str) -> Any:  # tool, penalty: the wrapped verifier's
+        return getattr(self.verifier, name)
+
+    async def check(self, h: Hypothesis, messages: Sequence[Any], call: Callable[..., Any], *, emit: Any) -> Hypothesis:
+        async def once(prompt: Sequence[Any], tools: Any) -> Any:
+            key = (h.model, h.seed, h.text, repr(list(prompt)), repr(tools))
+            held = self._calls.get(key)
+            if held is not None and held[0].done() and (held[0].cancelled() or held[0].exception() is not None):
+                held = None
+            if held is None:
+                seconds: list[float] = []
+                held = self._calls[key] = (asyncio.ensure_future(self._timed(call(prompt, tools), seconds)), seconds)
+            elif held[0].done() and (served := _SERVED_CHECKS.get()) is not None:
+                served.extend(held[1])
+            return await asyncio.shield(held[0])
+
+        return await self.verifier.check(h, messages, once, emit=emit)
+
+    @staticmethod
+    async def _timed(pending: Any, seconds: list[float]) -> Any:
+        started = time.monotonic()
+        reply = await pending
+        seconds.append(time.monotonic() - started)
+        return reply
+
+
 def _once_each(heavy: Any, shared: _OnceEach | None = None) -> Any:
     """*heavy* with its python tool (programs and ``--verify`` checks) running each program once (*shared*: the
     runs another Heavy of the same tune run made)."""
@@ -208,6 +252,7 @@ def _once_each(heavy: Any, shared: _OnceEach | None = None) -> Any:
         heavy.python = shared or _OnceEach(heavy.python)
         if heavy.verifier is not None:
             heavy.verifier.tool = heavy.python
+            heavy.verifier = _ChecksOnce(heavy.verifier)
     return heavy
 
 
@@ -386,15 +431,20 @@ class Tuner:
     async def _decide(self, heavy: Any, item: EvalItem, config: Config, pool: list[Hypothesis]) -> dict[str, Any]:
         offered = pool_prefix(pool, config.n)
         waves = _Waves()
+        served: list[float] = []
+        token = _SERVED_CHECKS.set(served)
         started = time.monotonic()
         try:
             result = await heavy.ask(item.prompt, n=config.n, strategy=config.strategy, on_event=waves,
                                      options=_with_tests(config.strategy, dict(config.options), item),
                                      pool=offered, live=False)
-            decide_s = time.monotonic() - started  # grading by the hidden tests is not part of deciding
+            # grading by the hidden tests is not part of deciding; a shared check counts as made here
+            decide_s = time.monotonic() - started + max(served, default=0.0)
             correct = await _passes_tests(result, item) if item.tests else is_correct(result.answer, item.gold)
         except HeavyError as exc:
             return self._row(item, config, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            _SERVED_CHECKS.reset(token)
         replayed = {_identity(h) for h in offered}
         used = [h for h in result.hypotheses if h.status != "cancelled" or h.usage.total_tokens]
         live_samples = sum(_identity(h) not in replayed for h in used)
