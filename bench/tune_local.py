@@ -11,8 +11,13 @@ half and reported by the check half. Only judge, synthesis and check calls are l
 the ones whose live calls a 2-core machine can afford in an afternoon (tournament and ranked, which make N-1 and
 N judge calls per question, are left out).
 
+The check set: questions no choice has seen, GSM8K training questions 120-139 (``--check``): a pool recorded
+the same way, then ``heavy tune`` at N = 8 for vote, heavy, crosscheck and adaptive on it; every row there is
+held out (its own halves are ignored: the whole set is the check).
+
     nohup python bench/tune_local.py > bench/results/tune-local.log 2>&1 &     # resumable
     python bench/tune_local.py --report                                       # the table again, from the files
+    nohup python bench/tune_local.py --check > bench/results/tune-check.log 2>&1 &
 """
 
 from __future__ import annotations
@@ -31,37 +36,53 @@ POOL = ROOT / "bench" / "results" / "split-pool-tune.jsonl"
 SYSTEM = "Solve the math word problem step by step. End with a final line of the form 'The answer is N.'"
 COMMON = ["-m", "local", "--system", SYSTEM, "--max-tokens", "512", "--tools", "python", "-t", "0.7", "--seed", "1"]
 STRATEGIES = "vote,heavy,crosscheck,adaptive,judge,usc,synthesize"
+CHECK_POOL = ROOT / "bench" / "results" / "check-pool.jsonl"  # GSM8K train 120-139: no choice has seen them
+CHECK_OUT = ROOT / "bench" / "results" / "tune-check"
+CHECK_STRATEGIES = "vote,heavy,crosscheck,adaptive"
 
 
 def heavy(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "heavy.cli", *args], check=True, cwd=ROOT)
 
 
+def record(pool: Path, results: Path, offset: int, limit: int, step: int) -> None:
+    """8 chains + 8 programs per question into *pool* (vote@8's rows into *results*), *step* questions at a time
+    (each step resumes)."""
+    packed = pool.with_name(pool.name + ".gz")
+    if not pool.exists() and packed.exists():  # a pool is committed gzipped: unpack it to record more or tune
+        with gzip.open(packed, "rb") as src, pool.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+    for start in range(offset, offset + limit, step):
+        heavy("eval", str(DATA), *COMMON, "--offset", str(start), "--limit", str(min(step, offset + limit - start)),
+              "-s", "vote", "-n", "8", "--programs", "8", "--concurrency", "2", "--record", str(pool),
+              "--results", str(results))
+
+
+def tune(pool: Path, out: Path, offset: int, limit: int, *extra: str) -> None:
+    """`heavy tune` on *pool* (copied into its folder *out*, where tune keeps its own) for the questions given."""
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(pool, out / "pool.jsonl")  # heavy tune's own pool: the recorded one, as it stands
+    heavy("tune", str(DATA), *COMMON, "--offset", str(offset), "--limit", str(limit), "--concurrency", "4",
+          "--results", str(out), *extra)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--offset", type=int, default=40)
-    parser.add_argument("--limit", type=int, default=40)
+    parser.add_argument("--offset", type=int, default=None, help="first question (40; 120 with --check)")
+    parser.add_argument("--limit", type=int, default=None, help="questions (40; 20 with --check)")
     parser.add_argument("--report", action="store_true", help="print the table from what is recorded, sample nothing")
+    parser.add_argument("--check", action="store_true", help="the check set: its own pool and questions")
     args = parser.parse_args()
-    window = ["--offset", str(args.offset), "--limit", str(args.limit)]
-    packed = POOL.with_name(POOL.name + ".gz")
-    if not POOL.exists() and packed.exists():  # the pool is committed gzipped: unpack it to record more or tune
-        with gzip.open(packed, "rb") as src, POOL.open("wb") as dst:
-            shutil.copyfileobj(src, dst)
-    tune = ["tune", str(DATA), *COMMON, *window, "--strategies", STRATEGIES, "--concurrency", "4",
-            "--results", str(OUT), "--plot", str(OUT / "frontier.svg")]
-    if args.report:  # everything is in the pool and the results file: nothing is sampled or decided again
-        OUT.mkdir(parents=True, exist_ok=True)
-        shutil.copy(POOL, OUT / "pool.jsonl")
-        heavy(*tune)
+    offset = args.offset if args.offset is not None else (120 if args.check else 40)
+    limit = args.limit if args.limit is not None else (20 if args.check else 40)
+    if args.check:
+        if not args.report:
+            record(CHECK_POOL, CHECK_POOL.with_name("check-record.jsonl"), offset, limit, 2)
+        tune(CHECK_POOL, CHECK_OUT, offset, limit, "--ns", "8", "--strategies", CHECK_STRATEGIES)
         return
-    for start in range(args.offset, args.offset + args.limit, 20):  # the pool, 20 questions at a time
-        heavy("eval", str(DATA), *COMMON, "--offset", str(start), "--limit", str(min(20, args.offset + args.limit - start)),
-              "-s", "vote", "-n", "8", "--programs", "8", "--concurrency", "2", "--record", str(POOL),
-              "--results", str(POOL.with_name("split-tune-record.jsonl")))
-    OUT.mkdir(parents=True, exist_ok=True)
-    shutil.copy(POOL, OUT / "pool.jsonl")  # heavy tune's own pool: the recorded one, as it stands
-    heavy(*tune)
+    if not args.report:
+        record(POOL, POOL.with_name("split-tune-record.jsonl"), offset, limit, 20)
+    tune(POOL, OUT, offset, limit, "--strategies", STRATEGIES, "--plot", str(OUT / "frontier.svg"))
 
 
 if __name__ == "__main__":
