@@ -8,8 +8,11 @@ chains + 8 programs, recorded once by `heavy eval --record` (resumable, question
 a pool in its folder as it is), then `heavy tune` decides every configuration that applies on that pool and splits
 the questions into a tune half and a check half (its own seeded split): the recommendation is chosen on the tune
 half and reported by the check half. Only judge, synthesis and check calls are live; the strategies compared are
-the ones whose live calls a 2-core machine can afford in an afternoon (tournament and ranked, which make N-1 and
-N judge calls per question, are left out).
+the ones whose live calls a 2-core machine can afford in an afternoon: vote, heavy, crosscheck and adaptive, whose
+only live calls are heavy's syntheses and the ``--verify`` checks. judge, usc and synthesize were decided too on
+the first questions of the run (their rows are in the results file) until their calls, 1,400-token prompts
+answered at 2-4 tokens a second beside three other slots, made a question take ten minutes; tournament and
+ranked, which make N-1 and N judge calls per question, were never in.
 
 The check set: questions no choice has seen, GSM8K training questions 120-139 (``--check``): a pool recorded
 the same way, then ``heavy tune`` at N = 8 for vote, heavy, crosscheck and adaptive on it; every row there is
@@ -35,7 +38,7 @@ OUT = ROOT / "bench" / "results" / "tune-local"
 POOL = ROOT / "bench" / "results" / "split-pool-tune.jsonl"
 SYSTEM = "Solve the math word problem step by step. End with a final line of the form 'The answer is N.'"
 COMMON = ["-m", "local", "--system", SYSTEM, "--max-tokens", "512", "--tools", "python", "-t", "0.7", "--seed", "1"]
-STRATEGIES = "vote,heavy,crosscheck,adaptive,judge,usc,synthesize"
+STRATEGIES = "vote,heavy,crosscheck,adaptive"
 CHECK_POOL = ROOT / "bench" / "results" / "check-pool.jsonl"  # GSM8K train 120-139: no choice has seen them
 CHECK_OUT = ROOT / "bench" / "results" / "tune-check"
 CHECK_STRATEGIES = "vote,heavy,crosscheck,adaptive"
