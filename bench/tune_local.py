@@ -20,6 +20,7 @@ held out (its own halves are ignored: the whole set is the check).
 
     nohup python bench/tune_local.py > bench/results/tune-local.log 2>&1 &     # resumable
     python bench/tune_local.py --report                                       # the table again, from the files
+    python bench/tune_local.py [--check] --markdown bench/results/tune-local.md  # the docs' tables
     nohup python bench/tune_local.py --check > bench/results/tune-check.log 2>&1 &
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import shutil
 import subprocess
 import sys
@@ -69,15 +71,65 @@ def tune(pool: Path, out: Path, offset: int, limit: int, *extra: str) -> None:
           "--results", str(out), *extra)
 
 
+def markdown(results: Path, offset: int, limit: int, *, halves: bool) -> str:
+    """The decisions in *results* as a markdown table: per configuration, accuracy (95 % interval), tokens, calls and
+    seconds per question and wins / losses against vote@8 on the same questions, per half of heavy tune's split
+    (*halves*), or over every question (a check set)."""
+    sys.path.insert(0, str(ROOT))
+    from heavy.evaluation.items import load_items
+    from heavy.evaluation.scoring import wilson
+    from heavy.evaluation.tune import split_halves
+
+    items = load_items(DATA, offset=offset, limit=limit)
+    half_of = split_halves(items) if halves else {item.id: "check" for item in items}
+    rows: dict[tuple[str, int, str], dict] = {}
+    for line in results.read_text().splitlines():
+        r = json.loads(line)
+        if r.get("id") in half_of and "config" in r:
+            rows[(r["config"], r["n"], r["id"])] = r
+    names = ("tune", "check") if halves else ("check",)
+    head = ["decision", "N"]
+    for half in names:
+        q = sum(1 for h in half_of.values() if h == half)
+        what = f"{half} half ({q})" if halves else f"held out ({q})"
+        head += [f"{what}: correct", "accuracy (95 % CI)", "tokens/q", "calls/q", "s/q", "W / L vs vote@8"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    configs = sorted({(c, n) for c, n, _ in rows}, key=lambda cn: (cn[0] != "vote", cn[0], cn[1]))
+    for config, n in configs:
+        cells = [config, str(n)]
+        for half in names:
+            ids = [i for i, h in half_of.items() if h == half]
+            mine = [rows[(config, n, i)] for i in ids if (config, n, i) in rows]
+            if not mine:
+                cells += ["–"] * 6
+                continue
+            k, right = len(mine), sum(bool(r["correct"]) for r in mine)
+            lo, hi = wilson(right, k)
+            base = [rows.get(("vote", 8, r["id"])) for r in mine]
+            wins = sum(1 for r, b in zip(mine, base) if b and r["correct"] and not b["correct"])
+            losses = sum(1 for r, b in zip(mine, base) if b and b["correct"] and not r["correct"])
+            cells += [f"{right} of {k}" + ("" if k == len(ids) else " (partial)"), f"{right / k:.1%} ({lo:.0%}–{hi:.0%})",
+                      f"{sum(r['total_tokens'] or 0 for r in mine) / k:,.0f}", f"{sum(r['calls'] or 0 for r in mine) / k:.1f}",
+                      f"{sum(r['wall_s'] or 0 for r in mine) / k:.1f}",
+                      "–" if (config, n) == ("vote", 8) else f"{wins} / {losses}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--offset", type=int, default=None, help="first question (40; 120 with --check)")
     parser.add_argument("--limit", type=int, default=None, help="questions (40; 20 with --check)")
     parser.add_argument("--report", action="store_true", help="print the table from what is recorded, sample nothing")
     parser.add_argument("--check", action="store_true", help="the check set: its own pool and questions")
+    parser.add_argument("--markdown", type=Path, default=None, help="write the decisions as a markdown table, no run")
     args = parser.parse_args()
     offset = args.offset if args.offset is not None else (120 if args.check else 40)
     limit = args.limit if args.limit is not None else (20 if args.check else 40)
+    if args.markdown:
+        found = (CHECK_OUT if args.check else OUT) / "tune-results.jsonl"
+        args.markdown.write_text(markdown(found, offset, limit, halves=not args.check))
+        return
     if args.check:
         if not args.report:
             record(CHECK_POOL, CHECK_POOL.with_name("check-record.jsonl"), offset, limit, 2)
