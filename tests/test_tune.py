@@ -353,3 +353,19 @@ def test_each_program_runs_once_per_tune_run():
         return await asyncio.gather(once.run("a"), once.run("a"), once.run("b"))
 
     assert asyncio.run(go()) == ["A", "A", "B"] and Counting.runs == 2
+
+
+def test_a_hypothesis_token_limit_is_the_run_s_not_the_budget(env, tmp_path):
+    """`--max-tokens` limits each hypothesis (and each live call), as in `heavy eval`; the budget is only
+    `--max-tokens-per-question`."""
+    data, _ = env
+    out = tmp_path / "tune"
+    r = run_tune(data, out, "--json", "--max-tokens", "6", "--ns", "1,2")
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout)["recommendation"]
+    assert rec is not None and rec["budget"]["max_tokens_per_question"] is None
+    pooled = [h for x in (out / "pool.jsonl").read_text().splitlines() for h in json.loads(x)["hypotheses"]]
+    assert pooled and all(h["usage"]["completion_tokens"] <= 6 for h in pooled)
+    both = run_tune(data, out, "--json", "--max-tokens", "6", "--ns", "1,2", "--max-tokens-per-question", "5000")
+    assert both.exit_code == 0, both.output
+    assert json.loads(both.stdout)["recommendation"]["budget"]["max_tokens_per_question"] == 5000

@@ -21,9 +21,11 @@ from .flags import run_flags
 @click.option("--ns", default="1,2,4,8", show_default=True, help="Comma-separated Ns to compare.")
 @click.option("--strategies", default=None,
               help="Comma-separated strategies to compare [default: every registered one that applies].")
-@click.option("--max-tokens-per-question", "max_tokens", type=click.FloatRange(0, min_open=True), default=None,
+# Their own names: run_flags' --max-tokens (a hypothesis's token limit) is `max_tokens`, and a shared name would
+# take the run's limit for the budget (and drop it from the run).
+@click.option("--max-tokens-per-question", "budget_tokens", type=click.FloatRange(0, min_open=True), default=None,
               metavar="T", help="Budget: recommend only configurations using at most T tokens per question.")
-@click.option("--max-calls-per-question", "max_calls", type=click.FloatRange(0, min_open=True), default=None,
+@click.option("--max-calls-per-question", "budget_calls", type=click.FloatRange(0, min_open=True), default=None,
               metavar="C", help="Budget: recommend only configurations making at most C model calls per question.")
 @click.option("--split-seed", type=int, default=0, show_default=True,
               help="Seed of the split into a tune half and a check half (stratified by a row's 'category').")
@@ -37,8 +39,8 @@ from .flags import run_flags
 @click.option("--write-config", is_flag=True,
               help="Write the recommendation into the config file's [defaults] (HEAVY_CONFIG, else "
                    "~/.config/heavy/config.toml), saying where it came from; the file's other lines stay.")
-def tune_command(dataset: str, results_dir: str, ns: str, strategies: str | None, max_tokens: float | None,
-                 max_calls: float | None, split_seed: int, concurrency: int, limit: int | None, offset: int,
+def tune_command(dataset: str, results_dir: str, ns: str, strategies: str | None, budget_tokens: float | None,
+                 budget_calls: float | None, split_seed: int, concurrency: int, limit: int | None, offset: int,
                  as_json: bool, plot_path: str | None, write_config: bool, **flags: Any) -> None:
     """Choose the strategy on your own DATASET: sample each question once into a pool, replay every configuration
     that applies on it (strategies at each N, the options that matter), and recommend the best one on a tune half,
@@ -69,7 +71,7 @@ def tune_command(dataset: str, results_dir: str, ns: str, strategies: str | None
         items = load_items(dataset, limit=limit, offset=offset)
         report = asyncio.run(tune(
             settings, items, results_dir, ns=n_values, strategies=names, categories=categories_of(dataset, items),
-            split_seed=split_seed, max_tokens=max_tokens, max_calls=max_calls, concurrency=concurrency,
+            split_seed=split_seed, max_tokens=budget_tokens, max_calls=budget_calls, concurrency=concurrency,
             on_progress=lambda line: click.echo(line, err=True)))
         if plot_path:
             from ..evaluation.tune_report import frontier_svg
