@@ -135,3 +135,22 @@ def test_live_view_shows_tool_calls():
     r = run("ask", "-m", SIM, "-n", "2", "--tools", "python", "--live", "What is 5 * 5?")
     assert r.exit_code == 0 and r.stdout == "25\n"
     assert "1 tool" in r.stderr, "each panel counts its hypothesis's tool calls"
+
+
+def test_no_command_has_two_options_on_one_parameter():
+    """Two options with one parameter name silently take each other's value (heavy tune's budget once took the
+    run's --max-tokens): every command's parameters have names of their own."""
+    import click
+
+    ctx = click.Context(cli)
+
+    def commands(group, path):
+        for name in group.list_commands(ctx):
+            sub = group.get_command(ctx, name)
+            yield from commands(sub, f"{path} {name}") if isinstance(sub, click.Group) else [(f"{path} {name}", sub)]
+
+    found = list(commands(cli, "heavy"))
+    assert len(found) > 10
+    for path, command in found:
+        names = [p.name for p in command.params]
+        assert len(names) == len(set(names)), (path, sorted({n for n in names if names.count(n) > 1}))
