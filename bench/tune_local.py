@@ -50,13 +50,18 @@ def heavy(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "heavy.cli", *args], check=True, cwd=ROOT)
 
 
+def unpack(pool: Path) -> None:
+    """A pool is committed gzipped: unpack it (once) to record more into it or to tune on it."""
+    packed = pool.with_name(pool.name + ".gz")
+    if not pool.exists() and packed.exists():
+        with gzip.open(packed, "rb") as src, pool.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+
+
 def record(pool: Path, results: Path, offset: int, limit: int, step: int) -> None:
     """8 chains + 8 programs per question into *pool* (vote@8's rows into *results*), *step* questions at a time
     (each step resumes)."""
-    packed = pool.with_name(pool.name + ".gz")
-    if not pool.exists() and packed.exists():  # a pool is committed gzipped: unpack it to record more or tune
-        with gzip.open(packed, "rb") as src, pool.open("wb") as dst:
-            shutil.copyfileobj(src, dst)
+    unpack(pool)
     for start in range(offset, offset + limit, step):
         heavy("eval", str(DATA), *COMMON, "--offset", str(start), "--limit", str(min(step, offset + limit - start)),
               "-s", "vote", "-n", "8", "--programs", "8", "--concurrency", "2", "--record", str(pool),
@@ -65,6 +70,7 @@ def record(pool: Path, results: Path, offset: int, limit: int, step: int) -> Non
 
 def tune(pool: Path, out: Path, offset: int, limit: int, *extra: str) -> None:
     """`heavy tune` on *pool* (copied into its folder *out*, where tune keeps its own) for the questions given."""
+    unpack(pool)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(pool, out / "pool.jsonl")  # heavy tune's own pool: the recorded one, as it stands
     heavy("tune", str(DATA), *COMMON, "--offset", str(offset), "--limit", str(limit), "--concurrency", "4",
