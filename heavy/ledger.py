@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .types import Usage
 
-__all__ = ["Budget", "Ledger", "current_ledger", "note", "result_note", "collecting_notes", "using_ledger"]
+__all__ = ["Budget", "Ledger", "charge", "current_ledger", "note", "result_note", "collecting_notes", "using_ledger"]
 
 
 class Budget(BaseModel):
@@ -74,21 +74,21 @@ class Ledger:
         return None
 
 
-_RUN: ContextVar[Ledger | None] = ContextVar("heavy_run", default=None)
+_LEDGER: ContextVar[Ledger | None] = ContextVar("heavy_ledger", default=None)
 _NOTES: ContextVar[list[str] | None] = ContextVar("heavy_call_notes", default=None)
 
 
 def current_ledger() -> Ledger | None:
-    return _RUN.get()
+    return _LEDGER.get()
 
 
 @contextmanager
 def using_ledger(state: Ledger) -> Iterator[Ledger]:
-    token = _RUN.set(state)
+    token = _LEDGER.set(state)
     try:
         yield state
     finally:
-        _RUN.reset(token)
+        _LEDGER.reset(token)
 
 
 def note(text: str) -> None:
@@ -100,9 +100,16 @@ def note(text: str) -> None:
 
 def result_note(text: str) -> None:
     """Leave a note for the whole run (the Result's ``notes``), if a run is going on."""
-    run = _RUN.get()
-    if run is not None:
-        run.note(text)
+    ledger = _LEDGER.get()
+    if ledger is not None:
+        ledger.note(text)
+
+
+def charge(model: str, usage: Usage) -> None:
+    """Charge one call's *usage* to the run going on, if any (see :meth:`Ledger.charge`)."""
+    ledger = _LEDGER.get()
+    if ledger is not None:
+        ledger.charge(model, usage)
 
 
 @contextmanager

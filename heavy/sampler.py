@@ -32,7 +32,7 @@ from .errors import (BudgetExceeded, FatalRequestError, HeavyError, OptionsError
                      QuorumError, StreamInterrupted)
 from .events import (EventSink, HypothesisFailed, HypothesisFinished, HypothesisRestarted, HypothesisStarted,
                      TokenDelta, broadcast)
-from .ledger import collecting_notes, current_ledger
+from .ledger import charge, collecting_notes, current_ledger
 from .providers.base import Completion, CompletionRequest, Provider
 from .answers import is_code_answer
 from .types import PROGRAM_ROUTE, ClientTools, Hypothesis, Message, SamplingParams, ToolChoice, ToolSpec, Usage
@@ -267,9 +267,7 @@ class Sampler:
                 break
             if notes:
                 h.trace = list(notes)
-        run = current_ledger()
-        if run is not None:
-            run.charge(ref.label, h.usage)
+        charge(ref.label, h.usage)
         self.emit(HypothesisFinished(hypothesis=h) if h.ok else HypothesisFailed(hypothesis=h))
         return h
 
@@ -298,9 +296,8 @@ class Sampler:
             return call_model(ref, msgs, params, stream=False, tools=tools)
 
         checked = await self.verifier.check(h, messages, call, emit=self.emit)
-        run = current_ledger()
-        if run is not None and checked.usage != h.usage:
-            run.charge(ref.label, checked.usage - h.usage)
+        if checked.usage != h.usage:
+            charge(ref.label, checked.usage - h.usage)
         self.hypotheses = [checked if x.index == h.index else x for x in self.hypotheses]
         return checked
 
@@ -325,9 +322,7 @@ class Sampler:
         sent = index in self._streamed
         usage = Usage(prompt_tokens=sum(len(m.text()) for m in messages) // 4 if sent else 0,
                       completion_tokens=chars // 4)
-        run = current_ledger()
-        if run is not None:
-            run.charge(ref.label, usage)
+        charge(ref.label, usage)
         return Hypothesis(index=index, model=ref.label, status="cancelled", error=why, error_type="Cancelled",
                           usage=usage, usage_estimated=sent, route=route)
 
@@ -399,9 +394,8 @@ class ReplaySampler(Sampler):
             return call_model(ref, msgs, params, stream=False, tools=tools)
 
         checked = await self._checked(h, messages, call, verify=verify)
-        run = current_ledger()
-        if run is not None and checked.usage != h.usage:  # a verify call was made now: it is paid now
-            run.charge(ref.label, checked.usage - h.usage)
+        if checked.usage != h.usage:  # a verify call was made now: it is paid now
+            charge(ref.label, checked.usage - h.usage)
         return checked
 
 
@@ -434,8 +428,8 @@ class SampleRound:
 
     async def __aenter__(self) -> "SampleRound":
         messages, n, start, params, models, stage = self._spec
-        run = current_ledger()
-        spent = run.exhausted() if run is not None else None
+        ledger = current_ledger()
+        spent = ledger.exhausted() if ledger is not None else None
         if spent:  # the run's budget is gone: start nothing, and say why
             self.budget_hit = spent
             for i in range(n):
@@ -497,8 +491,8 @@ class SampleRound:
         if h.error_type == "FatalRequestError" and self._pending:
             await self._cancel_pending(f"cancelled: {h.model} rejected the request, every sibling would fail the "
                                        "same way", only=h.model)
-        run = current_ledger()
-        spent = run.exhausted() if run is not None and self._pending else None
+        ledger = current_ledger()
+        spent = ledger.exhausted() if ledger is not None and self._pending else None
         if spent:
             self.budget_hit = spent
             await self._cancel_pending(f"cancelled: the run's {spent} budget is spent")

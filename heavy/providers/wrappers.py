@@ -166,8 +166,8 @@ class Retry(WrapperProvider):
         delay = self.policy.delay(exc, attempt)
         if delay is None:
             return None
-        run = current_ledger()
-        if run is not None and not run.take_retry():
+        ledger = current_ledger()
+        if ledger is not None and not ledger.take_retry():
             note(f"retry budget of the run spent; not retrying {type(exc).__name__}")
             return None
         if exc.status == 429 and self.gate is not None:
